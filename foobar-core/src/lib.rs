@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod admin;
+pub mod conn;
+mod error;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+
+pub use conn::{Accepted, ConnInfo, TlsInfo};
+pub use error::{BoxError, Error, Result};
+pub use server::{HttpConfig, PlainTcp, Server, ServerBuilder};
+pub use shutdown::Shutdown;
+pub use status::{Snapshot, StatusSource};

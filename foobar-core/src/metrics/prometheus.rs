@@ -1,0 +1,107 @@
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response};
+use http_body_util::Full;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_service::Service;
+
+use crate::error::{Error, Result};
+
+/// Histogram buckets for every `*_seconds` metric: 0.5 ms to 10 s, dense
+/// where web latencies live.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histogram samples are folded into buckets when nobody scrapes:
+/// without it they would pile up in memory.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The text format's content type.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The outcome of the one installation attempt of this process: a global
+/// recorder can be set only once, so a failure is final too.
+static INSTALLED: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder behind the `metrics` facade.
+#[derive(Clone, Debug)]
+pub struct PrometheusExporter {
+    handle: PrometheusHandle,
+}
+
+impl PrometheusExporter {
+    /// Installs the Prometheus recorder as the process's `metrics` recorder
+    /// (with histogram buckets for `*_seconds` metrics) and starts its upkeep
+    /// thread. Calling it again returns the same exporter.
+    ///
+    /// # Errors
+    /// [`Error::Exporter`] if another recorder was installed first.
+    pub fn install() -> Result<Self> {
+        match INSTALLED.get_or_init(install_recorder) {
+            Ok(handle) => Ok(Self {
+                handle: handle.clone(),
+            }),
+            Err(reason) => Err(Error::Exporter(reason.clone())),
+        }
+    }
+
+    /// The current metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// A service that answers every request with [`render`](Self::render),
+    /// for the admin listener's `/metrics`.
+    pub fn endpoint(&self) -> MetricsEndpoint {
+        MetricsEndpoint {
+            exporter: self.clone(),
+        }
+    }
+}
+
+/// Serves the Prometheus text format; made by [`PrometheusExporter::endpoint`].
+#[derive(Clone, Debug)]
+pub struct MetricsEndpoint {
+    exporter: PrometheusExporter,
+}
+
+impl<B> Service<Request<B>> for MetricsEndpoint {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        let mut response = Response::new(Full::new(Bytes::from(self.exporter.render())));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        std::future::ready(Ok(response))
+    }
+}
+
+fn install_recorder() -> Result<PrometheusHandle, String> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("foobar-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| format!("cannot start the upkeep thread: {e}"))?;
+    Ok(handle)
+}

@@ -1,0 +1,73 @@
+//! HTTP settings of a [`Server`](super::Server).
+
+use std::time::Duration;
+
+/// HTTP protocol settings, with defaults fit for a server facing the
+/// internet.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Time a client has to send a complete request head, measured from the
+    /// connection's start (HTTP/1). Also bounds the wait for a new
+    /// connection's first bytes, for HTTP/1 and HTTP/2. `None` disables it.
+    /// Default: 10 s.
+    pub header_read_timeout: Option<Duration>,
+    /// Keep HTTP/1.1 connections open between requests. Default: on.
+    pub keep_alive: bool,
+    /// Largest request head, in bytes (HTTP/1 read buffer, HTTP/2 header
+    /// list). Larger heads get `431 Request Header Fields Too Large`.
+    /// Default: 64 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1 request. Default: 100.
+    pub max_headers: usize,
+    /// Most concurrent HTTP/2 streams per connection. Default: 256.
+    pub max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keep-alive pings that detect dead peers; `None`
+    /// disables them. Default: 20 s.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long a peer has to answer a keep-alive ping. Default: 20 s.
+    pub http2_keep_alive_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            keep_alive: true,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_concurrent_streams: 256,
+            http2_keep_alive_interval: Some(Duration::from_secs(20)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// hyper's HTTP/1 read buffer cannot be smaller than this.
+    const MIN_HTTP1_BUFFER: usize = 8192;
+
+    pub(crate) fn builder(
+        &self,
+    ) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+        use hyper_util::rt::{TokioExecutor, TokioTimer};
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            // Without a timer hyper silently ignores (or, since 1.x, panics
+            // on) the header read timeout.
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(self.keep_alive)
+            .max_buf_size(self.max_header_bytes.max(Self::MIN_HTTP1_BUFFER))
+            .max_headers(self.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .keep_alive_interval(self.http2_keep_alive_interval)
+            .keep_alive_timeout(self.http2_keep_alive_timeout);
+        builder
+    }
+}
