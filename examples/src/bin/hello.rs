@@ -1,1 +1,123 @@
-fn main() {}
+//! Run with: `cargo run -p foobar-examples --bin hello -- --listen 127.0.0.1:8080 --admin 127.0.0.1:9901`
+//!
+//! A hello server with the metrics layer, and an admin listener serving
+//! `/metrics` and `/healthz`. Ctrl-C or SIGTERM stops both gracefully.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use foobar_core::admin::Admin;
+use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
+use foobar_core::{ConnInfo, Server, Shutdown};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+
+const USAGE: &str = "\
+hello: a hello server with request metrics and an admin listener
+
+USAGE:
+    hello [--listen ADDR]... [--admin ADDR]
+
+OPTIONS:
+    --listen ADDR   address of the hello server (repeatable) [default: 127.0.0.1:8080]
+    --admin ADDR    address of the admin listener (/metrics, /healthz) [default: 127.0.0.1:9901]
+    -h, --help      print this help
+";
+
+struct Args {
+    listen: Vec<String>,
+    admin: String,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut listen = Vec::new();
+    let mut admin = "127.0.0.1:9901".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--listen" => listen.push(args.next().ok_or("--listen needs an address")?),
+            "--admin" => admin = args.next().ok_or("--admin needs an address")?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if listen.is_empty() {
+        listen.push("127.0.0.1:8080".to_owned());
+    }
+    Ok(Some(Args { listen, admin }))
+}
+
+async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let peer = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.peer.to_string());
+    Ok(Response::new(Full::new(Bytes::from(format!(
+        "hello from foobar, {peer} ({:?})\n",
+        req.version()
+    )))))
+}
+
+async fn run(args: Args) -> Result<(), foobar_core::Error> {
+    let exporter = PrometheusExporter::install()?;
+    let shutdown = Shutdown::on_signals();
+
+    let mut web = Server::builder().shutdown(shutdown.clone());
+    for addr in &args.listen {
+        web = web.bind(addr)?;
+    }
+    let web = web.build()?;
+    let admin = Server::builder()
+        .bind(&args.admin)?
+        .shutdown(shutdown)
+        .build()?;
+    announce(&web.local_addrs(), admin.local_addr());
+
+    let app = ServiceBuilder::new()
+        .layer(MetricsLayer::new("hello"))
+        .service_fn(hello);
+    tokio::try_join!(web.serve(app), admin.serve(Admin::new(exporter)))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn announce(web: &[SocketAddr], admin: SocketAddr) {
+    for addr in web {
+        tracing::info!("hello server: curl http://{addr}/   (HTTP/2: curl --http2-prior-knowledge http://{addr}/)");
+    }
+    tracing::info!("metrics:      curl http://{admin}/metrics");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{USAGE}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            tracing::error!("{error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
