@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Errors from setting up or running foobar-core's servers and exporters.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,40 @@ pub enum Error {
     /// An invalid server name was given for TLS.
     #[error("invalid TLS server name {0:?}")]
     InvalidServerName(String),
+    /// A file (certificate chain, private key, CA bundle) could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        /// What was being read ("certificate", "private key", "CA bundle").
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A private key does not belong to the certificate it was paired with.
+    #[error("private key {key} does not match the certificate {certificate}")]
+    KeyMismatch {
+        /// Where the certificate came from (a path, or "(in memory)").
+        certificate: String,
+        /// Where the key came from (a path, or "(in memory)").
+        key: String,
+    },
+    /// A client TLS configuration was built without a CA to trust.
+    #[error("client TLS needs a CA bundle to verify servers; none was given")]
+    NoTrustAnchors,
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A development certificate could not be made.
+    #[error("cannot make a development certificate: {0}")]
+    DevCert(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod status;
+pub mod tls;
 
 pub use conn::{Accepted, ConnInfo, TlsInfo};
 pub use error::{BoxError, Error, Result};

@@ -1,0 +1,325 @@
+//! foobar_core::tls: PEM loading, identities, client configs and dev
+//! certificates, with real handshakes over loopback sockets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use foobar_core::tls::{pem, provider, server_name, ClientTls, DevCa, DevCert, Identity, KeyKind};
+use foobar_core::Error;
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let unique = format!(
+            "foobar-core-tls-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let dir = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn every_key_kind_loads_from_files() {
+    let ca = DevCa::new().unwrap();
+    let dir = TempDir::new("kinds");
+    for kind in [
+        KeyKind::EcdsaP256,
+        KeyKind::EcdsaP384,
+        KeyKind::Ed25519,
+        KeyKind::Rsa2048,
+    ] {
+        let cert = ca.server_cert_with(kind, ["kind.test"]).unwrap();
+        let files = cert.write_pem(dir.path(), &format!("{kind:?}")).unwrap();
+        let identity = Identity::from_pem_files(&files.cert, &files.key)
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert_eq!(identity.end_entity(), cert.cert_der(), "{kind:?}");
+        assert_eq!(pem::load_certs(&files.cert).unwrap().len(), 1);
+        pem::load_private_key(&files.key).unwrap();
+    }
+}
+
+#[test]
+fn key_of_another_certificate_is_a_mismatch_naming_both_files() {
+    let ca = DevCa::new().unwrap();
+    let dir = TempDir::new("mismatch");
+    let a = ca
+        .server_cert(["a.test"])
+        .unwrap()
+        .write_pem(dir.path(), "a")
+        .unwrap();
+    let b = ca
+        .server_cert(["b.test"])
+        .unwrap()
+        .write_pem(dir.path(), "b")
+        .unwrap();
+    let err = Identity::from_pem_files(&a.cert, &b.key).unwrap_err();
+    match &err {
+        Error::KeyMismatch { certificate, key } => {
+            assert_eq!(certificate, &a.cert.display().to_string());
+            assert_eq!(key, &b.key.display().to_string());
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("a.crt") && text.contains("b.key"), "{text}");
+}
+
+#[test]
+fn corrupt_pem_file_is_a_pem_error_naming_the_file() {
+    let ca = DevCa::new().unwrap();
+    let dir = TempDir::new("corrupt");
+    let good = ca
+        .server_cert(["c.test"])
+        .unwrap()
+        .write_pem(dir.path(), "c")
+        .unwrap();
+
+    // Cut the certificate in half: the END line is gone.
+    let pem_text = std::fs::read_to_string(&good.cert).unwrap();
+    let broken = dir.path().join("broken.crt");
+    std::fs::write(&broken, &pem_text[..pem_text.len() / 2]).unwrap();
+    let err = Identity::from_pem_files(&broken, &good.key).unwrap_err();
+    assert!(
+        matches!(&err, Error::Pem { what: "certificate", origin, .. } if origin == &broken.display().to_string()),
+        "{err}"
+    );
+
+    // A certificate where a key should be.
+    let err = Identity::from_pem_files(&good.cert, &good.cert).unwrap_err();
+    assert!(
+        matches!(&err, Error::Pem { what: "private key", origin, .. } if origin == &good.cert.display().to_string()),
+        "{err}"
+    );
+
+    // Valid PEM whose DER is not a certificate.
+    let junk = dir.path().join("junk.crt");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = Identity::from_pem_files(&junk, &good.key).unwrap_err();
+    assert!(
+        matches!(&err, Error::Pem { what: "certificate", origin, .. } if origin.ends_with("junk.crt")),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_files_are_read_errors_naming_the_file() {
+    let dir = TempDir::new("missing");
+    let cert = dir.path().join("nope.crt");
+    let err = Identity::from_pem_files(&cert, dir.path().join("nope.key")).unwrap_err();
+    assert!(
+        matches!(&err, Error::ReadFile { what: "certificate", path, .. } if path == &cert),
+        "{err}"
+    );
+    let ca = dir.path().join("nope-ca.pem");
+    let err = ClientTls::new().ca_file(&ca).build().unwrap_err();
+    assert!(
+        matches!(&err, Error::ReadFile { what: "CA bundle", path, .. } if path == &ca),
+        "{err}"
+    );
+}
+
+#[test]
+fn client_tls_requires_a_ca() {
+    assert!(matches!(
+        ClientTls::new().build().unwrap_err(),
+        Error::NoTrustAnchors
+    ));
+}
+
+#[test]
+fn server_names_are_parsed_or_rejected_by_name() {
+    assert!(matches!(
+        server_name("db1.internal").unwrap(),
+        rustls_pki_types::ServerName::DnsName(_)
+    ));
+    assert!(matches!(
+        server_name("127.0.0.1").unwrap(),
+        rustls_pki_types::ServerName::IpAddress(_)
+    ));
+    assert!(matches!(
+        server_name("[::1]").unwrap(),
+        rustls_pki_types::ServerName::IpAddress(_)
+    ));
+    for bad in ["", "has space.example", "under_score!.example", "[::1"] {
+        match server_name(bad) {
+            Err(Error::InvalidServerName(name)) => assert_eq!(name, bad),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn dev_ca_refuses_bad_names_with_a_typed_error() {
+    let ca = DevCa::new().unwrap();
+    assert!(matches!(
+        ca.server_cert(Vec::<String>::new()),
+        Err(Error::DevCert(_))
+    ));
+    assert!(matches!(
+        ca.server_cert(["bad name with spaces ü"]),
+        Err(Error::DevCert(_))
+    ));
+}
+
+/// A one-shot TLS echo server on 127.0.0.1: returns its address and a task
+/// yielding the client certificate chain length it saw (or the error).
+async fn echo_server(
+    config: ServerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Result<usize, String>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let seen = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        tls.write_all(&buf).await.map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())?;
+        Ok(seen)
+    });
+    (addr, task)
+}
+
+fn server_config(ca: &DevCa, leaf: &DevCert, require_client_cert: bool) -> ServerConfig {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(foobar_core::tls::PROTOCOL_VERSIONS)
+        .unwrap();
+    let builder = if require_client_cert {
+        let roots = pem::ca_bundle_from_pem(ca.cert_pem().as_bytes()).unwrap();
+        builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .unwrap(),
+        )
+    } else {
+        builder.with_no_client_auth()
+    };
+    let identity = leaf.identity().unwrap();
+    builder
+        .with_single_cert(
+            identity.chain().to_vec(),
+            identity.private_key().clone_key(),
+        )
+        .unwrap()
+}
+
+async fn ping(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    host: &str,
+) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    let mut tls = TlsConnector::from(config)
+        .connect(server_name(host).unwrap(), tcp)
+        .await?;
+    tls.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    tls.read_exact(&mut buf).await?;
+    assert_eq!(&buf, b"ping");
+    Ok(())
+}
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn client_verifies_a_wildcard_server_certificate_from_its_ca() {
+    let ca = DevCa::new().unwrap();
+    let leaf = ca.server_cert(["*.foobar.test", "127.0.0.1"]).unwrap();
+    let (addr, server) = echo_server(server_config(&ca, &leaf, false)).await;
+    let config = ca.client_tls().alpn(["h2", "http/1.1"]).build().unwrap();
+    tokio::time::timeout(DEADLINE, ping(config, addr, "www.foobar.test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.await.unwrap().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn client_refuses_a_server_from_another_ca() {
+    let ca = DevCa::new().unwrap();
+    let other = DevCa::with_name("someone else's CA").unwrap();
+    let leaf = ca.server_cert(["127.0.0.1"]).unwrap();
+    let (addr, _server) = echo_server(server_config(&ca, &leaf, false)).await;
+    let config = other.client_tls().build().unwrap();
+    let err = tokio::time::timeout(DEADLINE, ping(config, addr, "127.0.0.1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+}
+
+#[tokio::test]
+async fn client_certificate_from_files_is_presented_for_mtls() {
+    let ca = DevCa::new().unwrap();
+    let dir = TempDir::new("mtls");
+    let leaf = ca.server_cert(["localhost"]).unwrap();
+    let client = ca
+        .client_cert("lb.internal")
+        .unwrap()
+        .write_pem(dir.path(), "lb")
+        .unwrap();
+    let ca_file = ca.write_pem(dir.path()).unwrap();
+
+    let (addr, server) = echo_server(server_config(&ca, &leaf, true)).await;
+    let config = ClientTls::new()
+        .ca_file(&ca_file)
+        .identity_files(&client.cert, &client.key)
+        .build()
+        .unwrap();
+    tokio::time::timeout(DEADLINE, ping(config, addr, "localhost"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server.await.unwrap().unwrap(),
+        1,
+        "the server saw one client certificate"
+    );
+
+    // Without the client certificate the server refuses the handshake.
+    let (addr, server) = echo_server(server_config(&ca, &leaf, true)).await;
+    let config = ClientTls::new().ca_file(&ca_file).build().unwrap();
+    // With TLS 1.3 the client may finish first and learn of the refusal
+    // only when it reads.
+    let _ = tokio::time::timeout(DEADLINE, ping(config, addr, "localhost"))
+        .await
+        .unwrap();
+    let refused = server.await.unwrap().unwrap_err();
+    assert!(
+        refused.contains("NoCertificatesPresented") || refused.contains("certificate"),
+        "{refused}"
+    );
+}
