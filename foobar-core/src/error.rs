@@ -43,6 +43,9 @@ pub enum Error {
     /// A TLS configuration was rejected by rustls.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// A worker thread or its runtime could not be started, or it panicked.
+    #[error("runtime: {0}")]
+    Runtime(String),
     /// An invalid server name was given for TLS.
     #[error("invalid TLS server name {0:?}")]
     InvalidServerName(String),
