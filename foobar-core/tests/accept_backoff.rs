@@ -17,11 +17,17 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn accept_backs_off_on_emfile_and_recovers() {
     let exporter = PrometheusExporter::install().unwrap();
-    let server = Server::builder().bind("127.0.0.1:0").unwrap().build().unwrap();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .build()
+        .unwrap();
     let addr = server.local_addr();
-    tokio::spawn(server.serve(tower::service_fn(|_req: Request<Incoming>| async {
-        text(StatusCode::OK, "ok")
-    })));
+    tokio::spawn(
+        server.serve(tower::service_fn(|_req: Request<Incoming>| async {
+            text(StatusCode::OK, "ok")
+        })),
+    );
     let (status, _) = get_h1(addr, "/").await;
     assert_eq!(status, StatusCode::OK);
 
@@ -32,7 +38,9 @@ async fn accept_backs_off_on_emfile_and_recovers() {
     let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
     rlimit::Resource::NOFILE.set(open_now + 16, hard).unwrap();
     let mut clients = Vec::new();
-    while let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
+    while let Ok(Ok(stream)) =
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+    {
         clients.push(stream);
         if clients.len() > 64 {
             break;
@@ -40,17 +48,26 @@ async fn accept_backs_off_on_emfile_and_recovers() {
     }
     let backed_off = wait_until(Duration::from_secs(10), || async {
         exporter.render().lines().any(|l| {
-            l.starts_with("foobar_accept_errors_total ") && l.split(' ').nth(1).is_some_and(|v| v != "0")
+            l.starts_with("foobar_accept_errors_total ")
+                && l.split(' ').nth(1).is_some_and(|v| v != "0")
         })
     })
     .await;
-    assert!(backed_off, "accept errors are counted: {}", exporter.render());
+    assert!(
+        backed_off,
+        "accept errors are counted: {}",
+        exporter.render()
+    );
 
     // Free the descriptors: the server serves again, it did not exit.
     drop(clients);
-    rlimit::Resource::NOFILE.set(hard.min(65_536), hard).unwrap();
+    rlimit::Resource::NOFILE
+        .set(hard.min(65_536), hard)
+        .unwrap();
     let recovered = wait_until(Duration::from_secs(10), || async {
-        tokio::time::timeout(Duration::from_secs(2), get_h1(addr, "/")).await.is_ok_and(|(s, _)| s == StatusCode::OK)
+        tokio::time::timeout(Duration::from_secs(2), get_h1(addr, "/"))
+            .await
+            .is_ok_and(|(s, _)| s == StatusCode::OK)
     })
     .await;
     assert!(recovered, "the server serves again after EMFILE");

@@ -44,18 +44,27 @@ fn workers_share_a_port_and_stop_together() {
         })
     };
 
-    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let seen = client.block_on(async {
         let mut seen = HashSet::new();
         // Connections spread by the kernel's hash of the 4-tuple: a few
         // hundred reach both workers with overwhelming probability.
         for _ in 0..300 {
-            let Ok((status, body)) = tokio::time::timeout(Duration::from_secs(2), try_get(addr)).await else {
+            let Ok((status, body)) =
+                tokio::time::timeout(Duration::from_secs(2), try_get(addr)).await
+            else {
                 continue;
             };
             if status == StatusCode::OK {
                 let (worker, thread) = body.split_once(' ').unwrap();
-                assert_eq!(thread, format!("foobar-worker-{worker}"), "served on the worker's own thread");
+                assert_eq!(
+                    thread,
+                    format!("foobar-worker-{worker}"),
+                    "served on the worker's own thread"
+                );
                 seen.insert(worker.to_owned());
                 if seen.len() == 2 {
                     break;
