@@ -6,6 +6,7 @@ pub mod admin;
 pub mod conn;
 mod error;
 pub mod metrics;
+pub mod monitor;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

@@ -1,9 +1,57 @@
-//! The admin listener's service: `/metrics` and `/healthz`.
+//! The admin listener's service: metrics, probes and the live status page.
+//!
+//! | path | answers |
+//! |---|---|
+//! | `GET /metrics` | every metric, Prometheus text format |
+//! | `GET /healthz` | `200 ok` while the process serves (liveness) |
+//! | `GET /readyz` | `200` when every registered [`StatusSource`] is ready, else `503` naming those that are not |
+//! | `GET /status` | the status page: one self-contained HTML file that polls `/status.json` |
+//! | `GET /status.json` | every source's [`Snapshot`](crate::status::Snapshot), host and process metrics, request rates, push client state |
 //!
 //! Serve it on its own address with its own [`Server`](crate::Server), away
-//! from public traffic.
+//! from public traffic. Two guards stack on it:
+//!
+//! - an allow-list of client addresses: foobar-guard's firewall layer, as a
+//!   connection layer of the admin server (`Server::serve_connections`);
+//! - an optional bearer token ([`Admin::bearer_token`]) for `/metrics` and
+//!   `/status.json`. The probes stay open for orchestrators, and `/status`
+//!   is a static shell without data: it asks for the token (or reads it from
+//!   the page's `#token=` fragment) and sends it with each poll.
+//!
+//! ```no_run
+//! use foobar_core::admin::Admin;
+//! use foobar_core::metrics::PrometheusExporter;
+//! use foobar_core::monitor::Monitor;
+//! use foobar_core::status::{LbStatus, Snapshot, StatusSource};
+//! use foobar_core::{Server, Shutdown};
+//!
+//! struct Edge;
+//! impl StatusSource for Edge {
+//!     fn name(&self) -> &str { "edge" }
+//!     fn snapshot(&self) -> Snapshot { Snapshot::LoadBalancer(LbStatus::default()) }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let shutdown = Shutdown::on_signals();
+//! let admin = Admin::new(PrometheusExporter::install()?)
+//!     .with_monitor(Monitor::start(&shutdown))
+//!     .with_source(Edge)
+//!     .bearer_token("change-me");
+//! Server::builder()
+//!     .bind("127.0.0.1:9090")?
+//!     .shutdown(shutdown)
+//!     .build()?
+//!     .serve(admin)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod status_json;
 
 use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,48 +59,167 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
+use self::auth::BearerToken;
 use crate::metrics::PrometheusExporter;
+use crate::monitor::{Monitor, PushHandle};
+use crate::status::StatusSource;
 
-/// Routes admin requests: `GET /metrics` (Prometheus text format) and
-/// `GET /healthz` (`200 ok` while the process serves); 404 otherwise.
-#[derive(Clone, Debug)]
+/// The status page, served as is.
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// Routes admin requests; see the [module docs](self) for the paths.
+#[derive(Clone)]
 pub struct Admin {
     exporter: PrometheusExporter,
+    sources: Arc<Vec<Arc<dyn StatusSource>>>,
+    monitor: Option<Monitor>,
+    pushes: Arc<Vec<PushHandle>>,
+    token: Option<BearerToken>,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
+        f.debug_struct("Admin")
+            .field("sources", &names)
+            .field("monitor", &self.monitor.is_some())
+            .field("pushes", &self.pushes.len())
+            .field("token", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Admin {
-    /// An admin service exposing `exporter`'s metrics.
+    /// An admin service exposing `exporter`'s metrics, with no status
+    /// sources, no monitor and no token.
     pub fn new(exporter: PrometheusExporter) -> Self {
-        Self { exporter }
+        Self {
+            exporter,
+            sources: Arc::new(Vec::new()),
+            monitor: None,
+            pushes: Arc::new(Vec::new()),
+            token: None,
+        }
+    }
+
+    /// Registers a status source: it appears on `/status` and
+    /// `/status.json`, and gates `/readyz`.
+    #[must_use]
+    pub fn with_source(self, source: impl StatusSource) -> Self {
+        self.with_shared_source(Arc::new(source))
+    }
+
+    /// Registers a status source the application also keeps.
+    #[must_use]
+    pub fn with_shared_source(mut self, source: Arc<dyn StatusSource>) -> Self {
+        Arc::make_mut(&mut self.sources).push(source);
+        self
+    }
+
+    /// Shows the monitor's host, process and request-rate figures.
+    #[must_use]
+    pub fn with_monitor(mut self, monitor: Monitor) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// Shows a push client's counters.
+    #[must_use]
+    pub fn with_push(mut self, push: PushHandle) -> Self {
+        Arc::make_mut(&mut self.pushes).push(push);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/metrics` and
+    /// `/status.json` (compared in constant time).
+    #[must_use]
+    pub fn bearer_token(mut self, token: &str) -> Self {
+        self.token = Some(BearerToken::new(token));
+        self
+    }
+
+    /// Whether every registered source is ready.
+    pub fn is_ready(&self) -> bool {
+        self.sources.iter().all(|s| s.ready())
     }
 
     fn route<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
         }
-        match req.uri().path() {
-            "/metrics" => {
-                let mut response = Response::new(Full::new(Bytes::from(self.exporter.render())));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-                );
-                response
+        let path = req.uri().path();
+        let protected = matches!(path, "/metrics" | "/status.json");
+        if protected {
+            if let Some(token) = &self.token {
+                if !token.admits(req.headers()) {
+                    let mut response = text(StatusCode::UNAUTHORIZED, "bearer token required\n");
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return response;
+                }
             }
+        }
+        match path {
+            "/metrics" => body(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                Bytes::from(self.exporter.render()),
+            ),
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => self.readyz(),
+            "/status" | "/status/" => body(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from_static(STATUS_PAGE.as_bytes()),
+            ),
+            "/status.json" => body(
+                StatusCode::OK,
+                "application/json",
+                status_json::render(&self.sources, self.monitor.as_ref(), &self.pushes),
+            ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+
+    fn readyz(&self) -> Response<Full<Bytes>> {
+        let not_ready: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|s| !s.ready())
+            .map(|s| s.name())
+            .collect();
+        if not_ready.is_empty() {
+            return text(StatusCode::OK, "ready\n");
+        }
+        let message = format!("not ready: {}\n", not_ready.join(", "));
+        body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            Bytes::from(message),
+        )
+    }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn body(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
+    body(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(message.as_bytes()),
+    )
 }
 
 impl<B> Service<Request<B>> for Admin {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::service::{Metrics, RequestMetrics};
+use crate::monitor::RequestRates;
 
 /// Records HTTP request metrics for the wrapped service. See the
 /// [module docs](super) for the metrics.
@@ -16,6 +17,17 @@ impl MetricsLayer {
     pub fn new(service: impl Into<String>) -> Self {
         Self {
             metrics: Arc::new(RequestMetrics::new(service.into())),
+        }
+    }
+
+    /// Also counts requests and failures (5xx or no response) into `rates`
+    /// under this layer's service name, for the monitor's 1- and 5-minute
+    /// rates. Two relaxed atomic adds per request.
+    pub fn with_rates(self, rates: &RequestRates) -> Self {
+        let service = self.metrics.service().to_owned();
+        let counters = rates.service(&service);
+        Self {
+            metrics: Arc::new(RequestMetrics::new(service).with_rates(counters)),
         }
     }
 }

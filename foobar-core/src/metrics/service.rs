@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::MetricsLayer;
+use crate::monitor::RequestCounters;
 
 /// Records HTTP request metrics; made by [`MetricsLayer`].
 #[derive(Clone, Debug)]
@@ -108,6 +109,8 @@ pub(super) struct RequestMetrics {
     cells: [[OnceLock<(Counter, Histogram)>; 5]; 10],
     errors: [OnceLock<Counter>; 10],
     in_flight: OnceLock<Gauge>,
+    /// Optional feed of the monitor's windowed rates.
+    rates: Option<Arc<RequestCounters>>,
 }
 
 impl RequestMetrics {
@@ -117,7 +120,17 @@ impl RequestMetrics {
             cells: Default::default(),
             errors: Default::default(),
             in_flight: OnceLock::new(),
+            rates: None,
         }
+    }
+
+    pub(super) fn with_rates(mut self, counters: Arc<RequestCounters>) -> Self {
+        self.rates = Some(counters);
+        self
+    }
+
+    pub(super) fn service(&self) -> &str {
+        &self.service
     }
 
     pub(super) fn record_response(
@@ -140,6 +153,9 @@ impl RequestMetrics {
         });
         requests.increment(1);
         duration.record(started.elapsed().as_secs_f64());
+        if let Some(rates) = &self.rates {
+            rates.record(status.is_server_error());
+        }
     }
 
     pub(super) fn record_error(&self, method: MethodIndex) {
@@ -152,6 +168,9 @@ impl RequestMetrics {
                 metrics::counter!("http_server_errors_total", labels.iter())
             })
             .increment(1);
+        if let Some(rates) = &self.rates {
+            rates.record(true);
+        }
     }
 
     fn in_flight(&self) -> &Gauge {

@@ -1,0 +1,281 @@
+//! Host and process metrics, sampled with `sysinfo`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `host_cpu_usage_ratio` | gauge, 0 to 1, all cores | |
+//! | `host_cpu_core_usage_ratio` | gauge, 0 to 1 | `core` |
+//! | `host_memory_total_bytes`, `host_memory_available_bytes`, `host_memory_used_bytes` | gauge | |
+//! | `host_swap_total_bytes`, `host_swap_used_bytes` | gauge | |
+//! | `host_load1`, `host_load5`, `host_load15` | gauge | |
+//! | `host_network_receive_bytes_total`, `host_network_transmit_bytes_total` | counter | `interface` |
+//! | `process_cpu_seconds_total` | gauge (fractional seconds; the facade's counters are integers) | |
+//! | `process_cpu_usage_ratio` | gauge, 0 to 1 of the whole host | |
+//! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
+//! | `process_open_fds`, `process_max_fds`, `process_threads` | gauge | |
+//! | `process_start_time_seconds` | gauge, Unix time | |
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use metrics::{Counter, Gauge};
+use serde::Serialize;
+use sysinfo::{
+    CpuRefreshKind, MemoryRefreshKind, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate,
+    RefreshKind, System,
+};
+
+/// The host as last sampled.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct HostSnapshot {
+    /// CPU use over the last interval, all cores, 0 to 1.
+    pub cpu_usage_ratio: f64,
+    /// CPU use per core over the last interval, 0 to 1.
+    pub cpu_core_usage_ratio: Vec<f64>,
+    /// Physical memory.
+    pub memory_total_bytes: u64,
+    /// Memory available to new work without swapping.
+    pub memory_available_bytes: u64,
+    /// Memory in use.
+    pub memory_used_bytes: u64,
+    /// Swap space.
+    pub swap_total_bytes: u64,
+    /// Swap in use.
+    pub swap_used_bytes: u64,
+    /// Load average over 1, 5 and 15 minutes.
+    pub load_average: [f64; 3],
+    /// Bytes received on every interface since boot.
+    pub network_receive_bytes_total: u64,
+    /// Bytes sent on every interface since boot.
+    pub network_transmit_bytes_total: u64,
+    /// Receive rate over the last interval.
+    pub network_receive_bytes_per_second: f64,
+    /// Send rate over the last interval.
+    pub network_transmit_bytes_per_second: f64,
+}
+
+/// This process as last sampled.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ProcessSnapshot {
+    /// CPU time used since start (user + system).
+    pub cpu_seconds_total: f64,
+    /// CPU use over the last interval, as a share of the whole host (0 to 1).
+    pub cpu_usage_ratio: f64,
+    /// Resident memory.
+    pub resident_memory_bytes: u64,
+    /// Virtual memory.
+    pub virtual_memory_bytes: u64,
+    /// Open file descriptors, when the platform tells.
+    pub open_fds: Option<u64>,
+    /// The file descriptor limit, when the platform tells.
+    pub max_fds: Option<u64>,
+    /// Threads, when the platform tells.
+    pub threads: Option<u64>,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: u64,
+}
+
+/// Reads the host and this process, and publishes what it read as gauges.
+#[derive(Debug)]
+pub(crate) struct HostSampler {
+    system: System,
+    networks: Networks,
+    pid: Option<Pid>,
+    gauges: HostGauges,
+    interfaces: HashMap<String, (Counter, Counter)>,
+    previous: Option<Previous>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Previous {
+    at: Instant,
+    process_cpu_ms: u64,
+    received: u64,
+    transmitted: u64,
+}
+
+#[derive(Debug)]
+struct HostGauges {
+    cpu: Gauge,
+    cores: Vec<Gauge>,
+    memory_total: Gauge,
+    memory_available: Gauge,
+    memory_used: Gauge,
+    swap_total: Gauge,
+    swap_used: Gauge,
+    load: [Gauge; 3],
+    process_cpu_seconds: Gauge,
+    process_cpu_ratio: Gauge,
+    process_resident: Gauge,
+    process_virtual: Gauge,
+    process_open_fds: Gauge,
+    process_max_fds: Gauge,
+    process_threads: Gauge,
+    process_start: Gauge,
+}
+
+impl HostSampler {
+    pub(crate) fn new() -> Self {
+        let system = System::new_with_specifics(
+            RefreshKind::nothing()
+                .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
+                .with_memory(MemoryRefreshKind::everything()),
+        );
+        let cores = (0..system.cpus().len())
+            .map(|core| metrics::gauge!("host_cpu_core_usage_ratio", "core" => core.to_string()))
+            .collect();
+        let gauges = HostGauges {
+            cpu: metrics::gauge!("host_cpu_usage_ratio"),
+            cores,
+            memory_total: metrics::gauge!("host_memory_total_bytes"),
+            memory_available: metrics::gauge!("host_memory_available_bytes"),
+            memory_used: metrics::gauge!("host_memory_used_bytes"),
+            swap_total: metrics::gauge!("host_swap_total_bytes"),
+            swap_used: metrics::gauge!("host_swap_used_bytes"),
+            load: [
+                metrics::gauge!("host_load1"),
+                metrics::gauge!("host_load5"),
+                metrics::gauge!("host_load15"),
+            ],
+            process_cpu_seconds: metrics::gauge!("process_cpu_seconds_total"),
+            process_cpu_ratio: metrics::gauge!("process_cpu_usage_ratio"),
+            process_resident: metrics::gauge!("process_resident_memory_bytes"),
+            process_virtual: metrics::gauge!("process_virtual_memory_bytes"),
+            process_open_fds: metrics::gauge!("process_open_fds"),
+            process_max_fds: metrics::gauge!("process_max_fds"),
+            process_threads: metrics::gauge!("process_threads"),
+            process_start: metrics::gauge!("process_start_time_seconds"),
+        };
+        Self {
+            system,
+            networks: Networks::new_with_refreshed_list(),
+            pid: sysinfo::get_current_pid().ok(),
+            gauges,
+            interfaces: HashMap::new(),
+            previous: None,
+        }
+    }
+
+    /// Reads everything once (a few small procfs reads on Linux) and
+    /// publishes it. The first call's CPU figures are zero: usage needs two
+    /// readings.
+    pub(crate) fn sample(&mut self) -> (HostSnapshot, ProcessSnapshot) {
+        let now = Instant::now();
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        self.networks.refresh(true);
+        if let Some(pid) = self.pid {
+            self.system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                false,
+                ProcessRefreshKind::nothing()
+                    .with_cpu()
+                    .with_memory()
+                    .with_tasks(),
+            );
+        }
+
+        let load = System::load_average();
+        let (mut received, mut transmitted) = (0u64, 0u64);
+        for (name, data) in self.networks.list() {
+            received = received.saturating_add(data.total_received());
+            transmitted = transmitted.saturating_add(data.total_transmitted());
+            let (rx, tx) = self.interfaces.entry(name.clone()).or_insert_with(|| {
+                (
+                    metrics::counter!("host_network_receive_bytes_total", "interface" => name.clone()),
+                    metrics::counter!("host_network_transmit_bytes_total", "interface" => name.clone()),
+                )
+            });
+            rx.absolute(data.total_received());
+            tx.absolute(data.total_transmitted());
+        }
+
+        let cores = self.system.cpus().len().max(1);
+        let process = self.pid.and_then(|pid| self.system.process(pid));
+        let process_cpu_ms = process.map_or(0, sysinfo::Process::accumulated_cpu_time);
+        let elapsed = self
+            .previous
+            .map(|p| now.duration_since(p.at).as_secs_f64());
+        let per_second =
+            |now_value: u64, before: fn(&Previous) -> u64| match (self.previous, elapsed) {
+                (Some(p), Some(secs)) if secs > 0.0 => {
+                    now_value.saturating_sub(before(&p)) as f64 / secs
+                }
+                _ => 0.0,
+            };
+        let host = HostSnapshot {
+            cpu_usage_ratio: f64::from(self.system.global_cpu_usage()) / 100.0,
+            cpu_core_usage_ratio: self
+                .system
+                .cpus()
+                .iter()
+                .map(|cpu| f64::from(cpu.cpu_usage()) / 100.0)
+                .collect(),
+            memory_total_bytes: self.system.total_memory(),
+            memory_available_bytes: self.system.available_memory(),
+            memory_used_bytes: self.system.used_memory(),
+            swap_total_bytes: self.system.total_swap(),
+            swap_used_bytes: self.system.used_swap(),
+            load_average: [load.one, load.five, load.fifteen],
+            network_receive_bytes_total: received,
+            network_transmit_bytes_total: transmitted,
+            network_receive_bytes_per_second: per_second(received, |p| p.received),
+            network_transmit_bytes_per_second: per_second(transmitted, |p| p.transmitted),
+        };
+        let process = ProcessSnapshot {
+            cpu_seconds_total: process_cpu_ms as f64 / 1000.0,
+            cpu_usage_ratio: per_second(process_cpu_ms, |p| p.process_cpu_ms)
+                / 1000.0
+                / cores as f64,
+            resident_memory_bytes: process.map_or(0, sysinfo::Process::memory),
+            virtual_memory_bytes: process.map_or(0, sysinfo::Process::virtual_memory),
+            open_fds: process
+                .and_then(sysinfo::Process::open_files)
+                .map(|n| n as u64),
+            max_fds: process
+                .and_then(sysinfo::Process::open_files_limit)
+                .map(|n| n as u64),
+            threads: process.and_then(|p| p.tasks()).map(|t| t.len() as u64),
+            start_time_seconds: process.map_or(0, sysinfo::Process::start_time),
+        };
+        self.previous = Some(Previous {
+            at: now,
+            process_cpu_ms,
+            received,
+            transmitted,
+        });
+        self.publish(&host, &process);
+        (host, process)
+    }
+
+    fn publish(&self, host: &HostSnapshot, process: &ProcessSnapshot) {
+        let g = &self.gauges;
+        g.cpu.set(host.cpu_usage_ratio);
+        for (gauge, usage) in g.cores.iter().zip(&host.cpu_core_usage_ratio) {
+            gauge.set(*usage);
+        }
+        g.memory_total.set(host.memory_total_bytes as f64);
+        g.memory_available.set(host.memory_available_bytes as f64);
+        g.memory_used.set(host.memory_used_bytes as f64);
+        g.swap_total.set(host.swap_total_bytes as f64);
+        g.swap_used.set(host.swap_used_bytes as f64);
+        for (gauge, load) in g.load.iter().zip(host.load_average) {
+            gauge.set(load);
+        }
+        g.process_cpu_seconds.set(process.cpu_seconds_total);
+        g.process_cpu_ratio.set(process.cpu_usage_ratio);
+        g.process_resident.set(process.resident_memory_bytes as f64);
+        g.process_virtual.set(process.virtual_memory_bytes as f64);
+        if let Some(fds) = process.open_fds {
+            g.process_open_fds.set(fds as f64);
+        }
+        if let Some(max) = process.max_fds {
+            g.process_max_fds.set(max as f64);
+        }
+        if let Some(threads) = process.threads {
+            g.process_threads.set(threads as f64);
+        }
+        g.process_start.set(process.start_time_seconds as f64);
+    }
+}

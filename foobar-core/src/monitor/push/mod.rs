@@ -1,0 +1,466 @@
+//! Pushes metrics to a collector on an interval.
+//!
+//! [`Push`] renders the [`PrometheusExporter`]'s text on every tick and sends
+//! it to a [`PushTarget`]: a Prometheus Pushgateway group or a generic HTTP
+//! source (what log services such as Sumo Logic take). It never blocks the
+//! application and never keeps more than two renderings in memory:
+//!
+//! - the ticker puts each rendering in a one-slot mailbox; a rendering the
+//!   sender has not taken yet is replaced (the latest wins) and counted as
+//!   dropped;
+//! - the sender sends with a timeout and, on failure, retries with
+//!   exponential back-off and full jitter, switching to the newest rendering
+//!   when one arrives meanwhile;
+//! - successes, failures and drops are counted (`metrics_push_total{result}`,
+//!   `metrics_push_dropped_total`, and [`PushHandle::stats`]) and failures
+//!   logged.
+//!
+//! HTTPS uses the operating system's roots unless a
+//! [`rustls::ClientConfig`] is given with [`PushBuilder::tls`] (for a
+//! private CA or a client certificate).
+
+mod target;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use metrics::Counter;
+use rand::Rng as _;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use self::target::PushTarget;
+use crate::metrics::PrometheusExporter;
+use crate::shutdown::Shutdown;
+
+/// How much of a collector's error response is kept for the log.
+const ERROR_BODY_LIMIT: usize = 4096;
+
+/// A push client's configuration mistake.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The collector URL is not an absolute `http`/`https` URL.
+    #[error("invalid push URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A header name or value is not valid HTTP.
+    #[error("invalid push header {name:?}: {reason}")]
+    InvalidHeader {
+        /// The header name as given.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// No TLS configuration could be built for an `https` URL.
+    #[error("no TLS roots for {url:?}: {reason}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// Why the roots could not be loaded.
+        reason: String,
+    },
+}
+
+/// Entry point: `Push::builder(target)`.
+#[derive(Debug)]
+pub struct Push;
+
+impl Push {
+    /// A push client for `target` with the defaults: every 15 s, 5 s
+    /// timeout, back-off from 500 ms to 30 s.
+    pub fn builder(target: PushTarget) -> PushBuilder {
+        PushBuilder {
+            target,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// Configures and starts a push client.
+#[derive(Debug)]
+#[must_use]
+pub struct PushBuilder {
+    target: PushTarget,
+    interval: Duration,
+    timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    tls: Option<rustls::ClientConfig>,
+}
+
+impl PushBuilder {
+    /// How often to render and push. Default: 15 s. At least 10 ms.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Time limit for one push, connection included. Default: 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry delays: the first retry waits up to `initial`, each next one up
+    /// to twice as long, never more than `max` (each delay is drawn at
+    /// random below its bound, so many servers do not retry in step).
+    /// Default: 500 ms to 30 s.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial.max(Duration::from_millis(1));
+        self.backoff_max = max.max(self.backoff_initial);
+        self
+    }
+
+    /// TLS settings for an `https` collector (a private CA, a client
+    /// certificate). Default: the operating system's roots.
+    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Starts pushing `exporter`'s metrics; stops when `shutdown` fires.
+    ///
+    /// # Errors
+    /// [`PushError::Tls`] if the URL is `https`, no configuration was given
+    /// and the system's roots cannot be loaded.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn(
+        self,
+        exporter: PrometheusExporter,
+        shutdown: &Shutdown,
+    ) -> Result<PushHandle, PushError> {
+        self.spawn_with(move || exporter.render(), shutdown)
+    }
+
+    /// Like [`spawn`](Self::spawn), with any source of the body (it runs on
+    /// every tick, on a runtime thread: keep it quick).
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn_with<F>(self, render: F, shutdown: &Shutdown) -> Result<PushHandle, PushError>
+    where
+        F: Fn() -> String + Send + 'static,
+    {
+        let client = self.client()?;
+        let shared = Arc::new(Shared::default());
+        let handle = PushHandle {
+            shared: shared.clone(),
+        };
+        tokio::spawn(produce(
+            shared.clone(),
+            render,
+            self.interval,
+            shutdown.clone(),
+        ));
+        let sender = Sender {
+            shared,
+            client,
+            target: self.target,
+            timeout: self.timeout,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+            pushed: metrics::counter!("metrics_push_total", "result" => "success"),
+            failed: metrics::counter!("metrics_push_total", "result" => "failure"),
+            dropped: metrics::counter!("metrics_push_dropped_total"),
+        };
+        tokio::spawn(sender.run(shutdown.clone()));
+        Ok(handle)
+    }
+
+    fn client(&self) -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, PushError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let with_tls = match &self.tls {
+            Some(config) => builder.with_tls_config(config.clone()),
+            None => match builder.with_provider_and_native_roots(provider.clone()) {
+                Ok(b) => b,
+                Err(error) if self.target.uri().scheme_str() == Some("https") => {
+                    return Err(PushError::Tls {
+                        url: self.target.uri().to_string(),
+                        reason: error.to_string(),
+                    });
+                }
+                // Plain HTTP never uses the roots.
+                Err(_) => {
+                    let config = rustls::ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .map_err(|e| PushError::Tls {
+                            url: self.target.uri().to_string(),
+                            reason: e.to_string(),
+                        })?
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth();
+                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+                }
+            },
+        };
+        let connector = with_tls.https_or_http().enable_http1().build();
+        Ok(Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector))
+    }
+}
+
+/// Watches a running push client.
+#[derive(Clone, Debug)]
+pub struct PushHandle {
+    shared: Arc<Shared>,
+}
+
+impl PushHandle {
+    /// Counters and state of this client.
+    pub fn stats(&self) -> PushStats {
+        let s = &self.shared;
+        let last_error = s
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        PushStats {
+            pushed_total: s.pushed.load(Ordering::Relaxed),
+            failed_total: s.failed.load(Ordering::Relaxed),
+            dropped_total: s.dropped.load(Ordering::Relaxed),
+            queued: usize::from(s.slot_is_full()),
+            sending: s.sending.load(Ordering::Relaxed),
+            last_success_unix_ms: s.last_success_unix_ms.load(Ordering::Relaxed),
+            last_error,
+        }
+    }
+
+    /// Whether both tasks have stopped (after shutdown).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.is_cancelled()
+    }
+
+    /// Completes once the sender has stopped.
+    pub async fn stopped(&self) {
+        self.shared.stopped.cancelled().await;
+    }
+}
+
+/// A push client's counters.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct PushStats {
+    /// Pushes the collector accepted.
+    pub pushed_total: u64,
+    /// Attempts that failed (connection, timeout, non-2xx answer).
+    pub failed_total: u64,
+    /// Renderings replaced by a newer one before they could be sent.
+    pub dropped_total: u64,
+    /// Renderings waiting to be sent: 0 or 1, never more.
+    pub queued: usize,
+    /// Whether a rendering is being sent or retried now.
+    pub sending: bool,
+    /// When the last push succeeded, ms since the Unix epoch (0: never).
+    pub last_success_unix_ms: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    slot: Mutex<Option<Bytes>>,
+    ready: Notify,
+    pushed: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    sending: AtomicBool,
+    last_success_unix_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    stopped: CancellationToken,
+}
+
+impl Shared {
+    fn slot_is_full(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+async fn produce<F>(shared: Arc<Shared>, render: F, interval: Duration, shutdown: Shutdown)
+where
+    F: Fn() -> String,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let dropped = metrics::counter!("metrics_push_dropped_total");
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        let body = Bytes::from(render());
+        let replaced = shared
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(body);
+        if replaced.is_some() {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            dropped.increment(1);
+        }
+        shared.ready.notify_one();
+    }
+}
+
+struct Sender {
+    shared: Arc<Shared>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    target: PushTarget,
+    timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    pushed: Counter,
+    failed: Counter,
+    dropped: Counter,
+}
+
+impl Sender {
+    async fn run(self, shutdown: Shutdown) {
+        'next: loop {
+            tokio::select! {
+                () = self.shared.ready.notified() => {}
+                () = shutdown.wait() => break,
+            }
+            let Some(mut body) = self.shared.take() else {
+                continue;
+            };
+            self.shared.sending.store(true, Ordering::Relaxed);
+            let mut failures: u32 = 0;
+            loop {
+                let outcome = tokio::select! {
+                    outcome = self.send(body.clone()) => outcome,
+                    () = shutdown.wait() => break 'next,
+                };
+                match outcome {
+                    Ok(()) => {
+                        self.pushed.increment(1);
+                        self.shared.pushed.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .last_success_unix_ms
+                            .store(unix_ms(), Ordering::Relaxed);
+                        break;
+                    }
+                    Err(error) => {
+                        self.failed.increment(1);
+                        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(url = %self.target.uri(), %error, failures, "metrics push failed");
+                        *self
+                            .shared
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+                    }
+                }
+                let delay = self.backoff(failures);
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.wait() => break 'next,
+                }
+                // A newer rendering replaces the one that failed.
+                if let Some(newer) = self.shared.take() {
+                    body = newer;
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.dropped.increment(1);
+                }
+            }
+            self.shared.sending.store(false, Ordering::Relaxed);
+        }
+        self.shared.sending.store(false, Ordering::Relaxed);
+        self.shared.stopped.cancel();
+    }
+
+    /// Full jitter: uniform in `[0, min(max, initial * 2^failures)]`.
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX);
+        let bound = self
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max);
+        bound.mul_f64(rand::rng().random_range(0.0..=1.0))
+    }
+
+    async fn send(&self, body: Bytes) -> Result<(), String> {
+        let mut request = Request::builder()
+            .method(self.target.method_ref().clone())
+            .uri(self.target.uri().clone())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        request.headers_mut().extend(
+            self.target
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(": ");
+                    message.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                message
+            })?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "collector answered {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ))
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
