@@ -1,1 +1,20 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod backends;
+mod balance;
+mod error;
+pub mod health;
+mod key;
+mod latency;
+pub mod policy;
+pub mod proxy;
+
+pub use backend::{Backend, BackendConfig};
+pub use backends::{Backends, BackendsBuilder};
+pub use balance::{LoadBalancer, Outcome, ResponseFuture};
+pub use error::{Error, NoHealthyBackend};
+pub use key::{hash_bytes, HttpKey, NoKey, RequestKey};
+pub use policy::Policy;
+pub use proxy::{Proxy, ProxyBuilder, Upstream};

@@ -1,0 +1,166 @@
+//! The body type the proxy sends upstream and returns downstream.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use foobar_core::BoxError;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::backends::InFlight;
+
+/// A streamed body: a peer's body passed through untouched, or a small
+/// body the proxy made itself (error pages). Never buffered.
+#[derive(Debug, Default)]
+pub struct ProxyBody {
+    kind: Kind,
+}
+
+#[derive(Debug, Default)]
+enum Kind {
+    #[default]
+    Empty,
+    Full(Option<Bytes>),
+    Incoming {
+        body: Incoming,
+        /// The upstream request this body answers: it stays in flight
+        /// until the body has been read to its end (or dropped).
+        in_flight: Option<InFlight>,
+    },
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl ProxyBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A body of these bytes.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes.into())),
+        }
+    }
+
+    /// Any other body (boxed).
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+        Self {
+            kind: Kind::Incoming {
+                body,
+                in_flight: Some(in_flight),
+            },
+        }
+    }
+}
+
+impl From<Incoming> for ProxyBody {
+    fn from(body: Incoming) -> Self {
+        Self {
+            kind: Kind::Incoming {
+                body,
+                in_flight: None,
+            },
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Incoming { body, in_flight } => {
+                let frame = ready!(Pin::new(body).poll_frame(cx));
+                match frame {
+                    Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                    Some(Err(error)) => {
+                        in_flight.take();
+                        Poll::Ready(Some(Err(error.into())))
+                    }
+                    None => {
+                        in_flight.take();
+                        Poll::Ready(None)
+                    }
+                }
+            }
+            Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Incoming { body, .. } => body.is_end_stream(),
+            Kind::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Incoming { body, .. } => body.size_hint(),
+            Kind::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Request bodies the proxy accepts: hyper's [`Incoming`] (what
+/// [`foobar_core::Server`] hands out) passes through without boxing.
+pub trait IntoProxyBody {
+    /// Converts the body.
+    fn into_proxy_body(self) -> ProxyBody;
+}
+
+impl IntoProxyBody for ProxyBody {
+    fn into_proxy_body(self) -> ProxyBody {
+        self
+    }
+}
+
+impl IntoProxyBody for Incoming {
+    fn into_proxy_body(self) -> ProxyBody {
+        self.into()
+    }
+}
+
+impl IntoProxyBody for http_body_util::Full<Bytes> {
+    fn into_proxy_body(self) -> ProxyBody {
+        ProxyBody::new(self)
+    }
+}
+
+impl IntoProxyBody for http_body_util::Empty<Bytes> {
+    fn into_proxy_body(self) -> ProxyBody {
+        ProxyBody::empty()
+    }
+}
+
+impl IntoProxyBody for UnsyncBoxBody<Bytes, BoxError> {
+    fn into_proxy_body(self) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Boxed(self),
+        }
+    }
+}

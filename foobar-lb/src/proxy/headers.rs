@@ -1,0 +1,275 @@
+//! Proxy header semantics: hop-by-hop headers removed, forwarding headers
+//! (`X-Forwarded-*`, RFC 7239 `Forwarded`, `Via`) added, a request id
+//! generated when the client sent none.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use foobar_core::ConnInfo;
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+};
+use http::{HeaderMap, Request, Version};
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Whether `name` is hop-by-hop by definition (not counting the names a
+/// `Connection` header lists).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == CONNECTION
+        || *name == KEEP_ALIVE
+        || *name == TE
+        || *name == TRAILER
+        || *name == TRANSFER_ENCODING
+        || *name == UPGRADE
+        || *name == PROXY_AUTHENTICATE
+        || *name == PROXY_AUTHORIZATION
+        || name.as_str().starts_with("proxy-")
+}
+
+/// Whether a request asks to switch protocols (WebSocket and the like):
+/// an `Upgrade` header and `upgrade` among the `Connection` tokens.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(b"upgrade")))
+}
+
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers: `Connection` and every header it names,
+/// `Keep-Alive`, `TE` (except `TE: trailers`, which HTTP/2 and gRPC need
+/// end to end), `Trailer`, `Transfer-Encoding`, `Upgrade` and `Proxy-*`.
+/// With `keep_upgrade` (a protocol switch being tunnelled), `Upgrade` and
+/// `Connection: upgrade` stay.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests carry none: one scan, no hashing, no allocation.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let connection: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+    for value in &connection {
+        for token in tokens(value) {
+            if keep_upgrade && token.eq_ignore_ascii_case(b"upgrade") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                headers.remove(name);
+            }
+        }
+    }
+    headers.remove(CONNECTION);
+    headers.remove(KEEP_ALIVE);
+    let te_trailers = headers
+        .get_all(TE)
+        .iter()
+        .all(|v| tokens(v).all(|t| t.eq_ignore_ascii_case(b"trailers")));
+    if !te_trailers {
+        headers.remove(TE);
+    }
+    headers.remove(TRAILER);
+    headers.remove(TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// Settings for the headers the proxy adds.
+#[derive(Clone, Debug)]
+pub(crate) struct Forwarding {
+    /// Keep `X-Forwarded-Proto`/`-Host` sent by the client (a trusted proxy
+    /// in front); otherwise they are replaced with what this proxy saw.
+    pub(crate) trust_forwarded: bool,
+    /// `Via` values for HTTP/1.0, 1.1 and 2 requests.
+    via: [HeaderValue; 3],
+}
+
+impl Forwarding {
+    pub(crate) fn new(via_name: &str, trust_forwarded: bool) -> Self {
+        let via = |v: &str| {
+            HeaderValue::from_str(&format!("{v} {via_name}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 foobar"))
+        };
+        Self {
+            trust_forwarded,
+            via: [via("1.0"), via("1.1"), via("2")],
+        }
+    }
+
+    pub(crate) fn via(&self, version: Version) -> HeaderValue {
+        match version {
+            Version::HTTP_10 | Version::HTTP_09 => self.via[0].clone(),
+            Version::HTTP_2 | Version::HTTP_3 => self.via[2].clone(),
+            _ => self.via[1].clone(),
+        }
+    }
+
+    /// Adds the forwarding headers to a request about to go upstream and
+    /// returns its request id.
+    pub(crate) fn apply<B>(&self, req: &mut Request<B>, info: Option<&ConnInfo>) -> HeaderValue {
+        let tls = info.is_some_and(ConnInfo::is_tls);
+        let proto = if tls { "https" } else { "http" };
+        let version = req.version();
+        // HTTP/2 clients send :authority instead of Host.
+        let host = match req.headers().get(HOST) {
+            Some(host) => Some(host.clone()),
+            None => {
+                let authority = req
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                if let Some(authority) = &authority {
+                    req.headers_mut().insert(HOST, authority.clone());
+                }
+                authority
+            }
+        };
+        let headers = req.headers_mut();
+
+        if let Some(ip) = info.map(|i| i.client_addr().ip()) {
+            append_to_list(headers, X_FORWARDED_FOR, &ip.to_string());
+            let mut element = String::with_capacity(64);
+            match ip {
+                IpAddr::V4(ip) => {
+                    let _ = write!(element, "for={ip}");
+                }
+                IpAddr::V6(ip) => {
+                    let _ = write!(element, "for=\"[{ip}]\"");
+                }
+            }
+            let _ = write!(element, ";proto={proto}");
+            if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
+                if !host.contains(['"', '\\']) {
+                    let _ = write!(element, ";host=\"{host}\"");
+                }
+            }
+            if let Ok(value) = HeaderValue::try_from(element) {
+                headers.append(FORWARDED, value);
+            }
+        }
+        if !self.trust_forwarded || !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+        if let Some(host) = host {
+            if !self.trust_forwarded || !headers.contains_key(X_FORWARDED_HOST) {
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+        }
+        headers.append(VIA, self.via(version));
+        match headers.get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                headers.insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        }
+    }
+}
+
+/// Appends `item` to a comma-separated list header, keeping it one field.
+fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    let mut joined = String::new();
+    for value in headers.get_all(&name) {
+        if let Ok(value) = value.to_str() {
+            joined.push_str(value);
+            joined.push_str(", ");
+        }
+    }
+    joined.push_str(item);
+    if let Ok(value) = HeaderValue::try_from(joined) {
+        headers.insert(name, value);
+    }
+}
+
+/// A unique request id: 16 hex digits random per process, then 16 of a
+/// counter.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, byte) in buf.iter_mut().enumerate() {
+        let word = if i < 16 { prefix } else { n };
+        let shift = 60 - 4 * (i % 16);
+        *byte = HEX[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_listed_headers_go_and_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("proxy-foo", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(CONNECTION));
+        assert!(!h.contains_key("proxy-foo"));
+        assert_eq!(h.get(TE).unwrap(), "trailers");
+        assert!(h.contains_key("x-keep"));
+        h.insert(TE, HeaderValue::from_static("gzip"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key(TE));
+        assert!(!h.contains_key(UPGRADE));
+    }
+
+    #[test]
+    fn upgrade_is_detected_and_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+    }
+}

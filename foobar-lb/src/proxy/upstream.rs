@@ -1,0 +1,231 @@
+//! [`Upstream`]: the pooled HTTP/1.1 + HTTP/2 client for one backend,
+//! plain or HTTPS (custom CA, optional client certificate).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
+use tower::Service;
+
+use super::body::ProxyBody;
+use crate::error::Error;
+
+/// Connection settings shared by every backend of a proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct UpstreamConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_idle_per_backend: usize,
+    pub(crate) http2_only: bool,
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_backend: 1024,
+            http2_only: false,
+            tls: None,
+        }
+    }
+}
+
+/// The client side of one backend: a keep-alive connection pool speaking
+/// HTTP/1.1, or HTTP/2 (negotiated by ALPN over TLS, or by prior knowledge
+/// when the proxy is set to HTTP/2 only). Requests keep their path and
+/// query; scheme and authority become the backend's.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    scheme: Scheme,
+    authority: Authority,
+    version: Version,
+}
+
+/// A parsed upstream URL.
+#[derive(Debug)]
+pub(crate) struct UpstreamUrl {
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+impl UpstreamUrl {
+    /// Parses `http://host[:port]` or `https://host[:port]`.
+    pub(crate) fn parse(input: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidUpstream {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = input
+            .trim()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| invalid("no scheme (expected http://host:port or https://host:port)"))?;
+        let https = if scheme == Scheme::HTTPS {
+            true
+        } else if scheme == Scheme::HTTP {
+            false
+        } else {
+            return Err(invalid("scheme must be http or https"));
+        };
+        let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("credentials in the URL are not supported"));
+        }
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(invalid(
+                "a path is not supported; give scheme, host and port only",
+            ));
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let addr = host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        Ok(Self {
+            scheme,
+            authority,
+            addr,
+        })
+    }
+}
+
+impl Upstream {
+    pub(crate) fn new(url: &UpstreamUrl, config: &UpstreamConfig) -> Result<Self, Error> {
+        if url.scheme == Scheme::HTTPS && config.tls.is_none() {
+            return Err(Error::InvalidUpstream {
+                input: format!("{}://{}", url.scheme, url.authority),
+                reason: "an https upstream needs a TLS client configuration (ProxyBuilder::tls)"
+                    .to_owned(),
+            });
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls = match &config.tls {
+            Some(tls) => (**tls).clone(),
+            None => no_tls_config()?,
+        };
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if config.http2_only {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_per_backend)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(config.http2_only)
+            // The proxy retries itself, on another backend.
+            .retry_canceled_requests(true)
+            .set_host(true)
+            .build(connector);
+        Ok(Self {
+            client,
+            scheme: url.scheme.clone(),
+            authority: url.authority.clone(),
+            version: if config.http2_only {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+        })
+    }
+
+    /// Sends a request to this backend.
+    pub(crate) fn send(&self, mut req: Request<ProxyBody>) -> ResponseFuture {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        // Scheme, authority and path are all set, so this cannot fail.
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = self.version;
+        self.client.request(req)
+    }
+}
+
+/// A client configuration for plain-HTTP-only proxies (never used to
+/// connect: `https` upstreams require a real one).
+fn no_tls_config() -> Result<ClientConfig, Error> {
+    Ok(
+        ClientConfig::builder_with_provider(foobar_core::tls::provider())
+            .with_protocol_versions(foobar_core::tls::PROTOCOL_VERSIONS)
+            .map_err(foobar_core::Error::from)?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    )
+}
+
+impl Service<Request<ProxyBody>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        self.send(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_named() {
+        let ok = UpstreamUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(ok.addr, Some("127.0.0.1:8080".parse().unwrap()));
+        let v6 = UpstreamUrl::parse("https://[::1]").unwrap();
+        assert_eq!(v6.addr, Some("[::1]:443".parse().unwrap()));
+        assert_eq!(
+            UpstreamUrl::parse("https://web1.internal:8443")
+                .unwrap()
+                .addr,
+            None
+        );
+        for bad in [
+            "127.0.0.1:80",
+            "ftp://x",
+            "http://x/path",
+            "http://u:p@x",
+            "http://",
+        ] {
+            let err = UpstreamUrl::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}
