@@ -8,7 +8,7 @@
 //! | `host_swap_total_bytes`, `host_swap_used_bytes` | gauge | |
 //! | `host_load1`, `host_load5`, `host_load15` | gauge | |
 //! | `host_network_receive_bytes_total`, `host_network_transmit_bytes_total` | counter | `interface` |
-//! | `process_cpu_seconds_total` | gauge (fractional seconds; the facade's counters are integers) | |
+//! | `process_cpu_seconds_total` | counter, whole seconds (the facade's counters are integers; a counter, as every Prometheus client exports it) | |
 //! | `process_cpu_usage_ratio` | gauge, 0 to 1 of the whole host | |
 //! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
 //! | `process_open_fds`, `process_max_fds`, `process_threads` | gauge | |
@@ -105,7 +105,7 @@ struct HostGauges {
     swap_total: Gauge,
     swap_used: Gauge,
     load: [Gauge; 3],
-    process_cpu_seconds: Gauge,
+    process_cpu_seconds: Counter,
     process_cpu_ratio: Gauge,
     process_resident: Gauge,
     process_virtual: Gauge,
@@ -138,7 +138,7 @@ impl HostSampler {
                 metrics::gauge!("host_load5"),
                 metrics::gauge!("host_load15"),
             ],
-            process_cpu_seconds: metrics::gauge!("process_cpu_seconds_total"),
+            process_cpu_seconds: metrics::counter!("process_cpu_seconds_total"),
             process_cpu_ratio: metrics::gauge!("process_cpu_usage_ratio"),
             process_resident: metrics::gauge!("process_resident_memory_bytes"),
             process_virtual: metrics::gauge!("process_virtual_memory_bytes"),
@@ -263,7 +263,8 @@ impl HostSampler {
         for (gauge, load) in g.load.iter().zip(host.load_average) {
             gauge.set(load);
         }
-        g.process_cpu_seconds.set(process.cpu_seconds_total);
+        g.process_cpu_seconds
+            .absolute(process.cpu_seconds_total as u64);
         g.process_cpu_ratio.set(process.cpu_usage_ratio);
         g.process_resident.set(process.resident_memory_bytes as f64);
         g.process_virtual.set(process.virtual_memory_bytes as f64);

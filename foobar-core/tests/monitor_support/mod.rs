@@ -1,0 +1,205 @@
+//! Helpers for the monitoring tests: Debian binaries, child processes, an
+//! admin server on a random loopback port, plain HTTP requests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foobar_core::admin::Admin;
+use foobar_core::{Server, Shutdown};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+static APT_UPDATE: Once = Once::new();
+
+/// The path of `binary`, installing Debian `package` when it is missing and
+/// this runs as root; panics with what to install otherwise.
+pub fn require_binary(binary: &str, package: &str) -> PathBuf {
+    if let Some(path) = find_in_path(binary) {
+        return path;
+    }
+    if is_root() {
+        let install = || {
+            Command::new("apt-get")
+                .args([
+                    "-o",
+                    "DPkg::Lock::Timeout=600",
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    package,
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+        };
+        let installed = install().is_ok_and(|s| s.success());
+        if !installed {
+            APT_UPDATE.call_once(|| {
+                let _ = Command::new("apt-get")
+                    .args(["-o", "DPkg::Lock::Timeout=600", "update"])
+                    .status();
+            });
+            let _ = install();
+        }
+        if let Some(path) = find_in_path(binary) {
+            return path;
+        }
+    }
+    panic!(
+        "this test needs `{binary}` from the Debian package `{package}`: \
+         run `apt-get install -y {package}` (as root) and try again"
+    );
+}
+
+fn find_in_path(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A loopback port that was free a moment ago (for programs that cannot be
+/// told to pick their own and report it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+    pub name: &'static str,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &'static str, command: &mut Command, log: &Path) -> Self {
+        let out = std::fs::File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child: Some(child),
+            name,
+        }
+    }
+
+    /// Kills the process and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh temporary directory under the target dir, removed first if a
+/// previous run left it.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// `target/test-output/`, created if needed.
+pub fn test_output_dir() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = target
+        .parent()
+        .map_or_else(|| target.join("test-output"), |t| t.join("test-output"));
+    std::fs::create_dir_all(&dir).expect("create test-output dir");
+    dir
+}
+
+/// Serves `admin` on a random loopback port until `shutdown` fires.
+pub fn serve_admin(admin: Admin, shutdown: &Shutdown) -> SocketAddr {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .expect("address")
+        .shutdown(shutdown.clone())
+        .grace_period(Duration::from_secs(1))
+        .build()
+        .expect("bind admin");
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(admin));
+    addr
+}
+
+/// One HTTP/1.1 GET with optional extra headers.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut request = Request::get(path).header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after
+/// `limit` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
