@@ -1,0 +1,282 @@
+//! Statement routing against a real primary and replicas.
+
+mod support;
+
+use std::time::Duration;
+
+use foobar_db::mysql_async::prelude::Queryable;
+use foobar_db::sandbox::wait_for;
+use foobar_db::{Error, ReadFallback};
+use support::{cluster_and_pool, port_of_read};
+
+#[tokio::test]
+async fn plain_selects_go_to_replicas_and_writes_to_the_primary() {
+    let (cluster, pool, shutdown) = cluster_and_pool(2, |b| b).await;
+    let primary = cluster.primary().port();
+    let replicas: Vec<u16> = cluster.replicas().iter().map(|n| n.port()).collect();
+    assert_eq!(
+        pool.topology().writer(),
+        Some(cluster.primary().address().as_str())
+    );
+
+    // Reads: both replicas serve, never the primary.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let port = port_of_read(&pool).await;
+        assert_ne!(port, primary, "a plain SELECT reached the primary");
+        seen.insert(port);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "weighted round robin uses both replicas: {seen:?}"
+    );
+    assert!(seen.iter().all(|p| replicas.contains(p)));
+
+    // A write through the routed API lands on the primary.
+    pool.query_drop("CREATE TABLE items (id INT PRIMARY KEY, name TEXT)")
+        .await
+        .unwrap();
+    pool.exec_drop("INSERT INTO items VALUES (?, ?)", (1, "one"))
+        .await
+        .unwrap();
+    let mut direct = cluster.primary().root().await.unwrap();
+    let name: Option<String> = direct
+        .query_first("SELECT name FROM app.items WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("one"));
+
+    // Statements the classifier sends to the primary, proven by @@port.
+    for sql in [
+        "SELECT @@port FOR UPDATE",
+        "SELECT @@port LOCK IN SHARE MODE",
+        "SELECT @@port + 0 * LAST_INSERT_ID()",
+        "/* foobar:primary */ SELECT @@port",
+    ] {
+        let port: Option<(u16,)> = pool.query_first(sql).await.unwrap();
+        assert_eq!(port.map(|p| p.0), Some(primary), "{sql}");
+    }
+    let hinted: Option<u16> = pool
+        .query_first("SELECT /* foobar:replica */ @@port")
+        .await
+        .unwrap();
+    assert_ne!(hinted, Some(primary));
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn select_for_update_holds_a_lock_on_the_primary() {
+    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| b).await;
+    pool.query_drop("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)")
+        .await
+        .unwrap();
+    pool.query_drop("INSERT INTO accounts VALUES (1, 100)")
+        .await
+        .unwrap();
+
+    let mut session = pool.session();
+    session.query_drop("BEGIN").await.unwrap();
+    let balance: Option<i32> = session
+        .query_first("SELECT balance FROM accounts WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    assert_eq!(balance, Some(100));
+    assert_eq!(
+        session.held_host(),
+        Some(cluster.primary().address().as_str())
+    );
+
+    // Another connection on the primary cannot take the row lock meanwhile.
+    let mut other = cluster.primary().root().await.unwrap();
+    other
+        .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let blocked = other
+        .query_drop("SELECT balance FROM app.accounts WHERE id = 1 FOR UPDATE")
+        .await
+        .expect_err("the row is locked");
+    assert!(
+        blocked.to_string().contains("Lock wait timeout"),
+        "{blocked}"
+    );
+
+    session
+        .query_drop("UPDATE accounts SET balance = 50 WHERE id = 1")
+        .await
+        .unwrap();
+    session.query_drop("COMMIT").await.unwrap();
+    assert_eq!(
+        session.held_host(),
+        None,
+        "the connection goes back after COMMIT"
+    );
+    let after: Option<i32> = other
+        .query_first("SELECT balance FROM app.accounts WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    assert_eq!(after, Some(50));
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn session_state_pins_the_session_to_the_primary() {
+    let (cluster, pool, shutdown) = cluster_and_pool(2, |b| b).await;
+    let primary = cluster.primary().port();
+    let mut session = pool.session();
+    assert_ne!(
+        session.query_first::<u16>("SELECT @@port").await.unwrap(),
+        Some(primary)
+    );
+
+    session.query_drop("SET @cart = 42").await.unwrap();
+    assert!(session.is_pinned());
+    // Every later read runs on the same primary connection and sees the variable.
+    for _ in 0..5 {
+        let row: Option<(u16, i64)> = session.query_first("SELECT @@port, @cart").await.unwrap();
+        assert_eq!(row, Some((primary, 42)));
+    }
+    session
+        .query_drop("CREATE TEMPORARY TABLE scratch (x INT)")
+        .await
+        .unwrap();
+    session
+        .query_drop("INSERT INTO scratch VALUES (7)")
+        .await
+        .unwrap();
+    let x: Option<i32> = session.query_first("SELECT x FROM scratch").await.unwrap();
+    assert_eq!(x, Some(7));
+    drop(session);
+
+    // The pinned connection's state was reset before anyone reuses it.
+    for _ in 0..3 {
+        let mut conn = pool.writer().await.unwrap();
+        let cart: Option<Option<i64>> = conn.query_first("SELECT @cart").await.unwrap();
+        assert_eq!(cart, Some(None));
+    }
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn explicit_connections_and_transactions() {
+    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| b).await;
+    let primary = cluster.primary().port();
+    let replica = cluster.replicas()[0].port();
+
+    let mut writer = pool.writer().await.unwrap();
+    let port: Option<u16> = writer.query_first("SELECT @@port").await.unwrap();
+    assert_eq!(port, Some(primary));
+    drop(writer);
+    let mut reader = pool.reader().await.unwrap();
+    let port: Option<u16> = reader.query_first("SELECT @@port").await.unwrap();
+    assert_eq!(port, Some(replica));
+    drop(reader);
+
+    pool.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut tx = pool.transaction().await.unwrap();
+    assert_eq!(tx.host(), cluster.primary().address());
+    tx.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Rolled back when dropped without commit.
+    let mut tx = pool.transaction().await.unwrap();
+    tx.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    drop(tx);
+    let mut direct = cluster.primary().root().await.unwrap();
+    let ids: Vec<i32> = direct
+        .query("SELECT id FROM app.t ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1]);
+
+    let mut ro = pool.read_only_transaction().await.unwrap();
+    assert_eq!(ro.host(), cluster.replicas()[0].address());
+    let port: Option<u16> = ro.query_first("SELECT @@port").await.unwrap();
+    assert_eq!(port, Some(replica));
+    let err = ro
+        .query_drop("INSERT INTO t VALUES (3)")
+        .await
+        .expect_err("read-only transaction");
+    assert!(err.server_code().is_some(), "{err}");
+    ro.rollback().await.unwrap();
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_replica_with_stopped_replication_is_shunned() {
+    let (cluster, pool, shutdown) = cluster_and_pool(2, |b| b).await;
+    let broken = cluster.replicas()[0].port();
+    let healthy = cluster.replicas()[1].port();
+    cluster.replicas()[0].run(&["STOP SLAVE"]).await.unwrap();
+
+    let p = pool.clone();
+    wait_for(
+        "broken replica shunned",
+        Duration::from_secs(5),
+        move || {
+            let p = p.clone();
+            async move {
+                let foobar_core::status::Snapshot::Database(s) =
+                    foobar_core::status::StatusSource::snapshot(&p)
+                else {
+                    return false;
+                };
+                s.hosts
+                    .iter()
+                    .any(|h| h.health == foobar_core::status::Health::Shunned)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            port_of_read(&pool).await,
+            healthy,
+            "reads avoid the replica at {broken}"
+        );
+    }
+
+    // Restarted, it takes reads again.
+    cluster.replicas()[0].run(&["START SLAVE"]).await.unwrap();
+    support::wait_replicas_up(&pool, 2).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        seen.insert(port_of_read(&pool).await);
+    }
+    assert!(seen.contains(&broken));
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn reads_fall_back_to_the_primary_or_fail_as_configured() {
+    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| b).await;
+    cluster.replicas()[0].run(&["STOP SLAVE"]).await.unwrap();
+    let p = pool.clone();
+    let primary = cluster.primary().port();
+    wait_for("reads on the primary", Duration::from_secs(5), move || {
+        let p = p.clone();
+        async move { port_of_read(&p).await == primary }
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+
+    let strict_shutdown = foobar_core::Shutdown::new();
+    let strict = support::builder(&cluster)
+        .read_fallback(ReadFallback::Fail)
+        .build(&strict_shutdown)
+        .await
+        .unwrap();
+    let err = strict
+        .query_first::<u16>("SELECT @@port")
+        .await
+        .expect_err("no replica qualifies");
+    assert!(matches!(err, Error::NoReader), "{err}");
+    // Writes are unaffected.
+    strict.query_drop("CREATE TABLE w (id INT)").await.unwrap();
+    strict_shutdown.trigger();
+}

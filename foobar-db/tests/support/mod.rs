@@ -1,0 +1,96 @@
+//! Shared set-up: a private cluster and a pool over it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use foobar_core::Shutdown;
+use foobar_db::sandbox::{Cluster, ADMIN, MONITOR, REPLICATION};
+use foobar_db::{FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "foobar_db=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A builder over every node of `cluster`: node 0 hinted primary, fast
+/// monitoring.
+pub fn builder(cluster: &Cluster) -> RwPoolBuilder {
+    let mut builder = RwPool::builder()
+        .monitor_credentials(MONITOR.user, MONITOR.password)
+        .failover_credentials(ADMIN.user, ADMIN.password)
+        .monitor_config(
+            MonitorConfig::default()
+                .interval(Duration::from_millis(100))
+                .check_timeout(Duration::from_millis(400))
+                .failure_threshold(3),
+        );
+    for (index, node) in cluster.nodes().iter().enumerate() {
+        builder = if index == 0 {
+            builder.primary(node.app_url())
+        } else {
+            builder.replica(node.app_url())
+        };
+    }
+    builder
+}
+
+pub fn auto_failover(semi_sync: bool) -> FailoverConfig {
+    FailoverConfig::new(foobar_db::FailoverMode::AutoPromote)
+        .semi_sync(semi_sync)
+        .replication_credentials(REPLICATION.user, REPLICATION.password)
+}
+
+/// Starts a cluster, and a pool over it whose replicas are all up.
+pub async fn cluster_and_pool(
+    replicas: usize,
+    tweak: impl FnOnce(RwPoolBuilder) -> RwPoolBuilder,
+) -> (Cluster, RwPool, Shutdown) {
+    init_tracing();
+    let cluster = Cluster::builder()
+        .replicas(replicas)
+        .start()
+        .await
+        .expect("cluster starts");
+    let shutdown = Shutdown::new();
+    let pool = tweak(builder(&cluster))
+        .build(&shutdown)
+        .await
+        .expect("pool builds");
+    wait_replicas_up(&pool, replicas).await;
+    (cluster, pool, shutdown)
+}
+
+/// Waits until `count` replicas are up (replicating, lag known).
+pub async fn wait_replicas_up(pool: &RwPool, count: usize) {
+    use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+    let pool = pool.clone();
+    foobar_db::sandbox::wait_for("replicas up", Duration::from_secs(15), move || {
+        let pool = pool.clone();
+        async move {
+            let Snapshot::Database(status) = pool.snapshot() else {
+                return false;
+            };
+            status
+                .hosts
+                .iter()
+                .filter(|h| h.role == DbRole::Replica && h.health == Health::Up)
+                .count()
+                >= count
+        }
+    })
+    .await
+    .expect("replicas come up");
+}
+
+/// The host serving a plain read, by its port.
+pub async fn port_of_read(pool: &RwPool) -> u16 {
+    pool.query_first::<u16>("SELECT @@port")
+        .await
+        .expect("read")
+        .expect("a row")
+}
