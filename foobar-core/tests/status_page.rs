@@ -1,0 +1,253 @@
+//! The status page in a real headless Chromium: it loads `/status`, polls
+//! `/status.json`, and renders the registered sources; a screenshot is
+//! saved under `target/test-output/`.
+
+#[path = "monitor_support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foobar_core::admin::Admin;
+use foobar_core::metrics::PrometheusExporter;
+use foobar_core::monitor::Monitor;
+use foobar_core::status::{
+    BackendStatus, DbHostStatus, DbRole, DbStatus, Health, LbStatus, Snapshot, StatusEvent,
+    StatusSource,
+};
+use foobar_core::Shutdown;
+use support::{require_binary, serve_admin, temp_dir, test_output_dir, wait_for};
+
+/// A load balancer in a known state, its counters growing with time so the
+/// page has rates to derive.
+struct Edge {
+    started: Instant,
+}
+
+impl StatusSource for Edge {
+    fn name(&self) -> &str {
+        "edge-lb"
+    }
+    fn snapshot(&self) -> Snapshot {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let backend = |id: &str, health, rps: u64, err_per_mille: u64, p99| BackendStatus {
+            id: id.into(),
+            weight: 1,
+            health,
+            in_flight: rps / 50,
+            requests_total: 10_000 + ms * rps / 1000,
+            errors_total: 20 + ms * rps * err_per_mille / 1_000_000,
+            latency_p99_seconds: p99,
+            ejections_total: u64::from(health == Health::Ejected),
+        };
+        Snapshot::LoadBalancer(LbStatus {
+            policy: "p2c_ewma".into(),
+            backends: vec![
+                backend("10.0.0.11:8080", Health::Up, 420, 2, Some(0.0123)),
+                backend("10.0.0.12:8080", Health::Up, 380, 1, Some(0.0141)),
+                backend("10.0.0.13:8080", Health::Down, 0, 0, None),
+                backend("10.0.0.14:8080", Health::Ejected, 0, 0, Some(0.950)),
+            ],
+            events: vec![
+                StatusEvent::now("down", "10.0.0.13:8080 failed 3 health checks"),
+                StatusEvent::now(
+                    "ejected",
+                    "10.0.0.14:8080 ejected for 30 s after 5 consecutive 5xx",
+                ),
+            ],
+        })
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A database pool after a failover; its query counters grow with time.
+struct Orders {
+    started: Instant,
+}
+
+impl Orders {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl StatusSource for Orders {
+    fn name(&self) -> &str {
+        "orders-db"
+    }
+    fn snapshot(&self) -> Snapshot {
+        let host = |id: &str, role, health, lag, in_use| DbHostStatus {
+            id: id.into(),
+            role,
+            health,
+            lag_seconds: lag,
+            pool_size: 16,
+            pool_in_use: in_use,
+            pool_waiting: 0,
+            queries_total: 123_456 + in_use * self.elapsed_ms() / 100,
+            server_questions_total: 234_567 + in_use * self.elapsed_ms() / 80,
+        };
+        Snapshot::Database(DbStatus {
+            writer: Some("127.0.0.1:3307".into()),
+            hosts: vec![
+                host("127.0.0.1:3306", DbRole::Unknown, Health::Down, None, 0),
+                host("127.0.0.1:3307", DbRole::Primary, Health::Up, None, 9),
+                host("127.0.0.1:3308", DbRole::Replica, Health::Up, Some(0.4), 4),
+                host(
+                    "127.0.0.1:3309",
+                    DbRole::Replica,
+                    Health::Shunned,
+                    Some(42.0),
+                    0,
+                ),
+            ],
+            failovers_total: 1,
+            events: vec![StatusEvent::now(
+                "failover",
+                "127.0.0.1:3306 unreachable; promoted 127.0.0.1:3307",
+            )],
+        })
+    }
+}
+
+/// Anything else an application reports.
+struct CertReload;
+
+impl StatusSource for CertReload {
+    fn name(&self) -> &str {
+        "cert-reload"
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::Custom {
+            data: serde_json::json!({ "certificates": 2, "last_reload": "ok" }),
+        }
+    }
+}
+
+async fn chromium(args: &[String]) -> (String, String) {
+    let binary = require_binary("chromium", "chromium");
+    let profile = temp_dir("chromium-profile");
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("chromium finishes within 90 s")
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_renders_backends_and_db_hosts_in_chromium() {
+    let exporter = PrometheusExporter::install().expect("recorder");
+    let shutdown = Shutdown::new();
+    let monitor = Monitor::builder()
+        .interval(Duration::from_millis(250))
+        .start(&shutdown);
+    // Traffic on a "web" service for the rates table: 40 requests every
+    // 100 ms (one in fifty failing), for at most 30 s.
+    let web = monitor.rates().service("web");
+    let traffic = tokio::spawn(async move {
+        for tick in 0..300u32 {
+            for i in 0..40u32 {
+                web.record((tick * 40 + i) % 50 == 0);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let admin = Admin::new(exporter)
+        .with_monitor(monitor.clone())
+        .with_shared_source(Arc::new(Edge {
+            started: Instant::now(),
+        }))
+        .with_source(Orders {
+            started: Instant::now(),
+        })
+        .with_source(CertReload);
+    let addr = serve_admin(admin, &shutdown);
+    // Some history for the sparklines before the page first loads.
+    wait_for("six monitor samples", Duration::from_secs(10), || async {
+        (monitor.snapshot().samples >= 6).then_some(())
+    })
+    .await;
+    let url = format!("http://{addr}/status");
+
+    let (dom, stderr) = chromium(&[
+        "--dump-dom".into(),
+        "--virtual-time-budget=5000".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(
+        dom.contains("data-rendered=\"true\""),
+        "page never rendered data:\n{dom}\n{stderr}"
+    );
+    for expected in [
+        r#"data-backend="10.0.0.11:8080" data-health="up""#,
+        r#"data-backend="10.0.0.12:8080" data-health="up""#,
+        r#"data-backend="10.0.0.13:8080" data-health="down""#,
+        r#"data-backend="10.0.0.14:8080" data-health="ejected""#,
+        r#"data-host="127.0.0.1:3306" data-role="unknown" data-health="down""#,
+        r#"data-host="127.0.0.1:3307" data-role="primary" data-health="up""#,
+        r#"data-host="127.0.0.1:3308" data-role="replica" data-health="up""#,
+        r#"data-host="127.0.0.1:3309" data-role="replica" data-health="shunned""#,
+        r#"data-source="cert-reload" data-kind="custom""#,
+        r#"data-event="failover""#,
+        r#"data-event="ejected""#,
+        r#"data-service="web""#,
+        r#"id="host-cpu""#,
+        r#"id="host-memory""#,
+        "p2c_ewma",
+        "<polyline",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "{expected} missing from the rendered page:\n{dom}"
+        );
+    }
+
+    let shot = test_output_dir().join("status_page.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, stderr) = chromium(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1280,900".into(),
+        "--virtual-time-budget=5000".into(),
+        url,
+    ])
+    .await;
+    assert_png(&shot, &stderr);
+    traffic.abort();
+    shutdown.trigger();
+}
+
+fn assert_png(path: &Path, stderr: &str) {
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", path.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "a suspiciously small screenshot ({} bytes)",
+        bytes.len()
+    );
+}
