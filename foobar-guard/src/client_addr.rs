@@ -1,0 +1,270 @@
+//! The client's address: trusted proxies and forwarding headers.
+//!
+//! Behind a load balancer the TCP peer is the balancer, not the client. The
+//! request-level firewall ([`Firewall`](crate::firewall::Firewall)) resolves
+//! the real client once, stores it in the request's extensions as a
+//! [`ClientAddr`], and everything after it (rate limiter, application) reads
+//! it from there.
+//!
+//! Forwarding headers (`Forwarded`, else `X-Forwarded-For`) are believed
+//! only when the peer is a [trusted proxy](TrustedProxies). Each proxy
+//! appends the address it received the request from, so the list is read
+//! from the right, skipping trusted proxies: the first address that is not
+//! one is the client. Entries further left were written by the client itself
+//! and are never believed.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use http::header::{HeaderMap, HeaderName, FORWARDED};
+use http::Request;
+use ipnet::IpNet;
+
+use crate::error::Result;
+use crate::firewall::{Action, Rules};
+use foobar_core::ConnInfo;
+
+/// The client address of a request, after trusted-proxy resolution.
+///
+/// Inserted into request extensions by the request-level
+/// [`Firewall`](crate::firewall::Firewall).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The best known client address of `req`: its `ClientAddr` extension,
+    /// else the connection's client address from [`ConnInfo`] (the PROXY
+    /// protocol address or the TCP peer), else `None`.
+    pub fn of<B>(req: &Request<B>) -> Option<IpAddr> {
+        let extensions = req.extensions();
+        extensions
+            .get::<ClientAddr>()
+            .map(|client| client.0)
+            .or_else(|| {
+                extensions
+                    .get::<ConnInfo>()
+                    .map(|info| info.client_addr().ip())
+            })
+    }
+}
+
+/// The proxies whose forwarding headers and PROXY protocol headers are
+/// believed: a set of CIDR blocks.
+///
+/// ```
+/// use foobar_guard::TrustedProxies;
+///
+/// let trusted = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1 ::1")?;
+/// assert!(trusted.contains("10.1.2.3".parse()?));
+/// assert!(!trusted.contains("192.0.2.1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct TrustedProxies {
+    set: Rules,
+}
+
+impl Default for TrustedProxies {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+impl TrustedProxies {
+    /// Trust nobody: forwarding headers are ignored.
+    pub fn none() -> Self {
+        Self {
+            set: Rules::with_default(Action::Deny),
+        }
+    }
+
+    /// Trust the given blocks.
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        let rules = nets.into_iter().map(|net| crate::firewall::Rule {
+            action: Action::Allow,
+            net,
+        });
+        Self {
+            set: Rules::new(rules, Action::Deny),
+        }
+    }
+
+    /// Parses addresses and CIDR blocks separated by commas or white space.
+    ///
+    /// # Errors
+    /// [`Error::RulesSyntax`](crate::Error::RulesSyntax) naming the bad
+    /// token.
+    pub fn parse(list: &str) -> Result<Self> {
+        let mut text = String::with_capacity(list.len() + 16);
+        for token in list.split(|c: char| c == ',' || c.is_whitespace()) {
+            if !token.is_empty() {
+                text.push_str("allow ");
+                text.push_str(token);
+                text.push('\n');
+            }
+        }
+        text.push_str("default deny\n");
+        Ok(Self {
+            set: Rules::parse(&text)?,
+        })
+    }
+
+    /// Whether `addr` is a trusted proxy.
+    #[inline]
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.set.is_allowed(addr)
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// The client address of a request that arrived from `peer` with
+    /// `headers`: `peer` itself unless it is trusted, else the right-most
+    /// forwarded address that is not a trusted proxy (the left-most one if
+    /// all are). An entry that is not an address (`unknown`, an obfuscated
+    /// name, garbage) ends the walk at the hop that passed it on.
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut walk = Walk {
+            trusted: self,
+            client: peer,
+        };
+        if headers.contains_key(FORWARDED) {
+            walk.headers(headers, &FORWARDED, forwarded_for);
+        } else {
+            walk.headers(headers, &X_FORWARDED_FOR, parse_node);
+        }
+        walk.client
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Walks forwarded hops from the right.
+struct Walk<'a> {
+    trusted: &'a TrustedProxies,
+    client: IpAddr,
+}
+
+impl Walk<'_> {
+    fn headers(
+        &mut self,
+        headers: &HeaderMap,
+        name: &HeaderName,
+        parse: impl Fn(&str) -> Option<IpAddr>,
+    ) {
+        // Later header lines were appended by later hops.
+        for value in headers.get_all(name).iter().rev() {
+            let Ok(value) = value.to_str() else { return };
+            for entry in value.rsplit(',') {
+                if entry.trim().is_empty() {
+                    continue;
+                }
+                match parse(entry) {
+                    Some(addr) => {
+                        self.client = addr;
+                        if !self.trusted.contains(addr) {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// The `for=` node of one `Forwarded` element.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim().eq_ignore_ascii_case("for").then_some(())?;
+        parse_node(value)
+    })
+}
+
+/// An address, optionally quoted, bracketed (IPv6) or with a port.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    let node = node
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(node);
+    if let Some(rest) = node.strip_prefix('[') {
+        let (v6, _port) = rest.split_once(']')?;
+        return v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(addr) = node.parse::<IpAddr>() {
+        return Some(addr);
+    }
+    // `192.0.2.1:8080`
+    let (host, port) = node.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn untrusted_peers_keep_their_own_address() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let h = headers(&[("x-forwarded-for", "1.1.1.1")]);
+        assert_eq!(trusted.resolve(ip("192.0.2.9"), &h), ip("192.0.2.9"));
+        assert_eq!(
+            TrustedProxies::none().resolve(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        // The client forged "6.6.6.6"; 203.0.113.5 is what the first trusted
+        // proxy saw.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.5"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &h), ip("203.0.113.5"));
+        let all_trusted = headers(&[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]);
+        assert_eq!(
+            trusted.resolve(ip("10.0.0.1"), &all_trusted),
+            ip("10.9.9.9")
+        );
+        let garbage = headers(&[("x-forwarded-for", "203.0.113.5, nonsense")]);
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &garbage), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn forwarded_header_is_preferred_and_parsed() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            (
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, For=10.0.0.3:80;by=10.0.0.1",
+            ),
+        ]);
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &h), ip("2001:db8:cafe::17"));
+        let hidden = headers(&[("forwarded", "for=_hidden")]);
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &hidden), ip("10.0.0.1"));
+    }
+}

@@ -1,0 +1,128 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use foobar_core::{Accepted, BoxError, ConnInfo};
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::future::{AcceptFuture, ResponseFuture};
+use super::layer::{FirewallLayer, Shared};
+use super::rules::Rules;
+use crate::client_addr::{ClientAddr, TrustedProxies};
+use crate::error::Error;
+
+/// The firewall service; made by [`FirewallLayer`]. It is a
+/// `Service<Accepted<IO>>` (connection level) and a
+/// `Service<http::Request<B>>` (request level). See the
+/// [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Firewall<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Firewall<S> {
+    /// Wraps `inner` with `rules`, trusting no proxy.
+    pub fn new(inner: S, rules: Rules) -> Self {
+        Self::from_shared(inner, FirewallLayer::new(rules).shared)
+    }
+
+    pub(super) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// A layer that wraps services in `Firewall`.
+    pub fn layer(rules: Rules) -> FirewallLayer {
+        FirewallLayer::new(rules)
+    }
+
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.shared.trusted
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Connection level: refuse denied peers before any further work (TLS).
+impl<S, IO> Service<Accepted<IO>> for Firewall<S>
+where
+    S: Service<Accepted<IO>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = AcceptFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, accepted: Accepted<IO>) -> Self::Future {
+        let addr = accepted.info.client_addr().ip();
+        if self.shared.rules.is_allowed(addr) {
+            AcceptFuture::inner(self.inner.call(accepted))
+        } else {
+            self.shared.denied_connections.increment(1);
+            tracing::debug!(%addr, "connection denied by the firewall");
+            AcceptFuture::denied(Error::Denied { addr })
+        }
+    }
+}
+
+/// Request level: resolve the client address (trusted proxies), record it as
+/// [`ClientAddr`], answer 403 to denied clients.
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Firewall<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<crate::GuardBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let client = client_of(&req, &self.shared.trusted);
+        let allowed = match client {
+            Some(addr) => {
+                req.extensions_mut().insert(ClientAddr(addr));
+                self.shared.rules.is_allowed(addr)
+            }
+            // Not served by a foobar server and no earlier layer said who
+            // the client is: only the default action can apply.
+            None => self.shared.rules.load().default_action() == super::Action::Allow,
+        };
+        if allowed {
+            ResponseFuture::inner(self.inner.call(req))
+        } else {
+            self.shared.denied_requests.increment(1);
+            tracing::debug!(client = ?client, "request denied by the firewall");
+            ResponseFuture::rejected(StatusCode::FORBIDDEN, "forbidden\n")
+        }
+    }
+}
+
+fn client_of<B>(req: &Request<B>, trusted: &TrustedProxies) -> Option<IpAddr> {
+    if let Some(ClientAddr(addr)) = req.extensions().get::<ClientAddr>() {
+        return Some(*addr);
+    }
+    let peer = req.extensions().get::<ConnInfo>()?.client_addr().ip();
+    Some(trusted.resolve(peer, req.headers()))
+}
