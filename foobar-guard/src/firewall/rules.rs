@@ -65,7 +65,7 @@ impl fmt::Display for Rule {
 /// use foobar_guard::firewall::{Action, Rules};
 ///
 /// let rules: Rules = "
-///     # office and VPN
+///     ## office and VPN
 ///     deny  10.66.0.0/16
 ///     allow 10.0.0.0/8
 ///     allow 2001:db8::/32
@@ -240,10 +240,11 @@ fn normalize(net: IpNet) -> IpNet {
 ///
 /// ```
 /// use foobar_guard::firewall::{Action, Rules};
+/// use foobar_guard::IpNet;
 ///
 /// let rules = Rules::builder()
-///     .allow("127.0.0.0/8".parse()?)
-///     .deny("::/0".parse()?)
+///     .allow("127.0.0.0/8".parse::<IpNet>()?)
+///     .deny("::/0".parse::<IpNet>()?)
 ///     .default_action(Action::Deny)
 ///     .build();
 /// assert!(rules.is_allowed("127.0.0.5".parse()?));
