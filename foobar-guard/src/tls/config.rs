@@ -1,0 +1,399 @@
+//! The server-side TLS configuration: certificates by SNI, ALPN, versions,
+//! session resumption, client certificates, and hot reload.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use foobar_core::tls::{pem, provider, Identity, PROTOCOL_VERSIONS};
+use foobar_core::Shutdown;
+use rustls::server::{
+    ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
+};
+use rustls::ServerConfig;
+use rustls_pki_types::DnsName;
+
+use super::error::TlsError;
+use super::metrics::ReloadMetrics;
+use super::resolver::SniResolver;
+
+const IN_MEMORY: &str = "(in memory)";
+
+/// A server TLS configuration that can be reloaded while serving.
+///
+/// Built with [`TlsConfig::builder`]. Cloning is cheap and every clone
+/// shares the same live configuration: a [`TlsLayer`](super::TlsLayer)
+/// reads it lock-free (one `ArcSwap` load) at each new connection, and
+/// [`reload`](Self::reload) re-reads every file and swaps it atomically.
+/// Connections already open keep the configuration they started with.
+///
+/// What it sets up:
+/// - certificates from PEM files (RSA, ECDSA or Ed25519 keys), chosen by
+///   the SNI the client sends: exact names first, then `*.` wildcards
+///   (one label deep). The names come from each certificate's subject
+///   alternative names unless given explicitly. The first certificate is
+///   the default for clients that send no or an unknown name, unless
+///   [`strict_sni`](TlsConfigBuilder::strict_sni) is on;
+/// - ALPN `h2` and `http/1.1` (the server then speaks HTTP/2 or 1.1);
+/// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites;
+/// - session resumption: TLS 1.3 tickets and TLS 1.2 tickets (keys rotated
+///   every 6 hours) plus an in-memory session cache, kept across reloads;
+/// - optionally, client certificates verified against a CA bundle (mTLS).
+///
+/// ```no_run
+/// use foobar_guard::tls::TlsConfig;
+///
+/// # fn run() -> Result<(), foobar_guard::tls::TlsError> {
+/// let tls = TlsConfig::builder()
+///     .certificate("/etc/foobar/www.crt", "/etc/foobar/www.key")
+///     .certificate("/etc/foobar/api.crt", "/etc/foobar/api.key")
+///     .client_ca_file("/etc/foobar/lb-ca.pem")
+///     .build()?;
+///
+/// // Later, after the files were replaced:
+/// if let Err(error) = tls.reload() {
+///     eprintln!("keeping the old certificates: {error}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TlsConfig {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    spec: TlsConfigBuilder,
+    current: ArcSwap<ServerConfig>,
+    // Kept across reloads so sessions and tickets stay resumable.
+    ticketer: Arc<dyn ProducesTickets>,
+    sessions: Arc<dyn StoresServerSessions>,
+    reloading: Mutex<()>,
+    metrics: ReloadMetrics,
+}
+
+impl TlsConfig {
+    /// A builder; add at least one certificate.
+    pub fn builder() -> TlsConfigBuilder {
+        TlsConfigBuilder::default()
+    }
+
+    /// The configuration new connections get now.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.shared.current.load_full()
+    }
+
+    /// Re-reads every certificate, key and CA file and, if all are good,
+    /// makes the new configuration current for new connections.
+    ///
+    /// # Errors
+    /// The first problem found, naming the file ([`TlsError::Pem`] wraps
+    /// `foobar_core::Error::{ReadFile, Pem, KeyMismatch}`); the old
+    /// configuration then stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        // One reload at a time; readers are never blocked.
+        let _one = self
+            .shared
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.shared.load() {
+            Ok(config) => {
+                self.shared.current.store(Arc::new(config));
+                self.shared.metrics.succeeded.increment(1);
+                tracing::info!("TLS configuration reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.metrics.failed.increment(1);
+                tracing::warn!(%error, "TLS reload failed; keeping the current certificates");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads on every `SIGHUP` until `shutdown` fires, in a background
+    /// task; failed reloads are logged and counted, the old certificates
+    /// stay.
+    ///
+    /// # Errors
+    /// [`TlsError::Signal`] if the signal handler cannot be installed.
+    #[cfg(unix)]
+    pub fn reload_on_sighup(
+        &self,
+        shutdown: Shutdown,
+    ) -> Result<tokio::task::JoinHandle<()>, TlsError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup()).map_err(TlsError::Signal)?;
+        let config = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = hangups.recv() => {
+                        if received.is_none() {
+                            return;
+                        }
+                        tracing::info!("SIGHUP: reloading the TLS configuration");
+                        let _ = config.reload();
+                    }
+                    () = shutdown.wait() => return,
+                }
+            }
+        }))
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("spec", &self.shared.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn load(&self) -> Result<ServerConfig, TlsError> {
+        load(&self.spec, &self.ticketer, &self.sessions)
+    }
+}
+
+/// Reads every file of `spec` and builds a rustls configuration.
+fn load(
+    spec: &TlsConfigBuilder,
+    ticketer: &Arc<dyn ProducesTickets>,
+    sessions: &Arc<dyn StoresServerSessions>,
+) -> Result<ServerConfig, TlsError> {
+    let resolver = spec.load_certificates()?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)?;
+    let builder = match &spec.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let (roots, origin) = match ca {
+                CaSource::File(path) => (pem::load_ca_bundle(path)?, path.display().to_string()),
+                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, IN_MEMORY.to_owned()),
+            };
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            if spec.client_cert_optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|error| TlsError::ClientCa {
+                origin,
+                reason: error.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols.clone_from(&spec.alpn);
+    config.ticketer = ticketer.clone();
+    config.session_storage = sessions.clone();
+    Ok(config)
+}
+
+/// Builds a [`TlsConfig`]. See there for what the defaults are.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct TlsConfigBuilder {
+    certificates: Vec<CertificateEntry>,
+    strict_sni: bool,
+    alpn: Vec<Vec<u8>>,
+    client_ca: Option<CaSource>,
+    client_cert_optional: bool,
+    session_cache_size: usize,
+}
+
+impl Default for TlsConfigBuilder {
+    fn default() -> Self {
+        Self {
+            certificates: Vec::new(),
+            strict_sni: false,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            client_ca: None,
+            client_cert_optional: false,
+            session_cache_size: 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CertificateEntry {
+    source: CertificateSource,
+    /// Explicit SNI names; `None`: the certificate's own DNS names.
+    names: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug)]
+enum CertificateSource {
+    Files { cert: PathBuf, key: PathBuf },
+    Loaded(Identity),
+}
+
+#[derive(Clone, Debug)]
+enum CaSource {
+    File(PathBuf),
+    Pem(Vec<u8>),
+}
+
+impl TlsConfigBuilder {
+    /// Adds a certificate chain and key from PEM files, served for the DNS
+    /// names (and `*.` wildcards) in the certificate. The first certificate
+    /// added is the default.
+    pub fn certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.certificates.push(CertificateEntry {
+            source: CertificateSource::Files {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            names: None,
+        });
+        self
+    }
+
+    /// Adds a certificate from PEM files, served for exactly these names
+    /// (`www.example.com`, `*.example.com`) instead of its own.
+    pub fn certificate_for<N: AsRef<str>>(
+        mut self,
+        names: impl IntoIterator<Item = N>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.certificates.push(CertificateEntry {
+            source: CertificateSource::Files {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            names: Some(names.into_iter().map(|n| n.as_ref().to_owned()).collect()),
+        });
+        self
+    }
+
+    /// Adds an already loaded certificate, served for its own DNS names
+    /// (a reload keeps it as it is).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.certificates.push(CertificateEntry {
+            source: CertificateSource::Loaded(identity),
+            names: None,
+        });
+        self
+    }
+
+    /// Refuses handshakes whose SNI matches no certificate, or that send
+    /// none, instead of answering with the first certificate. Default: off.
+    pub fn strict_sni(mut self, on: bool) -> Self {
+        self.strict_sni = on;
+        self
+    }
+
+    /// The ALPN protocols offered, most preferred first. Default: `h2`,
+    /// `http/1.1`. Pass an empty list for none.
+    pub fn alpn<P: AsRef<[u8]>>(mut self, protocols: impl IntoIterator<Item = P>) -> Self {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Requires a client certificate issued by a CA in this PEM file
+    /// (mutual TLS); re-read on reload.
+    pub fn client_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(CaSource::File(path.into()));
+        self
+    }
+
+    /// Requires a client certificate issued by a CA in this PEM buffer.
+    pub fn client_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.client_ca = Some(CaSource::Pem(pem.as_ref().to_vec()));
+        self
+    }
+
+    /// With a client CA: also accept clients without a certificate (the
+    /// ones that present one are still verified). Default: required.
+    pub fn client_cert_optional(mut self, optional: bool) -> Self {
+        self.client_cert_optional = optional;
+        self
+    }
+
+    /// How many TLS sessions the server-side cache keeps for resumption.
+    /// Default: 1024.
+    pub fn session_cache_size(mut self, size: usize) -> Self {
+        self.session_cache_size = size;
+        self
+    }
+
+    /// Loads every file and builds the configuration.
+    ///
+    /// # Errors
+    /// [`TlsError::NoCertificate`] without certificates; otherwise the
+    /// first problem found, naming its file (see [`TlsConfig::reload`]).
+    pub fn build(self) -> Result<TlsConfig, TlsError> {
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        let sessions: Arc<dyn StoresServerSessions> =
+            ServerSessionMemoryCache::new(self.session_cache_size);
+        let first = load(&self, &ticketer, &sessions)?;
+        Ok(TlsConfig {
+            shared: Arc::new(Shared {
+                spec: self,
+                current: ArcSwap::from_pointee(first),
+                ticketer,
+                sessions,
+                reloading: Mutex::new(()),
+                metrics: ReloadMetrics::register(),
+            }),
+        })
+    }
+
+    fn load_certificates(&self) -> Result<SniResolver, TlsError> {
+        if self.certificates.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        let mut resolver = SniResolver::default();
+        for (index, entry) in self.certificates.iter().enumerate() {
+            let (identity, origin) = match &entry.source {
+                CertificateSource::Files { cert, key } => (
+                    Identity::from_pem_files(cert, key)?,
+                    cert.display().to_string(),
+                ),
+                CertificateSource::Loaded(identity) => (identity.clone(), IN_MEMORY.to_owned()),
+            };
+            let key = identity.certified_key();
+            match &entry.names {
+                Some(names) => {
+                    for name in names {
+                        check_name(name, &origin)?;
+                        resolver.insert(name, &key);
+                    }
+                }
+                None => {
+                    let cert = webpki::EndEntityCert::try_from(identity.end_entity()).map_err(
+                        |error| {
+                            TlsError::Pem(foobar_core::Error::Pem {
+                                what: "certificate",
+                                origin: origin.clone(),
+                                reason: format!("{error:?}"),
+                            })
+                        },
+                    )?;
+                    for name in cert.valid_dns_names() {
+                        resolver.insert(name, &key);
+                    }
+                }
+            }
+            if index == 0 && !self.strict_sni {
+                resolver.set_default(key);
+            }
+        }
+        Ok(resolver)
+    }
+}
+
+/// Accepts `host.example` and `*.example`.
+fn check_name(name: &str, origin: &str) -> Result<(), TlsError> {
+    let bare = name.strip_prefix("*.").unwrap_or(name);
+    if bare.contains('*') || DnsName::try_from(bare).is_err() {
+        return Err(TlsError::InvalidName {
+            name: name.to_owned(),
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(())
+}
