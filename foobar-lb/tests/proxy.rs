@@ -1,0 +1,471 @@
+//! Reverse-proxy semantics: headers, errors, timeouts, retries, streaming,
+//! protocol upgrades.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foobar_lb::policy::RoundRobin;
+use foobar_lb::Proxy;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that answers with the request headers it received, one
+/// `name: value` per line, and sets a few hop-by-hop response headers.
+async fn echo_headers() -> TestServer {
+    serve(
+        "127.0.0.1:0",
+        tower::service_fn(|req: Request<Incoming>| async move {
+            let mut text = String::new();
+            for (name, value) in req.headers() {
+                text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
+            }
+            let resp = Response::builder()
+                .header("keep-alive", "timeout=5")
+                .header("proxy-authenticate", "Basic")
+                .header("x-from-backend", "yes")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap();
+            Ok::<_, Infallible>(resp)
+        }),
+    )
+    .await
+}
+
+fn header_lines<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
+    body.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+async fn proxy_to(
+    urls: &[&str],
+    builder: impl FnOnce(foobar_lb::ProxyBuilder<RoundRobin>) -> foobar_lb::ProxyBuilder<RoundRobin>,
+) -> (Proxy, TestServer) {
+    let proxy = builder(Proxy::builder(RoundRobin::new())).build().unwrap();
+    for url in urls {
+        proxy.add_backend(url).unwrap();
+    }
+    let front = serve_proxy(proxy.clone()).await;
+    (proxy, front)
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let client = client_from(Some("127.0.0.7"));
+    let req = Request::get(front.url())
+        .header("connection", "x-secret, keep-alive")
+        .header("x-secret", "must not pass")
+        .header("keep-alive", "timeout=5")
+        .header("te", "gzip")
+        .header("trailer", "x-checksum")
+        .header("upgrade", "h2c")
+        .header("proxy-authorization", "Basic abc")
+        .header("proxy-connection", "keep-alive")
+        .header("x-end-to-end", "kept")
+        .body(empty())
+        .unwrap();
+    let (status, headers, body) = send(&client, req).await;
+    assert_eq!(status, StatusCode::OK);
+    for gone in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "transfer-encoding",
+    ] {
+        assert!(
+            header_lines(&body, gone).is_empty(),
+            "{gone} reached the backend:\n{body}"
+        );
+    }
+    assert_eq!(header_lines(&body, "x-end-to-end"), ["kept"]);
+    // Response side.
+    assert!(!headers.contains_key("keep-alive"));
+    assert!(!headers.contains_key("proxy-authenticate"));
+    assert_eq!(headers["x-from-backend"], "yes");
+    assert_eq!(headers["via"], "1.1 foobar");
+}
+
+#[tokio::test]
+async fn te_trailers_passes_for_grpc() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let req = Request::get(front.url())
+        .header("te", "trailers")
+        .body(empty())
+        .unwrap();
+    let (_, _, body) = send(&client(), req).await;
+    assert_eq!(header_lines(&body, "te"), ["trailers"]);
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_appended() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let client = client_from(Some("127.0.0.9"));
+    let req = Request::get(format!("{}/path?q=1", front.url()))
+        .header("host", "www.foobar.com")
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "for=203.0.113.5")
+        .header("via", "1.1 edge")
+        .body(empty())
+        .unwrap();
+    let (_, resp_headers, body) = send(&client, req).await;
+    assert_eq!(
+        header_lines(&body, "x-forwarded-for"),
+        ["203.0.113.5, 127.0.0.9"]
+    );
+    // Untrusted by default: replaced with what this proxy saw.
+    assert_eq!(header_lines(&body, "x-forwarded-proto"), ["http"]);
+    assert_eq!(header_lines(&body, "x-forwarded-host"), ["www.foobar.com"]);
+    assert_eq!(header_lines(&body, "host"), ["www.foobar.com"]);
+    assert_eq!(
+        header_lines(&body, "forwarded"),
+        [
+            "for=203.0.113.5",
+            "for=127.0.0.9;proto=http;host=\"www.foobar.com\""
+        ]
+    );
+    assert_eq!(header_lines(&body, "via"), ["1.1 edge", "1.1 foobar"]);
+    let ids = header_lines(&body, "x-request-id");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].len(), 32);
+    assert_eq!(
+        resp_headers["x-request-id"], ids[0],
+        "the id is echoed to the client"
+    );
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_and_trusted_forwarding_is_kept() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b.trust_forwarded(true).via("lb1")).await;
+    let req = Request::get(front.url())
+        .header("x-request-id", "abc-123")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "shop.example")
+        .body(empty())
+        .unwrap();
+    let (_, headers, body) = send(&client(), req).await;
+    assert_eq!(header_lines(&body, "x-request-id"), ["abc-123"]);
+    assert_eq!(headers["x-request-id"], "abc-123");
+    assert_eq!(header_lines(&body, "x-forwarded-proto"), ["https"]);
+    assert_eq!(header_lines(&body, "x-forwarded-host"), ["shop.example"]);
+    assert_eq!(header_lines(&body, "via"), ["1.1 lb1"]);
+}
+
+#[tokio::test]
+async fn no_backend_is_a_fast_503_with_a_clear_body() {
+    let (_proxy, front) = proxy_to(&[], |b| b).await;
+    let start = Instant::now();
+    let (status, body) = get(&client(), &front.url()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "no healthy backend\n");
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_502() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (_proxy, front) = proxy_to(&[&url], |b| b).await;
+    let (status, body) = get(&client(), &front.url()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("cannot connect"), "{body}");
+}
+
+#[tokio::test]
+async fn a_slow_backend_is_a_504_after_the_response_timeout() {
+    let backend = slow("late", Duration::from_secs(5)).await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| {
+        b.response_timeout(Some(Duration::from_millis(200)))
+    })
+    .await;
+    let start = Instant::now();
+    let (status, _) = get(&client(), &front.url()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// A backend that accepts connections, reads a little and resets them
+/// (RST). Counts the connections.
+async fn resetting_backend() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                // Linger 0 turns the close into a reset (it never blocks).
+                #[allow(deprecated)]
+                let _ = stream.set_linger(Some(Duration::ZERO));
+                drop(stream);
+            });
+        }
+    });
+    (url, accepted)
+}
+
+/// A backend counting the requests of each method it receives.
+async fn counting_backend() -> (TestServer, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let posts = Arc::new(AtomicUsize::new(0));
+    let (g, p) = (gets.clone(), posts.clone());
+    let server = serve(
+        "127.0.0.1:0",
+        tower::service_fn(move |req: Request<Incoming>| {
+            let (g, p) = (g.clone(), p.clone());
+            async move {
+                if req.method() == http::Method::POST {
+                    p.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    g.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = req.into_body().collect().await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"good"))))
+            }
+        }),
+    )
+    .await;
+    (server, gets, posts)
+}
+
+#[tokio::test]
+async fn gets_are_retried_on_the_other_backend_and_posts_are_not_replayed() {
+    let (bad, resets) = resetting_backend().await;
+    let (good, gets, posts) = counting_backend().await;
+    let (proxy, front) = proxy_to(&[&bad, &good.url()], |b| b).await;
+    let client = client();
+
+    for _ in 0..20 {
+        let (status, body) = get(&client, &front.url()).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
+    }
+    assert_eq!(gets.load(Ordering::Relaxed), 20);
+    assert!(
+        resets.load(Ordering::Relaxed) >= 5,
+        "the bad backend was tried"
+    );
+
+    let mut failed = 0;
+    for _ in 0..10 {
+        let req = Request::post(front.url()).body(full(b"order=1")).unwrap();
+        let (status, _, _) = send(&client, req).await;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::BAD_GATEWAY => failed += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        failed, 5,
+        "round robin sends every other POST to the bad backend"
+    );
+    assert_eq!(
+        posts.load(Ordering::Relaxed),
+        5,
+        "a failed POST never reached the good backend"
+    );
+    let bad_backend = proxy.backends().get(&bad).unwrap();
+    assert!(bad_backend.errors_total() >= 15);
+}
+
+#[tokio::test]
+async fn retries_respect_the_budget() {
+    let (bad, _) = resetting_backend().await;
+    let (good, _, _) = counting_backend().await;
+    // No budget: the GET that hits the bad backend fails.
+    let (_proxy, front) = proxy_to(&[&bad, &good.url()], |b| b.retry_budget(None)).await;
+    let (status, _) = get(&client(), &front.url()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn hundred_megabytes_stream_both_ways_with_bounded_memory() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let backend = serve(
+        "127.0.0.1:0",
+        tower::service_fn(|req: Request<Incoming>| async move {
+            if req.method() == http::Method::POST {
+                // Count the upload without keeping it.
+                let mut body = req.into_body();
+                let mut total = 0u64;
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.map(|f| f.into_data()) {
+                        total += data.map_or(0, |d| d.len() as u64);
+                    }
+                }
+                let text: TestBody = Full::new(Bytes::from(total.to_string()))
+                    .map_err(|e| match e {})
+                    .boxed();
+                Ok::<_, Infallible>(Response::new(text))
+            } else {
+                Ok(Response::new(Generated::new(SIZE).boxed()))
+            }
+        }),
+    )
+    .await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let client = client();
+    // Warm up allocator pools and connections before taking the baseline.
+    let _ = get(&client, &format!("{}/warm", backend.url())).await;
+    let baseline = rss_bytes();
+    let mut peak = baseline;
+
+    // Download.
+    let resp = client
+        .request(Request::get(front.url()).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    let mut next_sample = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.unwrap().data_ref() {
+            received += data.len() as u64;
+        }
+        if received >= next_sample {
+            peak = peak.max(rss_bytes());
+            next_sample += 8 * 1024 * 1024;
+        }
+    }
+    assert_eq!(received, SIZE);
+
+    // Upload.
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            peak = peak.max(rss_bytes());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if peak == u64::MAX {
+                return peak;
+            }
+        }
+    });
+    let req = Request::post(front.url())
+        .body(Generated::new(SIZE).boxed())
+        .unwrap();
+    let (status, _, body) = send(&client, req).await;
+    sampler.abort();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, SIZE.to_string());
+    peak = peak.max(rss_bytes());
+
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < 40 * 1024 * 1024,
+        "RSS grew by {} MiB while streaming 2 × 100 MiB",
+        growth / (1024 * 1024)
+    );
+}
+
+/// A backend that accepts `Upgrade: echo` and then echoes bytes.
+async fn upgrade_echo_backend() -> TestServer {
+    serve(
+        "127.0.0.1:0",
+        tower::service_fn(|mut req: Request<Incoming>| async move {
+            let is_upgrade = req.headers().get("upgrade").is_some()
+                && req.headers().get("connection").is_some_and(|v| {
+                    v.to_str()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                        .contains("upgrade")
+                });
+            if !is_upgrade {
+                let mut resp = Response::new(Full::new(Bytes::from_static(b"upgrade required")));
+                *resp.status_mut() = StatusCode::UPGRADE_REQUIRED;
+                return Ok::<_, Infallible>(resp);
+            }
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match io.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if io.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            let resp = Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Ok(resp)
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn websocket_upgrades_are_tunnelled_end_to_end() {
+    let backend = upgrade_echo_backend().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: chat.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("response head in time")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for message in [&b"hello"[..], b"through the proxy", &[0u8, 255, 1, 2]] {
+        stream.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+}
