@@ -141,6 +141,28 @@ impl TrustedProxies {
     }
 }
 
+/// The key a client is counted under: an IPv4 address as is (IPv4-mapped
+/// IPv6 included), an IPv6 address cut to its first `v6_prefix` bits (one
+/// host usually holds a whole /64).
+#[inline]
+pub(crate) fn client_key(addr: IpAddr, v6_prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = match v6_prefix {
+                    0 => 0,
+                    p if p >= 128 => u128::MAX,
+                    p => u128::MAX << (128 - u32::from(p)),
+                };
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+        },
+    }
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Walks forwarded hops from the right.
@@ -221,6 +243,17 @@ mod tests {
             map.append(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn client_keys_group_ipv6_by_prefix() {
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:3::4"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(client_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(client_key(ip("2001:db8::1"), 0), ip("::"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.1"), 64), ip("192.0.2.1"));
     }
 
     #[test]

@@ -2,15 +2,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod accept_future;
 mod body;
 mod client_addr;
 mod error;
 pub mod firewall;
+pub mod limit;
+pub mod proxy_protocol;
 pub mod tls;
 
+pub use accept_future::AcceptFuture;
 pub use body::GuardBody;
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use error::{Error, ProxyHeaderError, Result};
 pub use firewall::{FirewallLayer, Rules};
+pub use limit::ConnLimitLayer;
+pub use proxy_protocol::ProxyProtocolLayer;
 pub use ipnet::IpNet;
 pub use tls::{TlsConfig, TlsError, TlsLayer};

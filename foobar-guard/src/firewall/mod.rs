@@ -34,7 +34,8 @@ mod rules;
 mod service;
 mod table;
 
-pub use self::future::{AcceptFuture, ResponseFuture};
+pub use self::future::ResponseFuture;
 pub use self::layer::{FirewallLayer, RulesHandle};
 pub use self::rules::{Action, Rule, Rules, RulesBuilder};
 pub use self::service::Firewall;
+pub use crate::accept_future::AcceptFuture;

@@ -6,9 +6,10 @@ use foobar_core::{Accepted, BoxError, ConnInfo};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::future::{AcceptFuture, ResponseFuture};
+use super::future::ResponseFuture;
 use super::layer::{FirewallLayer, Shared};
 use super::rules::Rules;
+use crate::accept_future::AcceptFuture;
 use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::error::Error;
 
