@@ -154,34 +154,50 @@ pub fn serve_admin(admin: Admin, shutdown: &Shutdown) -> SocketAddr {
     addr
 }
 
-/// One HTTP/1.1 GET with optional extra headers.
+/// One HTTP/1.1 GET with optional extra headers; panics if the server
+/// cannot be reached.
 pub async fn get(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, String) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    try_get(addr, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// One HTTP/1.1 GET with optional extra headers, for a server that may not
+/// be up (yet, or any more).
+pub async fn try_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, http::HeaderMap, String), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut request = Request::get(path).header("host", addr.to_string());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
     let response = sender
-        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+        .send_request(request)
         .await
-        .expect("response");
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("body")
+        .map_err(|e| e.to_string())?
         .to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after
