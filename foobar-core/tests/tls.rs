@@ -62,6 +62,86 @@ fn every_key_kind_loads_from_files() {
     }
 }
 
+/// Splits a DER TLV at the start of `der`: (tag, contents, rest).
+fn tlv(der: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (tag, first) = (der[0], der[1]);
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, 2 + n)
+    };
+    (tag, &der[header..header + len], &der[header + len..])
+}
+
+/// The algorithm-specific key inside a PKCS#8 PrivateKeyInfo: an RSA key
+/// in PKCS#1 form, an EC key in SEC1 form.
+fn unwrap_pkcs8(pkcs8: &[u8]) -> Vec<u8> {
+    let (_, info, _) = tlv(pkcs8);
+    let (_, _version, rest) = tlv(info);
+    let (_, _algorithm, rest) = tlv(rest);
+    let (tag, key, _) = tlv(rest);
+    assert_eq!(tag, 0x04, "privateKey OCTET STRING");
+    key.to_vec()
+}
+
+fn to_pem(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in der.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn pkcs1_rsa_and_sec1_ec_keys_load_and_match() {
+    let ca = DevCa::new().unwrap();
+    for (kind, label) in [
+        (KeyKind::Rsa2048, "RSA PRIVATE KEY"),
+        (KeyKind::EcdsaP256, "EC PRIVATE KEY"),
+        (KeyKind::EcdsaP384, "EC PRIVATE KEY"),
+    ] {
+        let cert = ca.server_cert_with(kind, ["legacy.test"]).unwrap();
+        let pkcs8 = pem::private_key_from_pem(cert.key_pem().as_bytes()).unwrap();
+        let legacy = to_pem(label, &unwrap_pkcs8(pkcs8.secret_der()));
+        let key = pem::private_key_from_pem(legacy.as_bytes())
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert!(
+            matches!(
+                (&key, kind),
+                (rustls_pki_types::PrivateKeyDer::Pkcs1(_), KeyKind::Rsa2048)
+                    | (rustls_pki_types::PrivateKeyDer::Sec1(_), _)
+            ),
+            "{kind:?}"
+        );
+        let identity = Identity::from_pem(cert.cert_pem().as_bytes(), legacy.as_bytes())
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert_eq!(identity.end_entity(), cert.cert_der());
+    }
+}
+
 #[test]
 fn key_of_another_certificate_is_a_mismatch_naming_both_files() {
     let ca = DevCa::new().unwrap();

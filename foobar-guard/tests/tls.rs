@@ -207,6 +207,14 @@ fn client_config(ca: &DevCa) -> Arc<rustls::ClientConfig> {
     ca.client_tls().alpn(["h2", "http/1.1"]).build().unwrap()
 }
 
+/// A client that never resumes, so every handshake shows the certificate
+/// really served.
+fn no_resumption(ca: &DevCa) -> Arc<rustls::ClientConfig> {
+    let mut config = (*ca.client_tls().build().unwrap()).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
 fn write(cert: &DevCert, dir: &Path, stem: &str) -> DevCertFiles {
     cert.write_pem(dir, stem).unwrap()
 }
@@ -344,9 +352,7 @@ async fn reload_serves_the_new_certificate_to_new_connections_while_open_ones_ke
     let (addr, _server) = start(TlsLayer::new(config.clone()));
     // A client without session resumption, so every handshake shows the
     // certificate really served.
-    let mut no_resume = (*ca.client_tls().build().unwrap()).clone();
-    no_resume.resumption = rustls::client::Resumption::disabled();
-    let client = Arc::new(no_resume);
+    let client = no_resumption(&ca);
 
     let open = Client::connect(client.clone(), addr, "www.reload.test")
         .await
@@ -367,6 +373,50 @@ async fn reload_serves_the_new_certificate_to_new_connections_while_open_ones_ke
     );
     let (_, body) = open.get().await.expect("the open connection still works");
     assert!(body.starts_with("sni=www.reload.test"), "{body}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_certificates_until_shutdown() {
+    let ca = DevCa::new().unwrap();
+    let dir = TempDir::new("sighup");
+    let old = ca.server_cert(["www.hup.test"]).unwrap();
+    let files = write(&old, dir.path(), "www");
+    let config = TlsConfig::builder()
+        .certificate(&files.cert, &files.key)
+        .build()
+        .unwrap();
+    let shutdown = Shutdown::new();
+    let reloader = config.reload_on_sighup(shutdown.clone()).unwrap();
+    let (addr, _server) = start(TlsLayer::new(config));
+    let client = no_resumption(&ca);
+
+    let new = ca.server_cert(["www.hup.test"]).unwrap();
+    write(&new, dir.path(), "www");
+    // This test runs in its own process under nextest; the handler is
+    // installed, so the signal reloads instead of terminating.
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (cert, _) = fetch(client.clone(), addr, "www.hup.test").await;
+        if &cert == new.cert_der() {
+            break;
+        }
+        assert_eq!(&cert, old.cert_der());
+        assert!(Instant::now() < deadline, "SIGHUP did not reload in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    shutdown.trigger();
+    tokio::time::timeout(DEADLINE, reloader)
+        .await
+        .expect("the reload task stops on shutdown")
+        .unwrap();
 }
 
 #[tokio::test]
