@@ -98,6 +98,14 @@ async fn request_rates_come_from_the_metrics_layer() {
         &shutdown,
     );
 
+    // A sample at zero first, so the windows span every request below.
+    let samples = monitor.snapshot().samples;
+    wait_for(
+        "a sample of the idle service",
+        Duration::from_secs(10),
+        || async { (monitor.snapshot().samples > samples).then_some(()) },
+    )
+    .await;
     for i in 0..40 {
         let path = if i % 4 == 0 { "/fail" } else { "/" };
         get(web_addr, path, &[]).await;
@@ -111,7 +119,9 @@ async fn request_rates_come_from_the_metrics_layer() {
             .iter()
             .find(|s| s["service"] == "web")?
             .clone();
-        (web["requests_total"] == 40 && web["qps_1m"].as_f64()? > 0.0).then_some(web)
+        // Totals are live; the windows move on the next sample.
+        let sampled_all = (web["error_ratio_1m"].as_f64()? - 0.25).abs() < 1e-9;
+        (web["requests_total"] == 40 && sampled_all && web["qps_1m"].as_f64()? > 0.0).then_some(web)
     })
     .await;
     assert_eq!(web_rates["errors_total"], 10);
