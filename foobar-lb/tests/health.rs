@@ -26,10 +26,7 @@ async fn a_killed_backend_is_out_within_interval_times_fall_and_back_after_rise(
         .build()
         .unwrap();
     proxy.add_backend(&a.url()).unwrap();
-    let b_backend = proxy
-        .backends()
-        .get(&proxy.add_backend(&b.url()).unwrap().id().to_owned())
-        .unwrap();
+    let b_backend = proxy.add_backend(&b.url()).unwrap();
     let checker = HealthCheck::http("/healthz")
         .interval(INTERVAL)
         .timeout(Duration::from_millis(80))
