@@ -15,9 +15,10 @@
 //!   `metrics_push_dropped_total`, and [`PushHandle::stats`]) and failures
 //!   logged.
 //!
-//! HTTPS uses the operating system's roots unless a
-//! [`rustls::ClientConfig`] is given with [`PushBuilder::tls`] (for a
-//! private CA or a client certificate).
+//! HTTPS uses the operating system's roots unless a client configuration
+//! is given with [`PushBuilder::tls`], typically from
+//! [`ClientTls`](crate::tls::ClientTls) (a private CA, a client
+//! certificate).
 
 mod target;
 
@@ -103,7 +104,7 @@ pub struct PushBuilder {
     timeout: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
-    tls: Option<rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PushBuilder {
@@ -129,9 +130,11 @@ impl PushBuilder {
         self
     }
 
-    /// TLS settings for an `https` collector (a private CA, a client
-    /// certificate). Default: the operating system's roots.
-    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+    /// TLS settings for an `https` collector, e.g. from
+    /// [`ClientTls::build`](crate::tls::ClientTls::build) (a private CA, a
+    /// client certificate). Its ALPN list is replaced: pushes speak
+    /// HTTP/1.1. Default: the operating system's roots.
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self
     }
@@ -194,7 +197,12 @@ impl PushBuilder {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let with_tls = match &self.tls {
-            Some(config) => builder.with_tls_config(config.clone()),
+            Some(config) => {
+                let mut config = rustls::ClientConfig::clone(config);
+                // The connector sets ALPN itself and refuses a preset one.
+                config.alpn_protocols.clear();
+                builder.with_tls_config(config)
+            }
             None => match builder.with_provider_and_native_roots(provider.clone()) {
                 Ok(b) => b,
                 Err(error) if self.target.uri().scheme_str() == Some("https") => {
