@@ -28,14 +28,13 @@
 //!
 //! [`ConnInfo::client_addr`]: foobar_core::ConnInfo::client_addr
 
-mod future;
 mod layer;
 mod rules;
 mod service;
 mod table;
 
-pub use self::future::ResponseFuture;
 pub use self::layer::{FirewallLayer, RulesHandle};
 pub use self::rules::{Action, Rule, Rules, RulesBuilder};
 pub use self::service::Firewall;
 pub use crate::accept_future::AcceptFuture;
+pub use crate::response_future::ResponseFuture;

@@ -6,12 +6,12 @@ use foobar_core::{Accepted, BoxError, ConnInfo};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::future::ResponseFuture;
 use super::layer::{FirewallLayer, Shared};
 use super::rules::Rules;
 use crate::accept_future::AcceptFuture;
 use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::error::Error;
+use crate::response_future::{Rejection, ResponseFuture};
 
 /// The firewall service; made by [`FirewallLayer`]. It is a
 /// `Service<Accepted<IO>>` (connection level) and a
@@ -115,7 +115,7 @@ where
         } else {
             self.shared.denied_requests.increment(1);
             tracing::debug!(client = ?client, "request denied by the firewall");
-            ResponseFuture::rejected(StatusCode::FORBIDDEN, "forbidden\n")
+            ResponseFuture::rejected(Rejection::new(StatusCode::FORBIDDEN, "forbidden\n"))
         }
     }
 }

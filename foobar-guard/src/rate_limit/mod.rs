@@ -1,0 +1,321 @@
+//! Per-client rate limits: token buckets keyed by client address (or any
+//! key), answering `429 Too Many Requests` with `Retry-After`.
+//!
+//! [`RateLimitLayer`] keeps one token bucket (GCRA, via `governor`) per key.
+//! The default key is the client address after trusted-proxy resolution
+//! ([`ClientIpKey`]: put the request-level
+//! [`FirewallLayer`](crate::FirewallLayer) in front so it has resolved
+//! [`ClientAddr`](crate::ClientAddr)); any [`KeyExtractor`] can replace it.
+//!
+//! Memory stays bounded under a flood of distinct keys: idle buckets (full
+//! again, so indistinguishable from new ones) are dropped periodically, and
+//! if the live keys still exceed [`max_keys`](RateLimitLayer::max_keys) the
+//! whole table is reset (clients then start with a full bucket again).
+//!
+//! ```
+//! use foobar_guard::rate_limit::RateLimitLayer;
+//! use foobar_guard::{FirewallLayer, Rules, TrustedProxies};
+//! use tower::ServiceBuilder;
+//!
+//! let app = tower::service_fn(|_req: http::Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
+//! });
+//! let app = ServiceBuilder::new()
+//!     .layer(FirewallLayer::new(Rules::default()).trusted_proxies(TrustedProxies::parse("10.0.0.0/8")?))
+//!     .layer(RateLimitLayer::per_second(50, 100)?)
+//!     .service(app);
+//! # let _ = app;
+//! # Ok::<(), foobar_guard::Error>(())
+//! ```
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `foobar_rate_limited_requests_total` | counter | – |
+//! | `foobar_rate_limit_resets_total` | counter (key table reset at `max_keys`) | – |
+
+mod key;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use governor::clock::Clock;
+use governor::DefaultKeyedRateLimiter;
+pub use governor::Quota;
+use http::{Request, Response, StatusCode};
+use metrics::Counter;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use self::key::{ClientIpKey, KeyExtractor};
+use crate::body::GuardBody;
+use crate::error::{Error, Result};
+use crate::response_future::Rejection;
+pub use crate::response_future::ResponseFuture;
+
+/// How often idle buckets are dropped.
+const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+/// How many requests pass between checks of the key count.
+const CHECK_EVERY: usize = 1024;
+
+/// Limits the request rate per client. See the [module docs](self).
+pub struct RateLimitLayer<K: KeyExtractor = ClientIpKey> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K: KeyExtractor> Clone for RateLimitLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<K: KeyExtractor> std::fmt::Debug for RateLimitLayer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+struct Shared<K: KeyExtractor> {
+    /// Swapped for an empty one when the key table must be reset.
+    limiter: ArcSwap<DefaultKeyedRateLimiter<K::Key>>,
+    quota: Quota,
+    extractor: Arc<K>,
+    max_keys: usize,
+    calls: AtomicUsize,
+    started: Instant,
+    /// Milliseconds since `started` of the last cleanup.
+    last_cleanup: AtomicU64,
+    limited: Counter,
+    resets: Counter,
+}
+
+impl<K: KeyExtractor> std::fmt::Debug for Shared<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("quota", &self.quota)
+            .field("keys", &self.limiter.load().len())
+            .field("max_keys", &self.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitLayer<ClientIpKey> {
+    /// `rate` requests per second per client on average, up to `burst` at
+    /// once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuota`] if `rate` or `burst` is zero.
+    pub fn per_second(rate: u32, burst: u32) -> Result<Self> {
+        let rate = NonZeroU32::new(rate).ok_or(Error::InvalidQuota("the rate is zero"))?;
+        let burst = NonZeroU32::new(burst).ok_or(Error::InvalidQuota("the burst is zero"))?;
+        Ok(Self::new(Quota::per_second(rate).allow_burst(burst)))
+    }
+
+    /// One request per `period` per client on average, up to `burst` at
+    /// once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuota`] if `period` or `burst` is zero.
+    pub fn with_period(period: Duration, burst: u32) -> Result<Self> {
+        let burst = NonZeroU32::new(burst).ok_or(Error::InvalidQuota("the burst is zero"))?;
+        let quota = Quota::with_period(period).ok_or(Error::InvalidQuota("the period is zero"))?;
+        Ok(Self::new(quota.allow_burst(burst)))
+    }
+
+    /// Limits with `quota`, keyed by client address (IPv6 by /64).
+    ///
+    /// Install the metrics recorder first: the counters are registered
+    /// here, once.
+    pub fn new(quota: Quota) -> Self {
+        Self::build(quota, Arc::new(ClientIpKey::default()), 1_000_000)
+    }
+
+    /// Groups IPv6 clients by their first `prefix` bits (default 64).
+    #[must_use]
+    pub fn ipv6_prefix(self, prefix: u8) -> Self {
+        self.key(ClientIpKey::ipv6_prefix(prefix))
+    }
+}
+
+impl<K: KeyExtractor> RateLimitLayer<K> {
+    fn build(quota: Quota, extractor: Arc<K>, max_keys: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                limiter: ArcSwap::from_pointee(DefaultKeyedRateLimiter::keyed(quota)),
+                quota,
+                extractor,
+                max_keys,
+                calls: AtomicUsize::new(0),
+                started: Instant::now(),
+                last_cleanup: AtomicU64::new(0),
+                limited: metrics::counter!("foobar_rate_limited_requests_total"),
+                resets: metrics::counter!("foobar_rate_limit_resets_total"),
+            }),
+        }
+    }
+
+    /// Keys requests with `extractor` instead.
+    pub fn key<K2: KeyExtractor>(self, extractor: K2) -> RateLimitLayer<K2> {
+        RateLimitLayer::build(self.shared.quota, Arc::new(extractor), self.shared.max_keys)
+    }
+
+    /// The most keys kept before the table is reset. Default: 1,000,000.
+    #[must_use]
+    pub fn max_keys(self, max_keys: usize) -> Self {
+        Self::build(
+            self.shared.quota,
+            self.shared.extractor.clone(),
+            max_keys.max(1),
+        )
+    }
+
+    /// The number of keys currently tracked.
+    pub fn tracked_keys(&self) -> usize {
+        self.shared.limiter.load().len()
+    }
+}
+
+impl<K: KeyExtractor> Shared<K> {
+    /// Keeps the key table bounded; cheap except on the rare call that
+    /// cleans up.
+    fn maintain(&self) {
+        let calls = self.calls.fetch_add(1, Ordering::Relaxed);
+        if calls % CHECK_EVERY != 0 {
+            return;
+        }
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_cleanup.load(Ordering::Relaxed);
+        let due = now_ms.saturating_sub(last) >= CLEANUP_EVERY.as_millis() as u64;
+        let limiter = self.limiter.load();
+        let over = limiter.len() > self.max_keys;
+        if !(due || over) {
+            return;
+        }
+        // One caller cleans up; the others go on.
+        if self
+            .last_cleanup
+            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        limiter.retain_recent();
+        if limiter.len() > self.max_keys {
+            // Every bucket is recent (a flood of distinct keys): forget them
+            // all rather than grow without bound.
+            tracing::warn!(
+                max_keys = self.max_keys,
+                "rate limiter key table full; resetting it"
+            );
+            self.resets.increment(1);
+            self.limiter
+                .store(Arc::new(DefaultKeyedRateLimiter::keyed(self.quota)));
+        } else {
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+impl<S, K: KeyExtractor> Layer<S> for RateLimitLayer<K> {
+    type Service = RateLimit<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The rate-limit service; made by [`RateLimitLayer`].
+pub struct RateLimit<S, K: KeyExtractor = ClientIpKey> {
+    inner: S,
+    shared: Arc<Shared<K>>,
+}
+
+impl<S: std::fmt::Debug, K: KeyExtractor> std::fmt::Debug for RateLimit<S, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limits", &self.shared)
+            .finish()
+    }
+}
+
+impl<S: Clone, K: KeyExtractor> Clone for RateLimit<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> RateLimit<S> {
+    /// A layer that wraps services in `RateLimit`.
+    pub fn layer(quota: Quota) -> RateLimitLayer {
+        RateLimitLayer::new(quota)
+    }
+}
+
+impl<S, K: KeyExtractor> RateLimit<S, K> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    K: KeyExtractor,
+{
+    type Response = Response<GuardBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let key = self.shared.extractor.extract(&parts);
+        let req = Request::from_parts(parts, body);
+        let Some(key) = key else {
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        self.shared.maintain();
+        let limiter = self.shared.limiter.load();
+        match limiter.check_key(&key) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(not_until) => {
+                self.shared.limited.increment(1);
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                // Whole seconds, rounded up: `Retry-After: 0` would invite
+                // an immediate retry that is refused again.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                ResponseFuture::rejected(Rejection {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: "too many requests\n",
+                    retry_after: Some(seconds.max(1)),
+                })
+            }
+        }
+    }
+}
