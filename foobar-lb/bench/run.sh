@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of foobar's lb example, HAProxy and nginx, each
+# balancing round robin over the same two nginx backends, driven by wrk over
+# plain HTTP and with TLS termination. Prints req/s, p50, p99 (medians over
+# interleaved rounds) and foobar's ratio to each.
+#
+# Run from anywhere:  foobar-lb/bench/run.sh
+# Knobs (environment): DURATION=5 (s per run)  ROUNDS=3  CONNS="64 256"
+#                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
+# Everything listens on 127.0.0.1, on free high ports; all processes and
+# files are removed on exit.
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-"64 256"}
+WORKERS=${WORKERS:-1}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+need=()
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+    echo "installing ${need[*]}" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
+fi
+
+echo "building the lb example (release)..." >&2
+cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p foobar-examples --bin lb >&2
+LB_BIN="$ROOT/target/release/lb"
+
+WORK=$(mktemp -d /tmp/foobar-lb-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# A free TCP port on 127.0.0.1 (bound then released by the kernel's choice).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
+
+# TLS certificate for the terminating front ends.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
+
+# Two backends: nginx, one worker each, `return 200`.
+BACKEND_PORTS=()
+for i in 1 2; do
+    port=$(free_port)
+    BACKEND_PORTS+=("$port")
+    mkdir -p "$WORK/backend$i"
+    cat > "$WORK/backend$i/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/backend$i/nginx.pid;
+error_log $WORK/backend$i/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$port reuseport backlog=4096;
+        location / { return 200 "ok\n"; }
+    }
+}
+CONF
+    nginx -p "$WORK/backend$i" -c "$WORK/backend$i/nginx.conf" &
+    PIDS+=($!)
+done
+
+FOOBAR_HTTP=$(free_port); FOOBAR_TLS=$(free_port)
+HAPROXY_HTTP=$(free_port); HAPROXY_TLS=$(free_port)
+NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
+
+"$LB_BIN" --workers "$WORKERS" \
+    --listen "127.0.0.1:$FOOBAR_HTTP" --tls-listen "127.0.0.1:$FOOBAR_TLS" \
+    --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+    --backend "http://127.0.0.1:${BACKEND_PORTS[0]}" --backend "http://127.0.0.1:${BACKEND_PORTS[1]}" &
+PIDS+=($!)
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 20000
+    tune.ssl.default-dh-param 2048
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+    option http-keep-alive
+frontend plain
+    bind 127.0.0.1:$HAPROXY_HTTP
+    default_backend web
+frontend tls
+    bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/haproxy.pem alpn http/1.1
+    default_backend web
+backend web
+    balance roundrobin
+    server b1 127.0.0.1:${BACKEND_PORTS[0]}
+    server b2 127.0.0.1:${BACKEND_PORTS[1]}
+CONF
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+PIDS+=($!)
+
+mkdir -p "$WORK/nginx-lb"
+cat > "$WORK/nginx-lb/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-lb/nginx.pid;
+error_log $WORK/nginx-lb/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream web {
+        server 127.0.0.1:${BACKEND_PORTS[0]};
+        server 127.0.0.1:${BACKEND_PORTS[1]};
+        keepalive 512;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_HTTP backlog=4096;
+        listen 127.0.0.1:$NGINX_TLS ssl backlog=4096;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+nginx -p "$WORK/nginx-lb" -c "$WORK/nginx-lb/nginx.conf" &
+PIDS+=($!)
+
+for port in "${BACKEND_PORTS[@]}" $FOOBAR_HTTP $FOOBAR_TLS $HAPROXY_HTTP $HAPROXY_TLS $NGINX_HTTP $NGINX_TLS; do
+    wait_port "$port"
+done
+for url in "http://127.0.0.1:$FOOBAR_HTTP/" "http://127.0.0.1:$HAPROXY_HTTP/" "http://127.0.0.1:$NGINX_HTTP/"; do
+    curl -sf -o /dev/null "$url" 2>/dev/null || { echo "no answer from $url" >&2; exit 1; }
+done
+
+# wrk output to "req/s p50_ms p99_ms".
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+        printf "%.3f", n }'
+}
+run_wrk() {
+    local url=$1 conns=$2 out
+    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" 2>&1)
+    local rps p50 p99 errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    [ -n "$errors" ] && echo "  warning ($url c$conns): $errors" >&2
+    echo "${rps:-0} $(to_ms "${p50:-0ms}") $(to_ms "${p99:-0ms}")"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A RESULTS
+TARGETS=(foobar haproxy nginx)
+declare -A URL_HTTP=([foobar]="http://127.0.0.1:$FOOBAR_HTTP/" [haproxy]="http://127.0.0.1:$HAPROXY_HTTP/" [nginx]="http://127.0.0.1:$NGINX_HTTP/")
+declare -A URL_TLS=([foobar]="https://127.0.0.1:$FOOBAR_TLS/" [haproxy]="https://127.0.0.1:$HAPROXY_TLS/" [nginx]="https://127.0.0.1:$NGINX_TLS/")
+
+echo "running: ${ROUNDS} rounds x ${DURATION}s, connections: ${CONNS}, foobar workers: ${WORKERS}" >&2
+for round in $(seq 1 "$ROUNDS"); do
+    for conns in $CONNS; do
+        for mode in http tls; do
+            for target in "${TARGETS[@]}"; do
+                if [ "$mode" = http ]; then url=${URL_HTTP[$target]}; else url=${URL_TLS[$target]}; fi
+                result=$(run_wrk "$url" "$conns")
+                RESULTS["$target,$mode,$conns,$round"]=$result
+                echo "  round $round $mode c$conns $target: $result" >&2
+            done
+        done
+    done
+done
+
+stat() { # target mode conns field(1=rps 2=p50 3=p99) -> median over rounds
+    for round in $(seq 1 "$ROUNDS"); do
+        awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}"
+    done | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | foobar req/s ratio | foobar p99 ratio |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
+for conns in $CONNS; do
+    for mode in http tls; do
+        f_rps=$(stat foobar "$mode" "$conns" 1); f_p99=$(stat foobar "$mode" "$conns" 3)
+        for target in "${TARGETS[@]}"; do
+            rps=$(stat "$target" "$mode" "$conns" 1)
+            p50=$(stat "$target" "$mode" "$conns" 2)
+            p99=$(stat "$target" "$mode" "$conns" 3)
+            if [ "$target" = foobar ]; then r1="1.00"; r2="1.00"; else r1=$(ratio "$f_rps" "$rps"); r2=$(ratio "$f_p99" "$p99"); fi
+            printf '| %s | %s | %s | %.0f | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$r1" "$r2"
+        done
+    done
+done
+echo "(ratios: foobar / other; req/s above 1 and p99 below 1 favour foobar)"
