@@ -1,0 +1,19 @@
+//! The roles of the www.foobar.com reference stack, as functions shared by
+//! the example binaries and the end-to-end tests.
+//!
+//! | binary | role |
+//! |---|---|
+//! | `hello` | the smallest server: metrics and an admin listener |
+//! | `web` | [`web`]: a guestbook API behind the load balancer, on [`foobar_db::RwPool`] |
+//! | `lb` | the HTTPS load balancer in front of the web servers |
+//! | `stack` | the whole topology on one machine |
+
+pub mod certs;
+pub mod cli;
+pub mod lb;
+pub mod stack;
+pub mod web;
+
+/// Errors of the example applications. Applications may box their errors;
+/// the library crates never do in their public APIs.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,532 @@
+//! The whole www.foobar.com topology on one machine.
+//!
+//! [`run`] makes a development CA and certificates, starts a private
+//! MariaDB primary and replica with semi-synchronous GTID replication and
+//! TLS (or uses existing servers), then runs every role as its own process
+//! — two web servers and the load balancer — by starting this same binary
+//! with a role name (`stack web …`, `stack lb …`). A dead role is restarted
+//! after a short back-off, as a process supervisor would. Everything stops
+//! on Ctrl-C or SIGTERM, and the temporary data is removed.
+//!
+//! It writes `stack.json` into its directory: the addresses, process ids and
+//! files of every part, for scripts and the end-to-end tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use foobar_core::Shutdown;
+use foobar_db::mysql_async::prelude::Queryable;
+use foobar_db::sandbox::{self, Cluster};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::certs::StackCerts;
+use crate::AppError;
+
+/// The `stack` command's flags.
+pub const FLAGS: &[&str] = &[
+    "dir",
+    "lb",
+    "lb-admin",
+    "web",
+    "web-admin",
+    "db-primary",
+    "db-replica",
+    "db-ca",
+    "db-monitor",
+    "rate",
+];
+
+/// The `stack` command's usage text.
+pub const USAGE: &str = "\
+stack: the whole foobar reference topology on one machine
+
+USAGE:
+    stack [OPTIONS]
+    stack web --help    run one web server (as the stack does)
+    stack lb --help     run the load balancer (as the stack does)
+
+OPTIONS:
+    --dir DIR               where certificates, rules and stack.json go [default: a temp dir, removed at exit]
+    --lb ADDR               the site, over HTTPS [default: 127.0.0.1:8443]
+    --lb-admin ADDR         the load balancer's admin and status page [default: 127.0.0.1:9901]
+    --web ADDR              a web server's HTTPS address (repeat for more) [default: 127.0.0.1:8541, 127.0.0.1:8542]
+    --web-admin ADDR        its admin address, in the same order [default: 127.0.0.1:9911, 127.0.0.1:9912]
+    --db-primary URL        use this MariaDB/MySQL primary instead of starting private servers
+    --db-replica URL        a replica of it (repeatable)
+    --db-ca PEM             the CA of the existing servers' TLS certificates
+    --db-monitor USER:PASS  the monitoring account on the existing servers
+    --rate N                requests per second per client at the load balancer [default: 500]
+    -h, --help              print this help
+";
+
+/// Addresses and options of a stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Where files go; a temporary directory (removed at exit) when `None`.
+    pub dir: Option<PathBuf>,
+    /// The load balancer's HTTPS address.
+    pub lb: SocketAddr,
+    /// The load balancer's admin address.
+    pub lb_admin: SocketAddr,
+    /// Each web server's (HTTPS, admin) addresses.
+    pub webs: Vec<(SocketAddr, SocketAddr)>,
+    /// Existing database servers, or `None` for private ones.
+    pub existing_db: Option<ExistingDb>,
+    /// Requests per second per client at the load balancer.
+    pub rate: u32,
+}
+
+/// Database servers the stack does not own.
+#[derive(Debug, Clone)]
+pub struct ExistingDb {
+    /// The primary's URL.
+    pub primary: String,
+    /// Replica URLs.
+    pub replicas: Vec<String>,
+    /// The CA of their TLS certificates, if they speak TLS.
+    pub ca: Option<PathBuf>,
+    /// The monitoring account (`user:password`).
+    pub monitor: Option<String>,
+}
+
+impl StackConfig {
+    /// Reads the configuration from command-line flags ([`FLAGS`]).
+    ///
+    /// # Errors
+    /// A message naming the bad flag.
+    pub fn from_flags(flags: &crate::cli::Flags) -> Result<Self, String> {
+        let parse = |values: &[String], defaults: [&str; 2]| -> Result<Vec<SocketAddr>, String> {
+            if values.is_empty() {
+                return Ok(defaults.iter().filter_map(|d| d.parse().ok()).collect());
+            }
+            values
+                .iter()
+                .map(|v| v.parse().map_err(|e| format!("{v:?}: {e}")))
+                .collect()
+        };
+        let webs = parse(flags.all("web"), ["127.0.0.1:8541", "127.0.0.1:8542"])?;
+        let admins = parse(flags.all("web-admin"), ["127.0.0.1:9911", "127.0.0.1:9912"])?;
+        if webs.len() != admins.len() {
+            return Err("give one --web-admin per --web".to_owned());
+        }
+        let existing_db = flags.get("db-primary").map(|primary| ExistingDb {
+            primary: primary.to_owned(),
+            replicas: flags.all("db-replica").to_vec(),
+            ca: flags.get("db-ca").map(PathBuf::from),
+            monitor: flags.get("db-monitor").map(str::to_owned),
+        });
+        Ok(Self {
+            dir: flags.get("dir").map(PathBuf::from),
+            lb: flags.parse_or("lb", SocketAddr::from(([127, 0, 0, 1], 8443)))?,
+            lb_admin: flags.parse_or("lb-admin", SocketAddr::from(([127, 0, 0, 1], 9901)))?,
+            webs: webs.into_iter().zip(admins).collect(),
+            existing_db,
+            rate: flags.parse_or("rate", 500)?,
+        })
+    }
+}
+
+/// What `stack.json` holds: where everything is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackInfo {
+    /// The stack's directory.
+    pub dir: PathBuf,
+    /// The CA to trust (PEM).
+    pub ca: PathBuf,
+    /// The site's address.
+    pub lb: SocketAddr,
+    /// The load balancer's admin address.
+    pub lb_admin: SocketAddr,
+    /// The load balancer's served certificate and key files.
+    pub lb_cert: (PathBuf, PathBuf),
+    /// The load balancer's client certificate and key (what the web servers accept).
+    pub lb_client_cert: (PathBuf, PathBuf),
+    /// The web servers.
+    pub webs: Vec<WebInfo>,
+    /// The database servers the stack started (empty with existing ones).
+    pub db: Vec<DbNodeInfo>,
+}
+
+/// One web server in `stack.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebInfo {
+    /// Its name.
+    pub name: String,
+    /// Its HTTPS address.
+    pub listen: SocketAddr,
+    /// Its admin address.
+    pub admin: SocketAddr,
+}
+
+/// One private database server in `stack.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DbNodeInfo {
+    /// `primary`, `replica1`…
+    pub name: String,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    /// The file holding its process id.
+    pub pid_file: PathBuf,
+}
+
+/// The private database servers, or the URLs of existing ones.
+struct Database {
+    cluster: Option<Cluster>,
+    primary: String,
+    replicas: Vec<String>,
+    ca: Option<PathBuf>,
+    monitor: Option<String>,
+    failover: Option<String>,
+    replication: Option<String>,
+}
+
+/// Runs the stack until `shutdown` fires.
+///
+/// # Errors
+/// When a part cannot start.
+pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError> {
+    let started = Instant::now();
+    let (dir, temporary) = match &config.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("foobar-stack-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = temporary.then(|| RemoveOnDrop(dir.clone()));
+
+    let certs = StackCerts::generate(&dir)?;
+    // Firewall 1: loopback clients, except one address kept denied to show
+    // (and test) the rule; Firewall 2: the load balancer's address only.
+    let lb_rules = dir.join("lb.rules");
+    std::fs::write(
+        &lb_rules,
+        "# Firewall 1: who may reach the load balancer\ndeny 127.0.0.13\nallow 127.0.0.0/8\nallow ::1\ndefault deny\n",
+    )?;
+    let web_rules = dir.join("web.rules");
+    std::fs::write(
+        &web_rules,
+        "# Firewall 2: only the load balancer\nallow 127.0.0.1\ndefault deny\n",
+    )?;
+
+    let database = start_database(&config, &certs).await?;
+    let info = StackInfo {
+        dir: dir.clone(),
+        ca: certs.ca.clone(),
+        lb: config.lb,
+        lb_admin: config.lb_admin,
+        lb_cert: (certs.lb.cert.clone(), certs.lb.key.clone()),
+        lb_client_cert: (certs.lb_client.cert.clone(), certs.lb_client.key.clone()),
+        webs: config
+            .webs
+            .iter()
+            .enumerate()
+            .map(|(i, (listen, admin))| WebInfo {
+                name: format!("web{}", i + 1),
+                listen: *listen,
+                admin: *admin,
+            })
+            .collect(),
+        db: database
+            .cluster
+            .iter()
+            .flat_map(|c| c.nodes())
+            .map(|node| DbNodeInfo {
+                name: node.name().to_owned(),
+                address: node.address(),
+                pid_file: node.dir().join("mysqld.pid"),
+            })
+            .collect(),
+    };
+
+    let mut roles: Vec<RoleProcess> = info
+        .webs
+        .iter()
+        .enumerate()
+        .map(|(index, web)| {
+            RoleProcess::new(
+                web.name.clone(),
+                web_args(web, index, &certs, &web_rules, &database),
+            )
+        })
+        .collect();
+    roles.push(RoleProcess::new(
+        "lb".to_owned(),
+        lb_args(&config, &info, &certs, &lb_rules),
+    ));
+    for role in &mut roles {
+        role.spawn()?;
+    }
+    std::fs::write(dir.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
+
+    wait_ready(config.lb_admin, Duration::from_secs(60)).await?;
+    announce(&info, started.elapsed());
+
+    // Supervise: restart a role that died, until shutdown.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            _ = tick.tick() => {
+                for role in &mut roles {
+                    role.supervise()?;
+                }
+            }
+        }
+    }
+    tracing::info!("stopping the stack");
+    for role in &mut roles {
+        role.terminate();
+    }
+    for role in &mut roles {
+        role.wait_stopped(Duration::from_secs(15)).await;
+    }
+    drop(database);
+    Ok(())
+}
+
+async fn start_database(config: &StackConfig, certs: &StackCerts) -> Result<Database, AppError> {
+    if let Some(existing) = &config.existing_db {
+        return Ok(Database {
+            cluster: None,
+            primary: existing.primary.clone(),
+            replicas: existing.replicas.clone(),
+            ca: existing.ca.clone(),
+            monitor: existing.monitor.clone(),
+            failover: None,
+            replication: None,
+        });
+    }
+    tracing::info!(
+        "starting a private MariaDB primary and replica (semi-sync GTID replication, TLS)"
+    );
+    let cluster = Cluster::builder()
+        .replicas(1)
+        .semi_sync(true)
+        .server_arg(format!("--ssl-ca={}", certs.ca.display()))
+        .server_arg(format!("--ssl-cert={}", certs.db.cert.display()))
+        .server_arg(format!("--ssl-key={}", certs.db.key.display()))
+        .start()
+        .await?;
+    // Firewall 3: the application's account may only connect over TLS.
+    let mut root = cluster.primary().root().await?;
+    root.query_drop(format!(
+        "ALTER USER '{}'@'127.0.0.1' REQUIRE SSL",
+        sandbox::APP.user
+    ))
+    .await?;
+    drop(root);
+    let account = |a: sandbox::Account| Some(format!("{}:{}", a.user, a.password));
+    Ok(Database {
+        primary: cluster.primary().app_url(),
+        replicas: cluster
+            .replicas()
+            .iter()
+            .map(sandbox::Node::app_url)
+            .collect(),
+        ca: Some(certs.ca.clone()),
+        monitor: account(sandbox::MONITOR),
+        failover: account(sandbox::ADMIN),
+        replication: account(sandbox::REPLICATION),
+        cluster: Some(cluster),
+    })
+}
+
+fn web_args(
+    web: &WebInfo,
+    index: usize,
+    certs: &StackCerts,
+    rules: &Path,
+    db: &Database,
+) -> Vec<String> {
+    let mut args = vec![
+        "web".to_owned(),
+        format!("--name={}", web.name),
+        format!("--listen={}", web.listen),
+        format!("--admin={}", web.admin),
+        format!("--cert={}", certs.web.cert.display()),
+        format!("--key={}", certs.web.key.display()),
+        format!("--client-ca={}", certs.ca.display()),
+        format!("--rules={}", rules.display()),
+        format!("--db-primary={}", db.primary),
+    ];
+    args.extend(db.replicas.iter().map(|r| format!("--db-replica={r}")));
+    if let Some(ca) = &db.ca {
+        args.push(format!("--db-ca={}", ca.display()));
+    }
+    if let Some(monitor) = &db.monitor {
+        args.push(format!("--db-monitor={monitor}"));
+    }
+    // One promoter only: the first web server promotes a replica when the
+    // primary dies; the others follow whichever host becomes writable.
+    if index == 0 {
+        if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
+            args.push(format!("--db-failover={failover}"));
+            args.push(format!("--db-replication={replication}"));
+            args.push("--failover=auto".to_owned());
+        }
+    }
+    if db.cluster.is_some() {
+        args.push("--semi-sync=true".to_owned());
+    }
+    args
+}
+
+fn lb_args(
+    config: &StackConfig,
+    info: &StackInfo,
+    certs: &StackCerts,
+    rules: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "lb".to_owned(),
+        format!("--listen={}", config.lb),
+        format!("--admin={}", config.lb_admin),
+        format!("--cert={}", certs.lb.cert.display()),
+        format!("--key={}", certs.lb.key.display()),
+        format!("--rules={}", rules.display()),
+        format!("--rate={}", config.rate),
+        format!("--upstream-ca={}", certs.ca.display()),
+        format!("--client-cert={}", certs.lb_client.cert.display()),
+        format!("--client-key={}", certs.lb_client.key.display()),
+    ];
+    args.extend(
+        info.webs
+            .iter()
+            .map(|w| format!("--backend=https://{}", w.listen)),
+    );
+    args
+}
+
+/// A role running as a child process of the stack.
+struct RoleProcess {
+    name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    died_at: Option<Instant>,
+}
+
+impl RoleProcess {
+    /// How long a dead role stays down before it is restarted.
+    const RESTART_AFTER: Duration = Duration::from_secs(3);
+
+    fn new(name: String, args: Vec<String>) -> Self {
+        Self {
+            name,
+            args,
+            child: None,
+            died_at: None,
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), AppError> {
+        let exe = std::env::current_exe()?;
+        let child = Command::new(exe)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        tracing::info!(role = %self.name, pid = child.id(), "started");
+        self.child = Some(child);
+        self.died_at = None;
+        Ok(())
+    }
+
+    fn supervise(&mut self) -> Result<(), AppError> {
+        if let Some(child) = &mut self.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                tracing::warn!(role = %self.name, %status, "role exited; restarting it in {:?}", Self::RESTART_AFTER);
+                self.child = None;
+                self.died_at = Some(Instant::now());
+            }
+        }
+        if self
+            .died_at
+            .is_some_and(|at| at.elapsed() >= Self::RESTART_AFTER)
+        {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// Asks the role to stop gracefully (SIGTERM).
+    fn terminate(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    async fn wait_stopped(&mut self, limit: Duration) {
+        if let Some(child) = &mut self.child {
+            if tokio::time::timeout(limit, child.wait()).await.is_err() {
+                tracing::warn!(role = %self.name, "did not stop in time; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Waits until the load balancer's `/readyz` answers 200 (a healthy backend).
+async fn wait_ready(admin: SocketAddr, limit: Duration) -> Result<(), AppError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if admin_status(admin, "/readyz").await == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the stack was not ready after {limit:?} (no healthy web server behind the load balancer)").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status code of a GET on a plain-HTTP admin address.
+pub async fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head))
+        .await
+        .ok()?
+        .ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[allow(clippy::print_stdout)]
+fn announce(info: &StackInfo, took: Duration) {
+    let lb = info.lb;
+    println!(
+        "\nfoobar stack is up ({:.1} s)\n\n  site (HTTPS):     https://localhost:{port}/\n                    curl --cacert {ca} https://localhost:{port}/entries\n                    curl --cacert {ca} -d '{{\"author\":\"me\",\"message\":\"hi\"}}' https://localhost:{port}/entries\n  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
+        took.as_secs_f64(),
+        port = lb.port(),
+        ca = info.ca.display(),
+        admin = info.lb_admin,
+    );
+    for web in &info.webs {
+        println!(
+            "  {} status:     http://{}/status   (database topology)",
+            web.name, web.admin
+        );
+    }
+    println!(
+        "  files:            {}\n\nCtrl-C stops everything.\n",
+        info.dir.display()
+    );
+}
+
+/// Removes a temporary directory when the stack ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
