@@ -170,17 +170,23 @@ impl Control {
             if self.topology.writer_index() == Some(host.index) {
                 continue;
             }
-            self.observed(host, result.clone()).await;
+            self.observed(host, result.clone(), self.topology.epoch())
+                .await;
         }
     }
 
-    /// Takes in one check's result.
+    /// Takes in one check's result; `epoch` is the topology's epoch when the
+    /// check started.
     pub(crate) async fn observed(
         self: &Arc<Self>,
         host: &Arc<Host>,
         result: Result<Observation, String>,
+        epoch: u64,
     ) {
         match result {
+            // The writer changed while this check ran (a promotion, say):
+            // what it saw may predate the change. The next check decides.
+            Ok(_) if epoch != self.topology.epoch() => {}
             Ok(observation) => {
                 let previous = host.consecutive_failures.swap(0, Ordering::Relaxed);
                 if previous >= self.monitor.failure_threshold {
@@ -188,7 +194,7 @@ impl Control {
                         .record("up", format!("{} reachable again", host.id));
                     tracing::info!(host = %host.id, "database host reachable again");
                 }
-                self.reachable(host, &observation).await;
+                self.reachable(host, &observation, epoch).await;
             }
             Err(error) => {
                 let failures = host.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -204,18 +210,24 @@ impl Control {
         }
     }
 
-    async fn reachable(self: &Arc<Self>, host: &Arc<Host>, observation: &Observation) {
+    async fn reachable(self: &Arc<Self>, host: &Arc<Host>, observation: &Observation, epoch: u64) {
         let writer = self.topology.writer_index();
         if observation.read_only {
             if writer == Some(host.index) {
                 let _guard = self.decide.lock().await;
-                self.topology.set_writer(None, "writer turned read-only");
+                // Re-checked under the lock: a promotion may have just
+                // made this host writer.
+                if self.topology.epoch() == epoch
+                    && self.topology.writer_index() == Some(host.index)
+                {
+                    self.topology.set_writer(None, "writer turned read-only");
+                }
             }
             host.set_role(DbRole::Replica);
             let (health, lag) = monitor::replica_health(
                 observation.replica.as_ref(),
                 self.monitor.max_lag,
-                self.topology.writer_index().is_some(),
+                self.writer_suspect(),
                 host.lag(),
             );
             host.set_lag(lag);
@@ -236,6 +248,9 @@ impl Control {
             return;
         }
         let _guard = self.decide.lock().await;
+        if self.topology.epoch() != epoch {
+            return;
+        }
         match self.topology.writer_index() {
             None if !self.promoting.load(Ordering::Acquire) => {
                 host.deposed.store(false, Ordering::Release);
@@ -263,6 +278,13 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// No writer, or the writer's last check failed.
+    fn writer_suspect(&self) -> bool {
+        self.topology
+            .writer_host()
+            .is_none_or(|writer| writer.consecutive_failures.load(Ordering::Relaxed) > 0)
     }
 
     async fn down(self: &Arc<Self>, host: &Arc<Host>, error: &str) {

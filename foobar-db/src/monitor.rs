@@ -316,8 +316,9 @@ pub(crate) async fn run(
             () = shutdown.wait() => break,
             _ = ticker.tick() => {}
         }
+        let epoch = control.topology.epoch();
         let result = check(&host, &mut conn, config.check_timeout).await;
-        control.observed(&host, result).await;
+        control.observed(&host, result, epoch).await;
         round = round.wrapping_add(1);
         if round % config.server_status_every.max(1) == 0 {
             if let Some(c) = conn.as_mut() {
@@ -338,7 +339,7 @@ pub(crate) async fn run(
 pub(crate) fn replica_health(
     replica: Option<&ReplicaStatus>,
     max_lag: Duration,
-    writer_known: bool,
+    writer_suspect: bool,
     previous_lag: Option<Duration>,
 ) -> (Health, Option<Duration>) {
     let Some(status) = replica else {
@@ -355,10 +356,16 @@ pub(crate) fn replica_health(
             };
             (health, Some(lag))
         }
-        // The primary is gone and the replica is trying to reconnect: while
-        // no writer is known it still holds the freshest data there is.
-        _ if status.sql_running && status.io_running == "Connecting" && !writer_known => {
-            (Health::Up, previous_lag.or(Some(Duration::ZERO)))
+        // The primary is failing or gone and the replica is trying to
+        // reconnect: until a new writer is settled it holds the freshest
+        // data there is, so it keeps serving reads at its last known lag.
+        _ if status.sql_running && status.io_running == "Connecting" && writer_suspect => {
+            let health = if previous_lag.is_some() {
+                Health::Up
+            } else {
+                Health::Shunned
+            };
+            (health, previous_lag)
         }
         _ => (Health::Shunned, None),
     }

@@ -117,7 +117,7 @@ impl RwPoolBuilder {
     }
 
     /// The account promotion and fencing use (`READ_ONLY ADMIN`,
-    /// `REPLICATION SLAVE ADMIN`, `BINLOG ADMIN`, and `SUPER` or
+    /// `REPLICATION SLAVE ADMIN`, `BINLOG ADMIN`, `RELOAD`, and `SUPER` or
     /// `REPLICATION MASTER ADMIN` for semi-sync). Default: the monitor's.
     pub fn failover_credentials(
         mut self,
@@ -478,9 +478,32 @@ impl RwPool {
                 return run_on(&mut conn, op, Target::Writer).await;
             }
         }
-        let mut conn = self.checkout(Target::Reader, None).await?;
-        if let Consistency::Gtid { wait_timeout } = self.inner.consistency {
-            if let (Some(gtid), false) = (mark.gtid(), self.is_writer(&conn)) {
+        let host = self.pick(Target::Reader, None).await?;
+        match self.read_on(&host, op, mark).await {
+            Err(error) if !self.is_writer_host(&host) && error.is_connection_error() => {
+                // The replica broke (or refused) before returning anything:
+                // an autocommit read, safe to retry once elsewhere.
+                host.metrics.retries.increment(1);
+                tracing::debug!(host = %host.id, %error, "read failed on replica; retrying elsewhere");
+                let again = self.pick(Target::Reader, Some(host.index)).await?;
+                self.read_on(&again, op, mark).await
+            }
+            result => result,
+        }
+    }
+
+    /// A read on `host`, waiting for the session's last write there first
+    /// under GTID consistency.
+    async fn read_on<O: Operation>(
+        &self,
+        host: &Arc<Host>,
+        op: &O,
+        mark: &WriteMark,
+    ) -> Result<O::Output> {
+        let mut conn = self.connect(host).await?;
+        let on_writer = self.is_writer_host(host);
+        if let (Consistency::Gtid { wait_timeout }, false) = (self.inner.consistency, on_writer) {
+            if let Some(gtid) = mark.gtid() {
                 if !self.replica_caught_up(&mut conn, &gtid, wait_timeout).await {
                     drop(conn);
                     let mut primary = self.checkout(Target::Writer, None).await?;
@@ -488,30 +511,16 @@ impl RwPool {
                 }
             }
         }
-        let on_writer = self.is_writer(&conn);
         let role = if on_writer {
             Target::Writer
         } else {
             Target::Reader
         };
-        match run_on(&mut conn, op, role).await {
-            Err(error) if !on_writer && error.is_connection_error() => {
-                // The replica broke before returning anything: retry once
-                // elsewhere.
-                let failed = Arc::clone(&conn.host);
-                drop(conn);
-                failed.metrics.retries.increment(1);
-                tracing::debug!(host = %failed.id, %error, "read failed on replica; retrying elsewhere");
-                let mut again = self.checkout(Target::Reader, Some(failed.index)).await?;
-                let role = if self.is_writer(&again) {
-                    Target::Writer
-                } else {
-                    Target::Reader
-                };
-                run_on(&mut again, op, role).await
-            }
-            result => result,
-        }
+        run_on(&mut conn, op, role).await
+    }
+
+    fn is_writer_host(&self, host: &Host) -> bool {
+        self.inner.topology.writer_index() == Some(host.index)
     }
 
     fn is_writer(&self, conn: &PooledConn) -> bool {
@@ -557,23 +566,35 @@ impl RwPool {
 
     /// A connection to the writer, or to a qualifying replica.
     async fn checkout(&self, target: Target, exclude: Option<usize>) -> Result<PooledConn> {
-        let topology = &self.inner.topology;
-        let host = match target {
-            Target::Writer => self.writer_host().await?,
-            Target::Reader => match topology.pick_reader(self.inner.max_lag, exclude) {
-                Some(host) => Arc::clone(host),
+        let host = self.pick(target, exclude).await?;
+        self.connect(&host).await
+    }
+
+    /// The writer, or a qualifying replica (`exclude` skipped).
+    async fn pick(&self, target: Target, exclude: Option<usize>) -> Result<Arc<Host>> {
+        match target {
+            Target::Writer => self.writer_host().await,
+            Target::Reader => match self.inner.topology.pick_reader(self.inner.max_lag, exclude) {
+                Some(host) => Ok(Arc::clone(host)),
                 None => match self.inner.read_fallback {
-                    ReadFallback::Primary => self.writer_host().await?,
-                    ReadFallback::Fail => return Err(Error::NoReader),
+                    ReadFallback::Primary => self.writer_host().await,
+                    ReadFallback::Fail => Err(Error::NoReader),
                 },
             },
-        };
+        }
+    }
+
+    /// A pooled connection to `host`.
+    async fn connect(&self, host: &Arc<Host>) -> Result<PooledConn> {
         let conn = host
             .pool
             .get()
             .await
             .map_err(|e| pool::map_error(&host.id, e))?;
-        Ok(PooledConn { conn, host })
+        Ok(PooledConn {
+            conn,
+            host: Arc::clone(host),
+        })
     }
 
     async fn writer_host(&self) -> Result<Arc<Host>> {
@@ -998,5 +1019,30 @@ impl Operation for ExecDrop<'_> {
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<(), mysql_async::Error>> + Send + 'a {
         conn.exec_drop(self.0, self.1.clone())
+    }
+}
+
+impl RwPool {
+    /// A reader connection that has applied `gtid` — the GTID of a write the
+    /// caller made, possibly through another process (a web server passes it
+    /// to the client in a header or cookie, and the client's next request
+    /// brings it back). Waits up to the [`Consistency::Gtid`] timeout (or
+    /// 1 s under other modes) on the chosen replica, then falls back to the
+    /// writer. A malformed GTID also falls back to the writer: the answer is
+    /// then fresh, never stale.
+    ///
+    /// # Errors
+    /// As [`RwPool::reader`] and [`RwPool::writer`].
+    pub async fn reader_after(&self, gtid: &str) -> Result<PooledConn> {
+        let timeout = match self.inner.consistency {
+            Consistency::Gtid { wait_timeout } => wait_timeout,
+            _ => Duration::from_secs(1),
+        };
+        let mut conn = self.checkout(Target::Reader, None).await?;
+        if self.is_writer(&conn) || self.replica_caught_up(&mut conn, gtid, timeout).await {
+            return Ok(conn);
+        }
+        drop(conn);
+        self.checkout(Target::Writer, None).await
     }
 }

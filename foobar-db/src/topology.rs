@@ -227,6 +227,11 @@ pub struct Topology {
     writer_changed: Notify,
     next_reader: AtomicUsize,
     failovers: AtomicU64,
+    /// Bumped on every writer change, so that a check that started before
+    /// a change is not mistaken for news after it.
+    epoch: AtomicU64,
+    /// Whether a writer was ever known: a new writer after that is a failover.
+    had_writer: AtomicBool,
     transitions: Counter,
     failover_counter: Counter,
     events: Mutex<VecDeque<StatusEvent>>,
@@ -240,6 +245,8 @@ impl Topology {
             writer_changed: Notify::new(),
             next_reader: AtomicUsize::new(0),
             failovers: AtomicU64::new(0),
+            had_writer: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             transitions: metrics::counter!("foobar_db_topology_changes_total"),
             failover_counter: metrics::counter!("foobar_db_failovers_total"),
             events: Mutex::new(VecDeque::new()),
@@ -273,6 +280,11 @@ impl Topology {
         self.hosts.get(self.writer.load(Ordering::Acquire))
     }
 
+    /// Changes with every writer change.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     pub(crate) fn writer_index(&self) -> Option<usize> {
         match self.writer.load(Ordering::Acquire) {
             NO_WRITER => None,
@@ -287,6 +299,7 @@ impl Topology {
         if old == new {
             return;
         }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let name = |i: usize| self.hosts.get(i).map_or("none", |h| h.id.as_str());
         let message = format!("writer {} -> {} ({reason})", name(old), name(new));
         tracing::warn!(
@@ -295,8 +308,8 @@ impl Topology {
             reason,
             "database writer changed"
         );
-        let failover = old != NO_WRITER || self.failovers.load(Ordering::Relaxed) > 0;
-        if new != NO_WRITER && failover && reason != "initial" {
+        let failover = new != NO_WRITER && self.had_writer.swap(true, Ordering::AcqRel);
+        if failover {
             self.failovers.fetch_add(1, Ordering::Relaxed);
             self.failover_counter.increment(1);
             self.record("failover", message);

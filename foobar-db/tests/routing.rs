@@ -280,3 +280,29 @@ async fn reads_fall_back_to_the_primary_or_fail_as_configured() {
     strict.query_drop("CREATE TABLE w (id INT)").await.unwrap();
     strict_shutdown.trigger();
 }
+
+#[tokio::test]
+async fn reads_survive_a_replica_killed_mid_way() {
+    let (mut cluster, pool, shutdown) = cluster_and_pool(2, |b| b).await;
+    let survivor = cluster.replicas()[1].port();
+    // Warm both replicas' pools so the dead one has connections to break.
+    for _ in 0..10 {
+        port_of_read(&pool).await;
+    }
+    cluster.node_mut(1).kill().await;
+    // Every read succeeds: the ones routed to the dead replica before the
+    // monitor notices are retried on the other one.
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < Duration::from_millis(800) && reads < 2_000 {
+        let port = pool
+            .query_first::<u16>("SELECT @@port")
+            .await
+            .expect("read retried on another host")
+            .expect("a row");
+        assert_eq!(port, survivor);
+        reads += 1;
+    }
+    assert!(reads > 10);
+    shutdown.trigger();
+}

@@ -64,7 +64,8 @@ pub const MONITOR: Account = Account {
     password: "sandbox-monitor",
 };
 /// The failover account: `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN`,
-/// `REPLICATION MASTER ADMIN`, `BINLOG ADMIN`, `SUPER` and monitoring.
+/// `REPLICATION MASTER ADMIN`, `BINLOG ADMIN`, `RELOAD`, `SUPER` and
+/// monitoring.
 pub const ADMIN: Account = Account {
     user: "failover",
     password: "sandbox-failover",
@@ -324,8 +325,8 @@ impl Cluster {
         self.nodes.iter().map(Node::app_url).collect()
     }
 
-    /// Waits until every running replica has applied everything the node
-    /// at `primary` has written.
+    /// Waits until every started node other than `primary` has applied
+    /// everything the node at `primary` has written.
     pub async fn wait_replicated(
         &self,
         primary: usize,
@@ -340,7 +341,7 @@ impl Cluster {
         let pos = pos.unwrap_or_default();
         let _ = conn.disconnect().await;
         for (index, node) in self.nodes.iter().enumerate() {
-            if index == primary {
+            if index == primary || !node.is_started() {
                 continue;
             }
             let mut conn = node.root().await?;

@@ -128,6 +128,12 @@ impl Node {
         Ok(())
     }
 
+    /// Whether the node was started and not since killed or stopped
+    /// through this handle.
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -94,3 +94,67 @@ pub async fn port_of_read(pool: &RwPool) -> u16 {
         .expect("read")
         .expect("a row")
 }
+
+/// A steady, bounded write load: sequential inserts into `load`, recording
+/// which ids the server acknowledged and when writes failed and recovered.
+pub struct WriteLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<LoadReport>,
+}
+
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub acked: Vec<i64>,
+    pub errors: usize,
+    /// Each success, with when it was sent.
+    pub successes: Vec<(i64, std::time::Instant, std::time::Instant)>,
+}
+
+impl LoadReport {
+    /// How long after `at` the first write sent after `at` succeeded.
+    pub fn recovery_after(&self, at: std::time::Instant) -> Option<Duration> {
+        self.successes
+            .iter()
+            .find(|(_, sent, _)| *sent > at)
+            .map(|(_, _, done)| *done - at)
+    }
+}
+
+impl WriteLoad {
+    /// At most `max_writes` writes, for at most `max_time`.
+    pub fn start(pool: RwPool, max_writes: i64, max_time: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut report = LoadReport::default();
+            for id in 0..max_writes {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) || started.elapsed() > max_time {
+                    break;
+                }
+                let sent = std::time::Instant::now();
+                match pool
+                    .exec_drop("INSERT INTO writes (id) VALUES (?)", (id,))
+                    .await
+                {
+                    Ok(()) => {
+                        report.acked.push(id);
+                        report.successes.push((id, sent, std::time::Instant::now()));
+                    }
+                    Err(_) => {
+                        report.errors += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            report
+        });
+        Self { stop, task }
+    }
+
+    /// Waits until `count` writes were acknowledged (checked on `pool`'s primary).
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("load task")
+    }
+}
