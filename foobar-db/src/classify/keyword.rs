@@ -12,6 +12,10 @@ macro_rules! keywords {
             $($name,)*
         }
 
+        /// Every keyword's spelling, for tests.
+        #[cfg(test)]
+        const SPELLINGS: &[&[u8]] = &[$($text,)*];
+
         fn lookup(upper: &[u8]) -> Kw {
             match upper {
                 $($text => Kw::$name,)*
@@ -153,19 +157,19 @@ keywords! {
     Setval = b"SETVAL",
 }
 
-/// Longer than every keyword above.
-const MAX_KEYWORD_LEN: usize = 24;
+/// The length of the longest keyword above (`SQL_CALC_FOUND_ROWS`).
+const MAX_KEYWORD_LEN: usize = 19;
 
 /// The keyword a word spells, case-insensitively.
 pub(crate) fn keyword(word: &[u8]) -> Kw {
-    if word.len() > MAX_KEYWORD_LEN {
+    if word.len() < 2 || word.len() > MAX_KEYWORD_LEN {
         return Kw::Other;
     }
     let mut buf = [0u8; MAX_KEYWORD_LEN];
-    let upper = &mut buf[..word.len()];
-    upper.copy_from_slice(word);
-    upper.make_ascii_uppercase();
-    lookup(upper)
+    for (upper, b) in buf.iter_mut().zip(word) {
+        *upper = b.to_ascii_uppercase();
+    }
+    lookup(&buf[..word.len()])
 }
 
 impl Kw {
@@ -197,6 +201,18 @@ impl Kw {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_keyword_is_found_in_any_case() {
+        for spelling in SPELLINGS {
+            assert_ne!(keyword(spelling), Kw::Other, "{spelling:?}");
+            assert_ne!(
+                keyword(&spelling.to_ascii_lowercase()),
+                Kw::Other,
+                "{spelling:?}"
+            );
+        }
+    }
 
     #[test]
     fn lookup_is_case_insensitive() {

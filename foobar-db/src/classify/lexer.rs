@@ -68,8 +68,20 @@ pub(crate) struct Lexer<'a> {
 /// Bytes that may appear in an unquoted identifier (MySQL allows any
 /// character from U+0080 up, which are all bytes >= 0x80 in UTF-8).
 fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    IDENT_BYTES[usize::from(b)]
 }
+
+/// [`is_ident_byte`] as a table: the lexer's innermost loop.
+const IDENT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        i += 1;
+    }
+    table
+};
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
@@ -91,6 +103,12 @@ impl<'a> Lexer<'a> {
     /// once the lexer returned `None`.
     pub(crate) fn unterminated(&self) -> bool {
         self.unterminated || self.in_executable_comment
+    }
+
+    /// Advances past the bytes that satisfy `keep`.
+    fn skip_while(&mut self, keep: impl Fn(u8) -> bool) {
+        let rest = self.src.get(self.pos..).unwrap_or_default();
+        self.pos += rest.iter().position(|&b| !keep(b)).unwrap_or(rest.len());
     }
 
     fn peek_at(&self, offset: usize) -> Option<u8> {
@@ -193,12 +211,7 @@ impl<'a> Lexer<'a> {
         if self.peek_at(1) == Some(b'@') {
             // `@@name`, `@@session.name`: names and dots.
             self.pos += 2;
-            while self
-                .peek_at(0)
-                .is_some_and(|b| is_ident_byte(b) || b == b'.')
-            {
-                self.pos += 1;
-            }
+            self.skip_while(|b| is_ident_byte(b) || b == b'.');
             return self.token(Kind::SysVar, start);
         }
         self.pos += 1;
@@ -207,12 +220,7 @@ impl<'a> Lexer<'a> {
                 self.skip_quoted(q, q != b'`' && !self.mode.no_backslash_escapes);
             }
             _ => {
-                while self
-                    .peek_at(0)
-                    .is_some_and(|b| is_ident_byte(b) || b == b'.')
-                {
-                    self.pos += 1;
-                }
+                self.skip_while(|b| is_ident_byte(b) || b == b'.');
             }
         }
         self.token(Kind::UserVar, start)
@@ -223,14 +231,10 @@ impl<'a> Lexer<'a> {
         // Digits and identifier bytes together: `12`, `0x1F`, `0b01`, and
         // also MySQL identifiers that start with digits (`1abc`), which are
         // never keywords, so lumping them in is harmless.
-        while self.peek_at(0).is_some_and(is_ident_byte) {
-            self.pos += 1;
-        }
+        self.skip_while(is_ident_byte);
         if self.peek_at(0) == Some(b'.') && self.peek_at(1).is_some_and(|b| b.is_ascii_digit()) {
             self.pos += 1;
-            while self.peek_at(0).is_some_and(is_ident_byte) {
-                self.pos += 1;
-            }
+            self.skip_while(is_ident_byte);
         }
         // Exponent with a sign: `1.5e-3`.
         let ends_in_e = self
@@ -243,9 +247,7 @@ impl<'a> Lexer<'a> {
             && self.peek_at(1).is_some_and(|b| b.is_ascii_digit())
         {
             self.pos += 1;
-            while self.peek_at(0).is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
+            self.skip_while(|b| b.is_ascii_digit());
         }
         self.token(Kind::Number, start)
     }
@@ -259,9 +261,7 @@ impl<'a> Lexer<'a> {
             self.skip_quoted(b'\'', false);
             return self.token(Kind::BinaryLiteral, start);
         }
-        while self.peek_at(0).is_some_and(is_ident_byte) {
-            self.pos += 1;
-        }
+        self.skip_while(is_ident_byte);
         self.token(Kind::Word, start)
     }
 
@@ -275,15 +275,14 @@ impl<'a> Lexer<'a> {
 impl<'a> Iterator for Lexer<'a> {
     type Item = Token<'a>;
 
+    // Inlined into its one caller so that tokens stay in registers.
+    #[inline(always)]
     fn next(&mut self) -> Option<Token<'a>> {
         loop {
+            self.skip_while(is_space);
             let b = *self.src.get(self.pos)?;
             let next = self.peek_at(1);
             return Some(match b {
-                _ if is_space(b) => {
-                    self.pos += 1;
-                    continue;
-                }
                 b'\'' | b'"' | b'`' => self.string(b),
                 b'#' => self.line_comment(1),
                 b'-' if next == Some(b'-') && self.peek_at(2).is_none_or(|c| c <= b' ') => {
