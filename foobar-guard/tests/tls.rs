@@ -437,7 +437,7 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     // 1. Corrupt PEM in the certificate file.
     std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\n%%%\n").unwrap();
     match config.reload().unwrap_err() {
-        TlsError::Pem(foobar_core::Error::Pem { what, origin, .. }) => {
+        TlsError::Load(foobar_core::Error::Pem { what, origin, .. }) => {
             assert_eq!((what, origin.as_str()), ("certificate", cert_path.as_str()));
         }
         other => panic!("unexpected error: {other}"),
@@ -450,7 +450,7 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     std::fs::write(&files.cert, other.cert_pem()).unwrap();
     let error = config.reload().unwrap_err();
     match &error {
-        TlsError::Pem(foobar_core::Error::KeyMismatch { certificate, key }) => {
+        TlsError::Load(foobar_core::Error::KeyMismatch { certificate, key }) => {
             assert_eq!((certificate, key), (&cert_path, &key_path));
         }
         other => panic!("unexpected error: {other}"),
@@ -462,7 +462,7 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     // 3. The key file is gone.
     std::fs::remove_file(&files.key).unwrap();
     match config.reload().unwrap_err() {
-        TlsError::Pem(foobar_core::Error::ReadFile { what, path, .. }) => {
+        TlsError::Load(foobar_core::Error::ReadFile { what, path, .. }) => {
             assert_eq!((what, path), ("private key", files.key.clone()));
         }
         other => panic!("unexpected error: {other}"),
@@ -485,7 +485,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Pem(foobar_core::Error::Pem { origin, .. }) if origin == &corrupt.display().to_string()),
+        matches!(&err, TlsError::Load(foobar_core::Error::Pem { origin, .. }) if origin == &corrupt.display().to_string()),
         "{err}"
     );
 
@@ -494,7 +494,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Pem(foobar_core::Error::KeyMismatch { .. })),
+        matches!(&err, TlsError::Load(foobar_core::Error::KeyMismatch { .. })),
         "{err}"
     );
 
@@ -504,7 +504,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Pem(foobar_core::Error::ReadFile { path, .. }) if path == &missing),
+        matches!(&err, TlsError::Load(foobar_core::Error::ReadFile { path, .. }) if path == &missing),
         "{err}"
     );
 
@@ -515,7 +515,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Pem(foobar_core::Error::ReadFile { what: "CA bundle", path, .. }) if path == &missing_ca),
+        matches!(&err, TlsError::Load(foobar_core::Error::ReadFile { what: "CA bundle", path, .. }) if path == &missing_ca),
         "{err}"
     );
 

@@ -87,7 +87,7 @@ impl TlsConfig {
     /// makes the new configuration current for new connections.
     ///
     /// # Errors
-    /// The first problem found, naming the file ([`TlsError::Pem`] wraps
+    /// The first problem found, naming the file ([`TlsError::Load`] wraps
     /// `foobar_core::Error::{ReadFile, Pem, KeyMismatch}`); the old
     /// configuration then stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
@@ -366,7 +366,7 @@ impl TlsConfigBuilder {
                 None => {
                     let cert = webpki::EndEntityCert::try_from(identity.end_entity()).map_err(
                         |error| {
-                            TlsError::Pem(foobar_core::Error::Pem {
+                            TlsError::Load(foobar_core::Error::Pem {
                                 what: "certificate",
                                 origin: origin.clone(),
                                 reason: format!("{error:?}"),

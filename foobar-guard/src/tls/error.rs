@@ -7,10 +7,11 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// A certificate, key or CA file is missing, damaged, or a key does not
-    /// match its certificate; the error names the file.
+    /// A certificate, key or CA file could not be loaded: missing
+    /// (`ReadFile`), damaged (`Pem`), or a key that does not match its
+    /// certificate (`KeyMismatch`). The inner error names the file.
     #[error(transparent)]
-    Pem(#[from] foobar_core::Error),
+    Load(#[from] foobar_core::Error),
     /// The configuration has no certificate at all.
     #[error("TLS configuration has no certificate")]
     NoCertificate,
