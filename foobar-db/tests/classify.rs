@@ -676,3 +676,52 @@ fn deep_nesting_and_long_input_do_not_overflow() {
     let long_word = "a".repeat(1_000_000);
     assert_eq!(classify(&long_word).route, Route::Primary);
 }
+
+/// The fields a rewrite that keeps the meaning must not change.
+fn outcome(c: &Classification) -> (Route, Reason, bool, bool, bool, Option<Route>) {
+    (
+        c.route,
+        c.reason,
+        c.pins_session,
+        c.starts_transaction,
+        c.ends_transaction,
+        c.hint,
+    )
+}
+
+#[test]
+fn keyword_case_does_not_matter() {
+    for row in ROUTES {
+        let want = outcome(&classify(row.sql));
+        assert_eq!(
+            outcome(&classify(&row.sql.to_lowercase())),
+            want,
+            "{:?}",
+            row.sql
+        );
+        assert_eq!(
+            outcome(&classify(&row.sql.to_uppercase())),
+            want,
+            "{:?}",
+            row.sql
+        );
+    }
+}
+
+#[test]
+fn comments_between_tokens_do_not_matter() {
+    for row in ROUTES {
+        // Rows that play with comments or quotes would have them cut apart.
+        if ["/*", "--", "#", "'", "\"", "`"]
+            .iter()
+            .any(|s| row.sql.contains(s))
+        {
+            continue;
+        }
+        let want = outcome(&classify(row.sql));
+        for comment in [" /* FOR UPDATE; INSERT */ ", " -- x;\n", "\t# '\n"] {
+            let sql = row.sql.replace(' ', comment);
+            assert_eq!(outcome(&classify(&sql)), want, "{sql:?}");
+        }
+    }
+}

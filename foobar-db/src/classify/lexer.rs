@@ -83,6 +83,7 @@ const IDENT_BYTES: [bool; 256] = {
     table
 };
 
+/// Whitespace as the server's lexer counts it.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
@@ -126,8 +127,8 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Skips a quoted run starting at the opening `quote`; returns the
-    /// position just after the closing quote (or the end of input).
+    /// Skips a quoted run starting at the opening `quote`, to just after the
+    /// closing quote, or to the end of input (then marked unterminated).
     fn skip_quoted(&mut self, quote: u8, backslash_escapes: bool) {
         self.pos += 1;
         while let Some(&b) = self.src.get(self.pos) {
@@ -236,12 +237,14 @@ impl<'a> Lexer<'a> {
             self.pos += 1;
             self.skip_while(is_ident_byte);
         }
-        // Exponent with a sign: `1.5e-3`.
-        let ends_in_e = self
-            .pos
-            .checked_sub(1)
-            .and_then(|i| self.src.get(i))
-            .is_some_and(|b| b.eq_ignore_ascii_case(&b'e'));
+        // Exponent with a sign: `1.5e-3` (but `0x1e-1` is a subtraction).
+        let hex = matches!(self.src.get(start..start + 2), Some(b"0x" | b"0X"));
+        let ends_in_e = !hex
+            && self
+                .pos
+                .checked_sub(1)
+                .and_then(|i| self.src.get(i))
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'e'));
         if ends_in_e
             && matches!(self.peek_at(0), Some(b'+' | b'-'))
             && self.peek_at(1).is_some_and(|b| b.is_ascii_digit())
@@ -414,6 +417,8 @@ mod tests {
         );
         assert_eq!(lex("@@global.read_only")[0].1, "@@global.read_only");
         assert_eq!(lex("x:=1")[1].1, ":=");
+        assert_eq!(lex("1e+10-2")[0].1, "1e+10");
+        assert_eq!(lex("0x1e-1")[0].1, "0x1e");
     }
 
     #[test]
