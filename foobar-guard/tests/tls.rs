@@ -579,6 +579,54 @@ async fn mtls_refuses_clients_without_a_certificate_and_records_the_accepted_one
     assert_refused(foreign, addr, "web1.internal").await;
 }
 
+#[tokio::test]
+async fn allowed_client_names_admit_only_the_named_client_of_a_shared_ca() {
+    let ca = DevCa::new().unwrap();
+    let server_cert = ca.server_cert(["web2.internal"]).unwrap();
+    let config = TlsConfig::builder()
+        .identity(server_cert.identity().unwrap())
+        .client_ca_pem(ca.cert_pem())
+        .allowed_client_names(["LB.internal"])
+        .build()
+        .unwrap();
+    let (addr, _server) = start(TlsLayer::new(config));
+
+    let lb = ca.client_cert("lb.internal").unwrap();
+    let lb_client = ca
+        .client_tls()
+        .identity(lb.identity().unwrap())
+        .build()
+        .unwrap();
+    let (_, body) = fetch(lb_client, addr, "web2.internal").await;
+    assert!(body.contains("client_certs=1 "), "{body}");
+
+    // Same CA, another name: refused.
+    let other = ca.client_cert("batch.internal").unwrap();
+    let other_client = ca
+        .client_tls()
+        .identity(other.identity().unwrap())
+        .build()
+        .unwrap();
+    assert_refused(other_client, addr, "web2.internal").await;
+
+    // Names without a CA, or names that are not DNS names: typed errors.
+    assert!(matches!(
+        TlsConfig::builder()
+            .identity(server_cert.identity().unwrap())
+            .allowed_client_names(["lb.internal"])
+            .build(),
+        Err(TlsError::ClientNamesWithoutCa)
+    ));
+    assert!(matches!(
+        TlsConfig::builder()
+            .identity(server_cert.identity().unwrap())
+            .client_ca_pem(ca.cert_pem())
+            .allowed_client_names(["not a name"])
+            .build(),
+        Err(TlsError::InvalidName { name, .. }) if name == "not a name"
+    ));
+}
+
 async fn assert_refused(config: Arc<rustls::ClientConfig>, addr: SocketAddr, host: &str) {
     let Ok(client) = Client::connect(config, addr, host).await else {
         return;

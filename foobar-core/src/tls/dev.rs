@@ -165,11 +165,20 @@ impl DevCa {
 
     /// Issues a client certificate with a key of the given kind.
     ///
+    /// When the common name is a valid DNS name (`lb.internal`,
+    /// `foobar-lb`) it is also the certificate's DNS subject alternative
+    /// name, which is what servers match allowed client names against.
+    ///
     /// # Errors
     /// [`Error::DevCert`] if the key or certificate cannot be made.
     pub fn client_cert_with(&self, kind: KeyKind, common_name: &str) -> Result<DevCert> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
+        if rustls_pki_types::DnsName::try_from(common_name).is_ok() {
+            if let Ok(dns) = rcgen::string::Ia5String::try_from(common_name) {
+                params.subject_alt_names = vec![rcgen::SanType::DnsName(dns)];
+            }
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params, kind)
     }

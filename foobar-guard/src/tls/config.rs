@@ -14,6 +14,7 @@ use rustls::server::{
 use rustls::ServerConfig;
 use rustls_pki_types::DnsName;
 
+use super::client_auth::AllowedClientNames;
 use super::error::TlsError;
 use super::metrics::ReloadMetrics;
 use super::resolver::SniResolver;
@@ -39,7 +40,8 @@ const IN_MEMORY: &str = "(in memory)";
 /// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites;
 /// - session resumption: TLS 1.3 tickets and TLS 1.2 tickets (keys rotated
 ///   every 6 hours) plus an in-memory session cache, kept across reloads;
-/// - optionally, client certificates verified against a CA bundle (mTLS).
+/// - optionally, client certificates verified against a CA bundle (mTLS),
+///   and restricted to named clients.
 ///
 /// ```no_run
 /// use foobar_guard::tls::TlsConfig;
@@ -164,6 +166,17 @@ fn load(
     sessions: &Arc<dyn StoresServerSessions>,
 ) -> Result<ServerConfig, TlsError> {
     let resolver = spec.load_certificates()?;
+    if !spec.client_names.is_empty() && spec.client_ca.is_none() {
+        return Err(TlsError::ClientNamesWithoutCa);
+    }
+    for name in &spec.client_names {
+        if DnsName::try_from(name.as_str()).is_err() {
+            return Err(TlsError::InvalidName {
+                name: name.clone(),
+                origin: "allowed client names".to_owned(),
+            });
+        }
+    }
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)?;
     let builder = match &spec.client_ca {
@@ -182,7 +195,14 @@ fn load(
                 origin,
                 reason: error.to_string(),
             })?;
-            builder.with_client_cert_verifier(verifier)
+            if spec.client_names.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(AllowedClientNames {
+                    inner: verifier,
+                    names: spec.client_names.clone(),
+                }))
+            }
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
@@ -201,6 +221,7 @@ pub struct TlsConfigBuilder {
     alpn: Vec<Vec<u8>>,
     client_ca: Option<CaSource>,
     client_cert_optional: bool,
+    client_names: Vec<String>,
     session_cache_size: usize,
 }
 
@@ -212,6 +233,7 @@ impl Default for TlsConfigBuilder {
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             client_ca: None,
             client_cert_optional: false,
+            client_names: Vec::new(),
             session_cache_size: 1024,
         }
     }
@@ -310,6 +332,21 @@ impl TlsConfigBuilder {
     /// ones that present one are still verified). Default: required.
     pub fn client_cert_optional(mut self, optional: bool) -> Self {
         self.client_cert_optional = optional;
+        self
+    }
+
+    /// With a client CA: accept only client certificates that carry one of
+    /// these DNS names (`lb.internal`) among their subject alternative
+    /// names, so a CA shared by several clients still lets in only the
+    /// named ones. Default: any certificate the CA issued.
+    pub fn allowed_client_names<N: AsRef<str>>(
+        mut self,
+        names: impl IntoIterator<Item = N>,
+    ) -> Self {
+        self.client_names = names
+            .into_iter()
+            .map(|n| n.as_ref().to_ascii_lowercase())
+            .collect();
         self
     }
 

@@ -21,7 +21,8 @@ pub enum TlsError {
     InvalidName {
         /// The name as given.
         name: String,
-        /// The certificate file it was given for (or "(in memory)").
+        /// The certificate file it was given for (or "(in memory)", or
+        /// "allowed client names").
         origin: String,
     },
     /// The client CA bundle cannot be used to verify client certificates.
@@ -32,6 +33,10 @@ pub enum TlsError {
         /// Why it was rejected.
         reason: String,
     },
+    /// Allowed client names were given without a client CA to verify
+    /// client certificates against.
+    #[error("allowed client names need a client CA (client_ca_file or client_ca_pem)")]
+    ClientNamesWithoutCa,
     /// rustls rejected the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),

@@ -54,6 +54,7 @@
 //! # Ok(()) }
 //! ```
 
+mod client_auth;
 mod config;
 mod error;
 mod future;
