@@ -285,6 +285,8 @@ const ROUTES: &[Row] = &[
     row("PREPARE s FROM 'SELECT 1'", P, PIN, SessionState),
     row("EXECUTE s USING @a", P, NO, SessionState),
     row("DEALLOCATE PREPARE s", P, NO, SessionState),
+    row("EXECUTE IMMEDIATE 'SET @x = 1'", P, PIN, SessionState),
+    row("BACKUP LOCK t", P, PIN, SessionState),
     row("USE shop", P, PIN, SessionState),
     row("HANDLER t OPEN", P, PIN, SessionState),
     row("CALL p(@out)", P, PIN, SessionState),

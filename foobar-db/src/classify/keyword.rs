@@ -29,6 +29,7 @@ keywords! {
     // Statement heads.
     Alter = b"ALTER",
     Analyze = b"ANALYZE",
+    Backup = b"BACKUP",
     Begin = b"BEGIN",
     Binlog = b"BINLOG",
     Cache = b"CACHE",
@@ -104,6 +105,7 @@ keywords! {
     Format = b"FORMAT",
     Function = b"FUNCTION",
     Global = b"GLOBAL",
+    Immediate = b"IMMEDIATE",
     In = b"IN",
     Into = b"INTO",
     Local = b"LOCAL",

@@ -55,7 +55,7 @@
 //! | `SET autocommit = 0` / `= 1` | primary (`SessionState`) | yes | starts / ends; [`Classification::autocommit`] |
 //! | `CREATE [OR REPLACE] TEMPORARY TABLE`, `DROP TEMPORARY TABLE` | primary (`SessionState`) | yes | |
 //! | `LOCK TABLES`, `UNLOCK TABLES`, `FLUSH … WITH READ LOCK`, `FLUSH … FOR EXPORT` | primary (`SessionState`) | yes | |
-//! | `PREPARE`, `USE db`, `HANDLER` | primary (`SessionState`) | yes | |
+//! | `PREPARE`, `EXECUTE IMMEDIATE`, `USE db`, `HANDLER`, `BACKUP LOCK`/`STAGE` | primary (`SessionState`) | yes | |
 //! | `EXECUTE`, `DEALLOCATE PREPARE` | primary (`SessionState`) | | |
 //! | `BEGIN [WORK]`, `START TRANSACTION [READ WRITE\|WITH CONSISTENT SNAPSHOT]`, `XA START` | primary (`Transaction`) | | starts |
 //! | `START TRANSACTION READ ONLY[, WITH CONSISTENT SNAPSHOT]` | replica (`ReadOnlyTransaction`) | | starts, read-only |
@@ -219,7 +219,9 @@ pub struct Classification {
     pub ends_transaction: bool,
     /// The transaction the string leaves open is `READ ONLY`.
     pub read_only_transaction: bool,
-    /// The string sets `autocommit` to this literal value.
+    /// The string sets `autocommit` to this literal value. While it is off,
+    /// every statement runs in a transaction and `COMMIT` opens the next, so
+    /// a router keeps such a session on the primary.
     pub autocommit: Option<bool>,
     /// The string configures the next transaction only (`SET TRANSACTION …`)
     /// and starts none: that transaction should run on the primary.

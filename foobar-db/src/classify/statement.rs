@@ -346,8 +346,9 @@ fn statement(cur: &mut Cursor<'_>, first: Tok<'_>, nesting: u8) -> Effect {
         Kw::Savepoint | Kw::Release => Effect::primary(Reason::Transaction),
         Kw::Xa => xa(cur),
         Kw::Set => set(cur, nesting),
-        Kw::Use | Kw::Lock | Kw::Unlock | Kw::Prepare | Kw::Handler => Effect::pins(),
-        Kw::Execute | Kw::Deallocate => Effect::primary(Reason::SessionState),
+        Kw::Use | Kw::Lock | Kw::Unlock | Kw::Prepare | Kw::Handler | Kw::Backup => Effect::pins(),
+        Kw::Execute => execute(cur),
+        Kw::Deallocate => Effect::primary(Reason::SessionState),
         Kw::Create | Kw::Alter => create_or_alter(cur, first.kw),
         Kw::Drop => drop(cur),
         Kw::Flush => flush(cur),
@@ -711,6 +712,15 @@ fn flush(cur: &mut Cursor<'_>) -> Effect {
         }
     }
     Effect::primary(Reason::Write)
+}
+
+/// `EXECUTE s` runs a statement prepared on the primary; MariaDB's
+/// `EXECUTE IMMEDIATE '…'` runs SQL the classifier cannot see, so it pins.
+fn execute(cur: &mut Cursor<'_>) -> Effect {
+    match cur.next().map(|t| t.kw) {
+        Some(Kw::Immediate) => Effect::pins(),
+        _ => Effect::primary(Reason::SessionState),
+    }
 }
 
 /// `CALL p(@out)` sets user variables through `OUT` parameters.
