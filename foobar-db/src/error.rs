@@ -54,6 +54,15 @@ pub enum Error {
         /// The driver's error.
         source: mysql_async::Error,
     },
+    /// A row did not convert to the type the caller asked for (wrong column
+    /// count, a `NULL` into a non-`Option`, text into a number).
+    #[error("{host}: a row with columns ({columns}) does not convert to the requested type")]
+    Conversion {
+        /// The host.
+        host: String,
+        /// The row's column names, comma-separated.
+        columns: String,
+    },
     /// A promotion step failed; the cluster may need a look.
     #[error("failover: {0}")]
     Failover(String),
@@ -61,6 +70,17 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn mysql(host: &str, source: mysql_async::Error) -> Self {
+        if let mysql_async::Error::Driver(mysql_async::DriverError::FromRow { row }) = &source {
+            let columns: Vec<String> = row
+                .columns_ref()
+                .iter()
+                .map(|c| c.name_str().into_owned())
+                .collect();
+            return Self::Conversion {
+                host: host.to_owned(),
+                columns: columns.join(", "),
+            };
+        }
         Self::Mysql {
             host: host.to_owned(),
             source,
@@ -83,10 +103,15 @@ impl Error {
     /// the network broke, the pool could not deliver a connection.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            Self::Mysql { source, .. } => matches!(
-                source,
-                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
-            ),
+            Self::Mysql { source, .. } => match source {
+                mysql_async::Error::Io(_) => true,
+                mysql_async::Error::Driver(driver) => !matches!(
+                    driver,
+                    mysql_async::DriverError::FromRow { .. }
+                        | mysql_async::DriverError::FromValue { .. }
+                ),
+                _ => false,
+            },
             Self::PoolTimeout { .. } | Self::PoolClosed { .. } => true,
             _ => false,
         }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use foobar_core::status::{DbStatus, Snapshot, StatusSource};
 use foobar_core::Shutdown;
 use mysql_async::prelude::{FromRow, Queryable};
-use mysql_async::{Conn, Opts, OptsBuilder, Params};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row};
 
 use crate::classify::{classify, Classification, Route};
 use crate::consistency::{self, Consistency, WriteMark};
@@ -908,6 +908,16 @@ impl Transaction {
     }
 }
 
+/// A row as `T`; a mismatch is an error (`DriverError::FromRow`), never a
+/// panic.
+fn convert<T: FromRow>(row: Row) -> std::result::Result<T, mysql_async::Error> {
+    T::from_row_opt(row).map_err(|e| mysql_async::Error::Driver(DriverError::FromRow { row: e.0 }))
+}
+
+fn convert_all<T: FromRow>(rows: Vec<Row>) -> std::result::Result<Vec<T>, mysql_async::Error> {
+    rows.into_iter().map(convert).collect()
+}
+
 /// One statement execution, generic over what it returns.
 trait Operation: Sync {
     type Output: Send;
@@ -933,7 +943,7 @@ impl<T: FromRow + Send + 'static> Operation for QueryAll<'_, T> {
         &'a self,
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<Vec<T>, mysql_async::Error>> + Send + 'a {
-        conn.query(self.0)
+        async move { convert_all(conn.query::<Row, _>(self.0).await?) }
     }
 }
 
@@ -952,7 +962,12 @@ impl<T: FromRow + Send + 'static> Operation for QueryFirst<'_, T> {
         &'a self,
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<Option<T>, mysql_async::Error>> + Send + 'a {
-        conn.query_first(self.0)
+        async move {
+            conn.query_first::<Row, _>(self.0)
+                .await?
+                .map(convert)
+                .transpose()
+        }
     }
 }
 
@@ -985,7 +1000,7 @@ impl<T: FromRow + Send + 'static> Operation for ExecAll<'_, T> {
         &'a self,
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<Vec<T>, mysql_async::Error>> + Send + 'a {
-        conn.exec(self.0, self.1.clone())
+        async move { convert_all(conn.exec::<Row, _, _>(self.0, self.1.clone()).await?) }
     }
 }
 
@@ -1004,7 +1019,12 @@ impl<T: FromRow + Send + 'static> Operation for ExecFirst<'_, T> {
         &'a self,
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<Option<T>, mysql_async::Error>> + Send + 'a {
-        conn.exec_first(self.0, self.1.clone())
+        async move {
+            conn.exec_first::<Row, _, _>(self.0, self.1.clone())
+                .await?
+                .map(convert)
+                .transpose()
+        }
     }
 }
 

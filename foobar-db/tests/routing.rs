@@ -306,3 +306,21 @@ async fn reads_survive_a_replica_killed_mid_way() {
     assert!(reads > 10);
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn a_row_of_the_wrong_shape_is_an_error_not_a_panic() {
+    let (_cluster, pool, shutdown) = cluster_and_pool(1, |b| b).await;
+    let err = pool
+        .query_first::<(u16,)>("SELECT @@port, 'two columns'")
+        .await
+        .expect_err("two columns do not fit one");
+    assert!(matches!(err, foobar_db::Error::Conversion { .. }), "{err}");
+    assert!(err.to_string().contains("@@port, two columns"), "{err}");
+    let err = pool
+        .query::<u32>("SELECT 'not a number'")
+        .await
+        .expect_err("text is not a number");
+    assert!(!err.is_connection_error(), "{err}");
+    assert!(err.to_string().contains("not a number"), "{err}");
+    shutdown.trigger();
+}

@@ -74,6 +74,12 @@ impl Manager {
     pub fn opts(&self) -> &Opts {
         &self.opts
     }
+
+    /// A pool of this manager's connections, sized and timed by `config`
+    /// (the manager's own reset policy and ping interval stay).
+    pub fn into_pool(self, config: &super::PoolConfig) -> Result<super::Pool, crate::Error> {
+        super::build(self, config)
+    }
 }
 
 impl deadpool::managed::Manager for Manager {

@@ -1,0 +1,195 @@
+//! The per-host pool: recycling, session reset, timeouts; status and
+//! shutdown of the monitor.
+
+mod support;
+
+use std::time::Duration;
+
+use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+use foobar_db::mysql_async::prelude::Queryable;
+use foobar_db::mysql_async::Opts;
+use foobar_db::pool::Manager;
+use foobar_db::sandbox::{wait_for, MONITOR};
+use foobar_db::{Error, PoolConfig, ResetPolicy};
+use support::cluster_and_pool;
+
+#[tokio::test]
+async fn a_connection_killed_by_the_server_is_replaced_on_checkout() {
+    let (cluster, pool, shutdown) = cluster_and_pool(0, |b| {
+        b.pool_config(
+            PoolConfig::default()
+                .max_size(1)
+                .ping_idle_after(Duration::ZERO),
+        )
+    })
+    .await;
+    let mut conn = pool.writer().await.unwrap();
+    let first: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    drop(conn);
+    cluster
+        .primary()
+        .run(&[&format!("KILL {}", first.unwrap())])
+        .await
+        .unwrap();
+
+    let mut conn = pool.writer().await.unwrap();
+    let second: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_ne!(
+        first, second,
+        "the dead connection failed its ping and was replaced"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn session_state_is_reset_on_reuse_without_reconnecting() {
+    let (_cluster, pool, shutdown) =
+        cluster_and_pool(0, |b| b.pool_config(PoolConfig::default().max_size(1))).await;
+    let mut conn = pool.writer().await.unwrap();
+    conn.query_drop("SET @secret = 'from the last user'")
+        .await
+        .unwrap();
+    conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TEMPORARY TABLE app.leftover (x INT)")
+        .await
+        .unwrap();
+    let id: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    drop(conn);
+
+    let mut conn = pool.writer().await.unwrap();
+    let row: Option<(u64, Option<String>, String)> = conn
+        .query_first("SELECT CONNECTION_ID(), @secret, @@session.sql_mode")
+        .await
+        .unwrap();
+    let (again, secret, sql_mode) = row.unwrap();
+    assert_eq!(Some(again), id, "same connection, reset in place");
+    assert_eq!(secret, None);
+    assert!(!sql_mode.contains("ANSI_QUOTES"), "{sql_mode}");
+    let err = conn
+        .query_drop("SELECT * FROM app.leftover")
+        .await
+        .expect_err("temporary table dropped");
+    assert!(err.to_string().contains("leftover"), "{err}");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn waiting_for_a_busy_pool_times_out_with_a_typed_error() {
+    let (cluster, pool, shutdown) = cluster_and_pool(0, |b| {
+        b.pool_config(
+            PoolConfig::default()
+                .max_size(1)
+                .wait_timeout(Some(Duration::from_millis(100))),
+        )
+    })
+    .await;
+    let held = pool.writer().await.unwrap();
+    let err = pool
+        .writer()
+        .await
+        .expect_err("the only connection is held");
+    match &err {
+        Error::PoolTimeout { host, kind } => {
+            assert_eq!(*kind, "wait");
+            assert_eq!(host, &cluster.primary().address());
+        }
+        other => panic!("unexpected {other}"),
+    }
+    drop(held);
+    pool.writer().await.unwrap();
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn creating_a_connection_to_a_silent_server_times_out() {
+    // Accepts TCP but never sends the MySQL greeting.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let opts = Opts::from_url(&format!("mysql://app:x@127.0.0.1:{port}/app")).unwrap();
+    let pool = Manager::new(opts, ResetPolicy::default(), Duration::from_secs(1))
+        .into_pool(&PoolConfig::default().create_timeout(Some(Duration::from_millis(200))))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = pool.get().await.expect_err("no greeting");
+    assert!(
+        matches!(
+            err,
+            foobar_db::pool::PoolError::Timeout(foobar_db::pool::TimeoutType::Create)
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn status_snapshot_and_monitor_shutdown() {
+    let (cluster, pool, shutdown) = cluster_and_pool(2, |b| b.name("orders-db")).await;
+    assert!(pool.ready());
+    assert_eq!(pool.name(), "orders-db");
+    for _ in 0..10 {
+        support::port_of_read(&pool).await;
+    }
+    let p = pool.clone();
+    wait_for("server counters", Duration::from_secs(5), move || {
+        let p = p.clone();
+        async move {
+            let Snapshot::Database(status) = p.snapshot() else {
+                return false;
+            };
+            status.hosts.iter().all(|h| h.server_questions_total > 0)
+        }
+    })
+    .await
+    .unwrap();
+    let Snapshot::Database(status) = pool.snapshot() else {
+        panic!("a database snapshot")
+    };
+    assert_eq!(
+        status.writer.as_deref(),
+        Some(cluster.primary().address().as_str())
+    );
+    assert_eq!(status.hosts.len(), 3);
+    assert_eq!(status.hosts[0].role, DbRole::Primary);
+    assert!(status.hosts[1..]
+        .iter()
+        .all(|h| h.role == DbRole::Replica && h.health == Health::Up));
+    assert_eq!(status.hosts[0].lag_seconds, None);
+    assert!(status.hosts[1].lag_seconds.is_some());
+    let reads: u64 = status.hosts[1..].iter().map(|h| h.queries_total).sum();
+    assert!(reads >= 10, "{reads}");
+    assert!(status
+        .hosts
+        .iter()
+        .all(|h| h.pool_in_use == 0 && h.pool_size >= 1 || h.queries_total == 0));
+    let json = serde_json::to_string(&Snapshot::Database(status)).unwrap();
+    assert!(json.contains("\"writer\""));
+    assert!(
+        !json.contains("sandbox-app"),
+        "no credentials in the status"
+    );
+
+    // Shutdown stops every monitor task: their connections go away.
+    shutdown.trigger();
+    wait_for(
+        "monitor connections closed",
+        Duration::from_secs(5),
+        || async {
+            let Ok(mut conn) = cluster.primary().root().await else {
+                return false;
+            };
+            let n: Option<i64> = conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+                    (MONITOR.user,),
+                )
+                .await
+                .ok()
+                .flatten();
+            n == Some(0)
+        },
+    )
+    .await
+    .unwrap();
+}
