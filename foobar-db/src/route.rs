@@ -939,11 +939,8 @@ impl<T: FromRow + Send + 'static> Operation for QueryAll<'_, T> {
     fn sql(&self) -> &str {
         self.0
     }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-    ) -> impl Future<Output = std::result::Result<Vec<T>, mysql_async::Error>> + Send + 'a {
-        async move { convert_all(conn.query::<Row, _>(self.0).await?) }
+    async fn run(&self, conn: &mut Conn) -> std::result::Result<Vec<T>, mysql_async::Error> {
+        convert_all(conn.query::<Row, _>(self.0).await?)
     }
 }
 
@@ -958,16 +955,11 @@ impl<T: FromRow + Send + 'static> Operation for QueryFirst<'_, T> {
     fn sql(&self) -> &str {
         self.0
     }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-    ) -> impl Future<Output = std::result::Result<Option<T>, mysql_async::Error>> + Send + 'a {
-        async move {
-            conn.query_first::<Row, _>(self.0)
-                .await?
-                .map(convert)
-                .transpose()
-        }
+    async fn run(&self, conn: &mut Conn) -> std::result::Result<Option<T>, mysql_async::Error> {
+        conn.query_first::<Row, _>(self.0)
+            .await?
+            .map(convert)
+            .transpose()
     }
 }
 
@@ -996,11 +988,8 @@ impl<T: FromRow + Send + 'static> Operation for ExecAll<'_, T> {
     fn sql(&self) -> &str {
         self.0
     }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-    ) -> impl Future<Output = std::result::Result<Vec<T>, mysql_async::Error>> + Send + 'a {
-        async move { convert_all(conn.exec::<Row, _, _>(self.0, self.1.clone()).await?) }
+    async fn run(&self, conn: &mut Conn) -> std::result::Result<Vec<T>, mysql_async::Error> {
+        convert_all(conn.exec::<Row, _, _>(self.0, self.1.clone()).await?)
     }
 }
 
@@ -1015,16 +1004,11 @@ impl<T: FromRow + Send + 'static> Operation for ExecFirst<'_, T> {
     fn sql(&self) -> &str {
         self.0
     }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-    ) -> impl Future<Output = std::result::Result<Option<T>, mysql_async::Error>> + Send + 'a {
-        async move {
-            conn.exec_first::<Row, _, _>(self.0, self.1.clone())
-                .await?
-                .map(convert)
-                .transpose()
-        }
+    async fn run(&self, conn: &mut Conn) -> std::result::Result<Option<T>, mysql_async::Error> {
+        conn.exec_first::<Row, _, _>(self.0, self.1.clone())
+            .await?
+            .map(convert)
+            .transpose()
     }
 }
 
@@ -1039,30 +1023,5 @@ impl Operation for ExecDrop<'_> {
         conn: &'a mut Conn,
     ) -> impl Future<Output = std::result::Result<(), mysql_async::Error>> + Send + 'a {
         conn.exec_drop(self.0, self.1.clone())
-    }
-}
-
-impl RwPool {
-    /// A reader connection that has applied `gtid` — the GTID of a write the
-    /// caller made, possibly through another process (a web server passes it
-    /// to the client in a header or cookie, and the client's next request
-    /// brings it back). Waits up to the [`Consistency::Gtid`] timeout (or
-    /// 1 s under other modes) on the chosen replica, then falls back to the
-    /// writer. A malformed GTID also falls back to the writer: the answer is
-    /// then fresh, never stale.
-    ///
-    /// # Errors
-    /// As [`RwPool::reader`] and [`RwPool::writer`].
-    pub async fn reader_after(&self, gtid: &str) -> Result<PooledConn> {
-        let timeout = match self.inner.consistency {
-            Consistency::Gtid { wait_timeout } => wait_timeout,
-            _ => Duration::from_secs(1),
-        };
-        let mut conn = self.checkout(Target::Reader, None).await?;
-        if self.is_writer(&conn) || self.replica_caught_up(&mut conn, gtid, timeout).await {
-            return Ok(conn);
-        }
-        drop(conn);
-        self.checkout(Target::Writer, None).await
     }
 }
