@@ -1,4 +1,6 @@
-//! Host and process metrics, sampled with `sysinfo`.
+//! Host and process metrics: the host read with `sysinfo`, this process
+//! with `metrics-process` (which reads only `/proc/self`: sysinfo's process
+//! refresh walks every process of the host, ~5 ms a tick).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -19,10 +21,7 @@ use std::time::Instant;
 
 use metrics::{Counter, Gauge};
 use serde::Serialize;
-use sysinfo::{
-    CpuRefreshKind, MemoryRefreshKind, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate,
-    RefreshKind, System,
-};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 
 /// The host as last sampled.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -76,12 +75,13 @@ pub struct ProcessSnapshot {
     pub start_time_seconds: u64,
 }
 
-/// Reads the host and this process, and publishes what it read as gauges.
+/// Reads the host and this process, and publishes what it read through the
+/// `metrics` facade. The [`Monitor`](super::Monitor) runs one on its tick;
+/// use one directly to sample on a schedule of your own.
 #[derive(Debug)]
-pub(crate) struct HostSampler {
+pub struct HostSampler {
     system: System,
     networks: Networks,
-    pid: Option<Pid>,
     gauges: HostGauges,
     interfaces: HashMap<String, (Counter, Counter)>,
     previous: Option<Previous>,
@@ -90,7 +90,7 @@ pub(crate) struct HostSampler {
 #[derive(Clone, Copy, Debug)]
 struct Previous {
     at: Instant,
-    process_cpu_ms: u64,
+    process_cpu_seconds: f64,
     received: u64,
     transmitted: u64,
 }
@@ -115,8 +115,15 @@ struct HostGauges {
     process_start: Gauge,
 }
 
+impl Default for HostSampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HostSampler {
-    pub(crate) fn new() -> Self {
+    /// A sampler for this host and process; registers the metrics.
+    pub fn new() -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
@@ -150,31 +157,21 @@ impl HostSampler {
         Self {
             system,
             networks: Networks::new_with_refreshed_list(),
-            pid: sysinfo::get_current_pid().ok(),
             gauges,
             interfaces: HashMap::new(),
             previous: None,
         }
     }
 
-    /// Reads everything once (a few small procfs reads on Linux) and
-    /// publishes it. The first call's CPU figures are zero: usage needs two
-    /// readings.
-    pub(crate) fn sample(&mut self) -> (HostSnapshot, ProcessSnapshot) {
+    /// Reads everything once (a few small procfs reads on Linux: blocking
+    /// file I/O, run it off the async threads) and publishes it. The first
+    /// call's CPU figures are zero: usage needs two readings.
+    pub fn sample(&mut self) -> (HostSnapshot, ProcessSnapshot) {
         let now = Instant::now();
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
         self.networks.refresh(true);
-        if let Some(pid) = self.pid {
-            self.system.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&[pid]),
-                false,
-                ProcessRefreshKind::nothing()
-                    .with_cpu()
-                    .with_memory()
-                    .with_tasks(),
-            );
-        }
+        let own = metrics_process::collector::collect();
 
         let load = System::load_average();
         let (mut received, mut transmitted) = (0u64, 0u64);
@@ -192,18 +189,18 @@ impl HostSampler {
         }
 
         let cores = self.system.cpus().len().max(1);
-        let process = self.pid.and_then(|pid| self.system.process(pid));
-        let process_cpu_ms = process.map_or(0, sysinfo::Process::accumulated_cpu_time);
+        let process_cpu_seconds = own.cpu_seconds_total.unwrap_or(0.0);
         let elapsed = self
             .previous
-            .map(|p| now.duration_since(p.at).as_secs_f64());
-        let per_second =
-            |now_value: u64, before: fn(&Previous) -> u64| match (self.previous, elapsed) {
-                (Some(p), Some(secs)) if secs > 0.0 => {
-                    now_value.saturating_sub(before(&p)) as f64 / secs
-                }
-                _ => 0.0,
-            };
+            .map(|p| now.duration_since(p.at).as_secs_f64())
+            .filter(|secs| *secs > 0.0);
+        let per_second = |delta: f64| elapsed.map_or(0.0, |secs| delta.max(0.0) / secs);
+        let previous = self.previous.unwrap_or(Previous {
+            at: now,
+            process_cpu_seconds,
+            received,
+            transmitted,
+        });
         let host = HostSnapshot {
             cpu_usage_ratio: f64::from(self.system.global_cpu_usage()) / 100.0,
             cpu_core_usage_ratio: self
@@ -220,28 +217,28 @@ impl HostSampler {
             load_average: [load.one, load.five, load.fifteen],
             network_receive_bytes_total: received,
             network_transmit_bytes_total: transmitted,
-            network_receive_bytes_per_second: per_second(received, |p| p.received),
-            network_transmit_bytes_per_second: per_second(transmitted, |p| p.transmitted),
+            network_receive_bytes_per_second: per_second(
+                received.saturating_sub(previous.received) as f64,
+            ),
+            network_transmit_bytes_per_second: per_second(
+                transmitted.saturating_sub(previous.transmitted) as f64,
+            ),
         };
         let process = ProcessSnapshot {
-            cpu_seconds_total: process_cpu_ms as f64 / 1000.0,
-            cpu_usage_ratio: per_second(process_cpu_ms, |p| p.process_cpu_ms)
-                / 1000.0
+            cpu_seconds_total: process_cpu_seconds,
+            cpu_usage_ratio: per_second(process_cpu_seconds - previous.process_cpu_seconds)
                 / cores as f64,
-            resident_memory_bytes: process.map_or(0, sysinfo::Process::memory),
-            virtual_memory_bytes: process.map_or(0, sysinfo::Process::virtual_memory),
-            open_fds: process
-                .and_then(sysinfo::Process::open_files)
-                .map(|n| n as u64),
-            max_fds: process
-                .and_then(sysinfo::Process::open_files_limit)
-                .map(|n| n as u64),
-            threads: process.and_then(|p| p.tasks()).map(|t| t.len() as u64),
-            start_time_seconds: process.map_or(0, sysinfo::Process::start_time),
+            resident_memory_bytes: own.resident_memory_bytes.unwrap_or(0),
+            virtual_memory_bytes: own.virtual_memory_bytes.unwrap_or(0),
+            open_fds: own.open_fds,
+            // metrics-process reports an unlimited limit as 0.
+            max_fds: own.max_fds.filter(|max| *max > 0),
+            threads: own.threads,
+            start_time_seconds: own.start_time_seconds.unwrap_or(0),
         };
         self.previous = Some(Previous {
             at: now,
-            process_cpu_ms,
+            process_cpu_seconds,
             received,
             transmitted,
         });

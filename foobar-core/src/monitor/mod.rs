@@ -56,7 +56,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use self::host::{HostSnapshot, ProcessSnapshot};
+pub use self::host::{HostSampler, HostSnapshot, ProcessSnapshot};
 pub use self::push::{Push, PushBuilder, PushError, PushHandle, PushStats, PushTarget};
 pub use self::rates::{RequestCounters, RequestRates, ServiceRates};
 use crate::shutdown::Shutdown;
