@@ -1025,3 +1025,28 @@ impl Operation for ExecDrop<'_> {
         conn.exec_drop(self.0, self.1.clone())
     }
 }
+
+impl RwPool {
+    /// A reader connection that has applied `gtid`: the GTID of a write the
+    /// caller made, possibly through another process (a web server hands it
+    /// to the client in a header or cookie, and the client's next request
+    /// brings it back). Waits up to the [`Consistency::Gtid`] timeout (1 s
+    /// under other modes) on the chosen replica, then falls back to the
+    /// writer. A malformed GTID also falls back to the writer: the answer is
+    /// then fresh, never stale.
+    ///
+    /// # Errors
+    /// As [`RwPool::reader`] and [`RwPool::writer`].
+    pub async fn reader_after(&self, gtid: &str) -> Result<PooledConn> {
+        let timeout = match self.inner.consistency {
+            Consistency::Gtid { wait_timeout } => wait_timeout,
+            _ => Duration::from_secs(1),
+        };
+        let mut conn = self.checkout(Target::Reader, None).await?;
+        if self.is_writer(&conn) || self.replica_caught_up(&mut conn, gtid, timeout).await {
+            return Ok(conn);
+        }
+        drop(conn);
+        self.checkout(Target::Writer, None).await
+    }
+}
