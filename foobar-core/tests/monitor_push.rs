@@ -81,6 +81,7 @@ async fn pushes_reach_the_gateway_survive_its_outage_and_resume() {
         .interval(Duration::from_millis(200))
         .timeout(Duration::from_secs(1))
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .delete_on_shutdown(true)
         .spawn(exporter, &shutdown)
         .unwrap();
 
@@ -164,5 +165,12 @@ async fn pushes_reach_the_gateway_survive_its_outage_and_resume() {
     tokio::time::timeout(Duration::from_secs(5), push.stopped())
         .await
         .expect("the push client stops on shutdown");
+    // 4. On shutdown the client deleted its group from the gateway.
+    let (status, _, exposition) = get(gateway_addr, "/metrics", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !exposition.contains(r#"job="foobar_push_test""#),
+        "the group outlived the client:\n{exposition}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,6 +91,7 @@ impl Push {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             tls: None,
+            delete_on_shutdown: false,
         }
     }
 }
@@ -105,6 +106,7 @@ pub struct PushBuilder {
     backoff_initial: Duration,
     backoff_max: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
+    delete_on_shutdown: bool,
 }
 
 impl PushBuilder {
@@ -136,6 +138,15 @@ impl PushBuilder {
     /// HTTP/1.1. Default: the operating system's roots.
     pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// On shutdown, sends one `DELETE` to the target (within the timeout):
+    /// a Pushgateway then forgets this instance's group instead of serving
+    /// its last values forever. Await [`PushHandle::stopped`] before the
+    /// process exits to let it finish. Default: off.
+    pub fn delete_on_shutdown(mut self, on: bool) -> Self {
+        self.delete_on_shutdown = on;
         self
     }
 
@@ -185,6 +196,7 @@ impl PushBuilder {
             timeout: self.timeout,
             backoff_initial: self.backoff_initial,
             backoff_max: self.backoff_max,
+            delete_on_shutdown: self.delete_on_shutdown,
             pushed: metrics::counter!("metrics_push_total", "result" => "success"),
             failed: metrics::counter!("metrics_push_total", "result" => "failure"),
             dropped: metrics::counter!("metrics_push_dropped_total"),
@@ -351,6 +363,7 @@ struct Sender {
     timeout: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
+    delete_on_shutdown: bool,
     pushed: Counter,
     failed: Counter,
     dropped: Counter,
@@ -409,6 +422,14 @@ impl Sender {
             self.shared.sending.store(false, Ordering::Relaxed);
         }
         self.shared.sending.store(false, Ordering::Relaxed);
+        if self.delete_on_shutdown {
+            match self.exchange(http::Method::DELETE, Bytes::new()).await {
+                Ok(()) => tracing::debug!(url = %self.target.uri(), "metrics group deleted"),
+                Err(error) => {
+                    tracing::warn!(url = %self.target.uri(), %error, "cannot delete the metrics group");
+                }
+            }
+        }
         self.shared.stopped.cancel();
     }
 
@@ -423,8 +444,14 @@ impl Sender {
     }
 
     async fn send(&self, body: Bytes) -> Result<(), String> {
+        self.exchange(self.target.method_ref().clone(), body).await
+    }
+
+    /// One request to the target with its headers, within the timeout;
+    /// `Ok` for a 2xx answer.
+    async fn exchange(&self, method: http::Method, body: Bytes) -> Result<(), String> {
         let mut request = Request::builder()
-            .method(self.target.method_ref().clone())
+            .method(method)
             .uri(self.target.uri().clone())
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
