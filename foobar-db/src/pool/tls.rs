@@ -47,8 +47,14 @@ impl DbTls {
         self
     }
 
-    /// Checks the files and builds mysql_async's options.
-    pub(crate) fn ssl_opts(&self) -> Result<SslOpts, Error> {
+    /// Checks the files and builds mysql_async's options (what
+    /// [`RwPoolBuilder::tls`](crate::RwPoolBuilder::tls) applies to every
+    /// host; use it with [`Manager`](super::Manager) directly).
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file that is missing or not valid PEM, or
+    /// a key that does not match its certificate.
+    pub fn ssl_opts(&self) -> Result<SslOpts, Error> {
         let mut ssl = SslOpts::default();
         if let Some(ca) = &self.ca_file {
             foobar_core::tls::pem::load_ca_bundle(ca).map_err(Error::Tls)?;
