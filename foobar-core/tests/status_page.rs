@@ -251,3 +251,42 @@ fn assert_png(path: &Path, stderr: &str) {
         bytes.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_polls_with_the_token_from_its_fragment() {
+    let exporter = PrometheusExporter::install().expect("recorder");
+    let shutdown = Shutdown::new();
+    let admin = Admin::new(exporter)
+        .with_source(Orders {
+            started: Instant::now(),
+        })
+        .bearer_token("page-token");
+    let addr = serve_admin(admin, &shutdown);
+
+    // Without the token the page asks for it and shows no data.
+    let (dom, stderr) = chromium(&[
+        "--dump-dom".into(),
+        "--virtual-time-budget=3000".into(),
+        format!("http://{addr}/status"),
+    ])
+    .await;
+    assert!(
+        dom.contains("token-form\" class=\"card\" style=\"display: block;\""),
+        "{dom}\n{stderr}"
+    );
+    assert!(!dom.contains("data-rendered=\"true\""), "{dom}");
+
+    // With `#token=` it polls with `Authorization: Bearer` and renders.
+    let (dom, stderr) = chromium(&[
+        "--dump-dom".into(),
+        "--virtual-time-budget=3000".into(),
+        format!("http://{addr}/status#token=page-token"),
+    ])
+    .await;
+    assert!(dom.contains("data-rendered=\"true\""), "{dom}\n{stderr}");
+    assert!(
+        dom.contains(r#"data-host="127.0.0.1:3307" data-role="primary" data-health="up""#),
+        "{dom}"
+    );
+    shutdown.trigger();
+}
