@@ -433,14 +433,13 @@ impl Sender {
         self.shared.stopped.cancel();
     }
 
-    /// Full jitter: uniform in `[0, min(max, initial * 2^failures)]`.
     fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX);
-        let bound = self
-            .backoff_initial
-            .saturating_mul(factor)
-            .min(self.backoff_max);
-        bound.mul_f64(rand::rng().random_range(0.0..=1.0))
+        backoff_delay(
+            self.backoff_initial,
+            self.backoff_max,
+            failures,
+            rand::rng().random_range(0.0..=1.0),
+        )
     }
 
     async fn send(&self, body: Bytes) -> Result<(), String> {
@@ -494,8 +493,38 @@ impl Sender {
     }
 }
 
+/// Full jitter: `random` (0 to 1) times `min(max, initial * 2^failures)`.
+fn backoff_delay(initial: Duration, max: Duration, failures: u32, random: f64) -> Duration {
+    let factor = 1u32 << failures.min(20);
+    initial
+        .saturating_mul(factor)
+        .min(max)
+        .mul_f64(random.clamp(0.0, 1.0))
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_below_it() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let bound = |failures| backoff_delay(initial, max, failures, 1.0);
+        assert_eq!(bound(0), Duration::from_millis(100));
+        assert_eq!(bound(1), Duration::from_millis(200));
+        assert_eq!(bound(4), Duration::from_millis(1600));
+        assert_eq!(bound(5), max);
+        assert_eq!(bound(u32::MAX), max);
+        assert_eq!(backoff_delay(initial, max, 3, 0.0), Duration::ZERO);
+        assert_eq!(
+            backoff_delay(initial, max, 3, 0.5),
+            Duration::from_millis(400)
+        );
+    }
 }
