@@ -24,7 +24,7 @@ use foobar_core::{PlainTcp, Server, Shutdown};
 use foobar_guard::rate_limit::RateLimitLayer;
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{ConnLimitLayer, FirewallLayer, Rules};
-use foobar_lb::health::HealthCheck;
+use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use tower::ServiceBuilder;
@@ -160,6 +160,14 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         .name("lb")
         .tls(upstream_tls)
         .connect_timeout(Duration::from_secs(1))
+        // A web server that stops answering is taken out after a few
+        // failed requests, long before the next health check notices.
+        .outlier_detection(
+            OutlierDetection::new()
+                .consecutive_failures(3)
+                .base_ejection_time(Duration::from_secs(2))
+                .max_ejection_time(Duration::from_secs(30)),
+        )
         .shutdown(shutdown.clone())
         .build()?;
     for backend in &config.backends {

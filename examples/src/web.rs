@@ -167,6 +167,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS guestbook (
     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
 )";
 
+/// What `GET /` answers, after the server's name.
+const INDEX: &str = "the foobar guestbook
+  POST /entries {\"author\": \"..\", \"message\": \"..\"}
+  GET  /entries
+  GET  /entries/<id>
+";
+
 /// Largest accepted request body.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -177,6 +184,9 @@ const RYW_WAIT: Duration = Duration::from_millis(500);
 /// The header (and cookie) carrying the GTID of the caller's last write.
 pub const GTID_HEADER: &str = "x-foobar-gtid";
 const GTID_COOKIE: &str = "foobar_gtid";
+
+/// The response header naming the web server that answered.
+pub const SERVED_BY_HEADER: &str = "x-foobar-served-by";
 
 /// A guestbook entry as the API shows it.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone)]
@@ -277,22 +287,18 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-        (&Method::GET, "/") => text(
-            StatusCode::OK,
-            format!(
-                "{}: the foobar guestbook\n  POST /entries {{\"author\":..,\"message\":..}}\n  GET  /entries\n  GET  /entries/<id>\n",
-                app.name
-            ),
-        ),
+        (&Method::GET, "/") => text(StatusCode::OK, format!("{}: {INDEX}", app.name)),
         (&Method::POST, "/entries") => create(&app, req).await,
         (&Method::GET, "/entries") => list(&app, &req).await,
-        (&Method::GET, path) if path.starts_with("/entries/") => match path["/entries/".len()..].parse::<u64>() {
-            Ok(id) => show(&app, &req, id).await,
-            Err(_) => text(StatusCode::NOT_FOUND, "no such entry\n".into()),
-        },
+        (&Method::GET, path) if path.starts_with("/entries/") => {
+            match path["/entries/".len()..].parse::<u64>() {
+                Ok(id) => show(&app, &req, id).await,
+                Err(_) => text(StatusCode::NOT_FOUND, "no such entry\n".into()),
+            }
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     };
-    Ok(response.unwrap_or_else(|error| {
+    let mut response = response.unwrap_or_else(|error| {
         tracing::warn!(%error, "request failed");
         let status = match error.kind {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
@@ -305,7 +311,11 @@ async fn handle(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
-    }))
+    });
+    if let Ok(name) = HeaderValue::from_str(&app.name) {
+        response.headers_mut().insert(SERVED_BY_HEADER, name);
+    }
+    Ok(response)
 }
 
 /// Why a request failed, mapped to its status.
