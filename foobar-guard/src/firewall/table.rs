@@ -5,8 +5,9 @@
 //! family into disjoint ranges, each carrying the action of the first rule
 //! (lowest index) that covers it. Adjacent ranges with the same action are
 //! merged, so the actions alternate: the table keeps only the range starts
-//! and the first range's action. A lookup is one binary search, narrowed by
-//! a bucket index when the table is large.
+//! and the first range's action. A lookup is a binary search over the
+//! starts; large tables add a bucket index that settles most lookups with
+//! one memory access.
 
 /// An unsigned address of one family: `u32` for IPv4, `u128` for IPv6.
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
@@ -15,9 +16,15 @@ pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
     fn succ(self) -> Option<Self>;
     /// The last address of the block `self/prefix_len`.
     fn block_end(self, prefix_len: u8) -> Self;
-    /// `(self - base) >> shift`, saturated to `usize`.
-    fn offset(self, base: Self, shift: u32) -> usize;
-    fn leading_zeros_of_diff(self, base: Self) -> u32;
+    /// `self - base`; `self >= base`.
+    fn minus(self, base: Self) -> Self;
+    /// `self >> shift`, zero when `shift` is the width or more.
+    fn shr(self, shift: u32) -> Self;
+    /// `self` as `usize`, saturated.
+    fn to_usize(self) -> usize;
+    /// The top 32 of the low `shift` bits (zero-padded on the right).
+    fn low_bits_key(self, shift: u32) -> u32;
+    fn leading_zeros(self) -> u32;
 }
 
 macro_rules! impl_key {
@@ -36,17 +43,30 @@ macro_rules! impl_key {
                     self | ((1 << host_bits) - 1)
                 }
             }
-            fn offset(self, base: Self, shift: u32) -> usize {
-                let diff = self.saturating_sub(base);
-                let shifted = if shift >= Self::BITS {
-                    0
-                } else {
-                    diff >> shift
-                };
-                usize::try_from(shifted).unwrap_or(usize::MAX)
+            fn minus(self, base: Self) -> Self {
+                self - base
             }
-            fn leading_zeros_of_diff(self, base: Self) -> u32 {
-                self.saturating_sub(base).leading_zeros()
+            fn shr(self, shift: u32) -> Self {
+                self.checked_shr(shift).unwrap_or(0)
+            }
+            fn to_usize(self) -> usize {
+                usize::try_from(self).unwrap_or(usize::MAX)
+            }
+            fn low_bits_key(self, shift: u32) -> u32 {
+                let low = if shift >= Self::BITS {
+                    self
+                } else {
+                    self & ((1 << shift) - 1)
+                };
+                // Truncation keeps the 32 bits below `shift`.
+                if shift > 32 {
+                    (low >> (shift - 32)) as u32
+                } else {
+                    (low as u32) << (32 - shift)
+                }
+            }
+            fn leading_zeros(self) -> u32 {
+                <$t>::leading_zeros(self)
             }
         }
     };
@@ -66,8 +86,9 @@ pub(crate) struct Block<K> {
 /// Tables at least this long get a bucket index; smaller ones are searched
 /// directly (the index would cost more memory than it saves time).
 const INDEX_FROM: usize = 256;
-/// log2 of the number of index buckets: about one bucket per range, so a
-/// lookup touches the index and then one or two cache lines of starts.
+/// log2 of the number of index buckets: one to two buckets per range, so
+/// most buckets hold at most one range start and a lookup usually touches
+/// one cache line of the index and none of the starts.
 const INDEX_BITS: std::ops::RangeInclusive<u32> = 8..=22;
 
 /// The compiled rules of one address family.
@@ -80,59 +101,92 @@ pub(crate) struct Table<K> {
     index: Option<BucketIndex<K>>,
 }
 
-/// Maps an address to the slice of `starts` that can hold its range:
-/// bucket `b` covers addresses whose `(addr - base) >> shift` is `b - 1`
-/// (bucket 0 holds everything below `base`).
+/// Splits the span of the starts (from `base`, the first non-zero start)
+/// into equal buckets of `2^shift` addresses. For each bucket it keeps where
+/// its starts begin and a 32-bit summary of its first start, which settles
+/// most lookups without reading `starts`.
 #[derive(Clone, Debug)]
 struct BucketIndex<K> {
     base: K,
     shift: u32,
-    /// The number of buckets, a power of two.
-    buckets: usize,
-    /// `bounds[b]` is the first position in `starts` of bucket `b` or later.
-    bounds: Box<[u32]>,
+    /// The bucket of the last start.
+    last_bucket: K,
+    buckets: Box<[Bucket]>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    /// Position in `starts` of the bucket's first start (or of the next
+    /// bucket's, when empty).
+    first: u32,
+    /// `low_bits_key` of the first start's offset in the bucket.
+    key: u32,
 }
 
 impl<K: Key> BucketIndex<K> {
-    fn bucket(&self, addr: K) -> usize {
-        if addr < self.base {
-            0
-        } else {
-            addr.offset(self.base, self.shift)
-                .saturating_add(1)
-                .min(self.buckets - 1)
-        }
-    }
-
     fn build(starts: &[K]) -> Option<Self> {
         if starts.len() < INDEX_FROM || u32::try_from(starts.len()).is_err() {
             return None;
         }
-        // Spread the buckets over the span that holds the starts.
         let base = starts[1];
-        let last = starts[starts.len() - 1];
-        let span_bits = K::BITS - last.leading_zeros_of_diff(base);
+        let span = starts[starts.len() - 1].minus(base);
+        let span_bits = K::BITS - span.leading_zeros();
         let index_bits = (usize::BITS - starts.len().leading_zeros())
             .clamp(*INDEX_BITS.start(), *INDEX_BITS.end());
-        let shift = span_bits.saturating_sub(index_bits - 1);
-        let buckets = 1usize << index_bits;
-        let mut index = Self {
-            base,
-            shift,
-            buckets,
-            bounds: Box::default(),
-        };
-        let mut bounds = Vec::with_capacity(buckets + 1);
-        let mut position = 0usize;
-        for bucket in 0..=buckets {
-            while position < starts.len() && index.bucket(starts[position]) < bucket {
+        let shift = span_bits.saturating_sub(index_bits);
+        let last_bucket = span.shr(shift);
+        let count = last_bucket.to_usize() + 1;
+        let mut buckets = Vec::with_capacity(count + 1);
+        // `starts[0]` (zero, below `base`) is in no bucket.
+        let mut position = 1usize;
+        for bucket in 0..=count {
+            while position < starts.len()
+                && starts[position].minus(base).shr(shift).to_usize() < bucket
+            {
                 position += 1;
             }
-            // Fits: the length was checked above.
-            bounds.push(u32::try_from(position).unwrap_or(u32::MAX));
+            let key = starts
+                .get(position)
+                .map_or(0, |start| start.minus(base).low_bits_key(shift));
+            buckets.push(Bucket {
+                // Fits: the length was checked above.
+                first: u32::try_from(position).unwrap_or(u32::MAX),
+                key,
+            });
         }
-        index.bounds = bounds.into_boxed_slice();
-        Some(index)
+        Some(Self {
+            base,
+            shift,
+            last_bucket,
+            buckets: buckets.into_boxed_slice(),
+        })
+    }
+
+    /// The number of starts `<= addr`.
+    #[inline]
+    fn position(&self, starts: &[K], addr: K) -> usize {
+        if addr < self.base {
+            return 1;
+        }
+        let offset = addr.minus(self.base);
+        let bucket = offset.shr(self.shift);
+        if bucket > self.last_bucket {
+            return starts.len();
+        }
+        let bucket = bucket.to_usize();
+        let Bucket { first, key } = self.buckets[bucket];
+        let (lo, hi) = (first as usize, self.buckets[bucket + 1].first as usize);
+        if lo == hi {
+            return lo;
+        }
+        let probe = offset.low_bits_key(self.shift);
+        if probe < key {
+            lo
+        } else if probe > key && hi - lo == 1 {
+            hi
+        } else {
+            lo + starts[lo..hi].partition_point(|&s| s <= addr)
+        }
     }
 }
 
@@ -198,12 +252,7 @@ impl<K: Key> Table<K> {
     #[inline]
     pub(crate) fn allows(&self, addr: K) -> bool {
         let position = match &self.index {
-            Some(index) => {
-                let bucket = index.bucket(addr);
-                let lo = index.bounds[bucket] as usize;
-                let hi = index.bounds[bucket + 1] as usize;
-                lo + self.starts[lo..hi].partition_point(|&s| s <= addr)
-            }
+            Some(index) => index.position(&self.starts, addr),
             None => self.starts.partition_point(|&s| s <= addr),
         };
         // `starts[0]` is zero, so `position >= 1`.
@@ -214,10 +263,9 @@ impl<K: Key> Table<K> {
     /// Bytes held by the table.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.starts.len() * std::mem::size_of::<K>()
-            + self
-                .index
-                .as_ref()
-                .map_or(0, |index| index.bounds.len() * std::mem::size_of::<u32>())
+            + self.index.as_ref().map_or(0, |index| {
+                index.buckets.len() * std::mem::size_of::<Bucket>()
+            })
     }
 
     /// Number of disjoint ranges.
@@ -305,6 +353,26 @@ mod tests {
         assert!(!top.allows(u32::MAX));
     }
 
+    /// Linear first-match scan, the reference.
+    fn scan<K: Key>(blocks: &[Block<K>], probe: K) -> bool {
+        blocks
+            .iter()
+            .find(|b| b.start <= probe && probe <= b.end)
+            .is_some_and(|b| b.allow)
+    }
+
+    /// Probes at every block edge and just past it, plus spread-out ones
+    /// (callers add the address just below each block).
+    fn probes<K: Key>(blocks: &[Block<K>], spread: impl Iterator<Item = K>) -> Vec<K> {
+        let mut out: Vec<K> = spread.collect();
+        for b in blocks {
+            out.extend([b.start, b.end]);
+            out.extend(b.start.succ());
+            out.extend(b.end.succ());
+        }
+        out
+    }
+
     #[test]
     fn indexed_table_agrees_with_a_linear_scan() {
         let blocks: Vec<_> = (0..2000u32)
@@ -319,12 +387,53 @@ mod tests {
             .collect();
         let table = Table::compile(blocks.clone(), false);
         assert!(table.index.is_some());
-        for probe in (0..200_000u32).map(|i| i.wrapping_mul(2_246_822_519)) {
-            let expected = blocks
+        let mut all = probes(
+            &blocks,
+            (0..200_000u32).map(|i| i.wrapping_mul(2_246_822_519)),
+        );
+        all.extend(blocks.iter().filter(|b| b.start > 0).map(|b| b.start - 1));
+        for probe in all {
+            assert_eq!(table.allows(probe), scan(&blocks, probe), "{probe:#x}");
+        }
+    }
+
+    #[test]
+    fn indexed_ipv6_table_agrees_with_a_linear_scan() {
+        // Clustered in one /32, as real IPv6 lists are, with long and
+        // short prefixes.
+        let base = 0x2001_0db8_u128 << 96;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u128;
+        let blocks: Vec<Block<u128>> = (0..3000u32)
+            .map(|i| {
+                x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(1);
+                let prefix = 40 + (i % 89) as u8;
+                let start =
+                    (base | (x >> 32)) & !u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+                Block {
+                    start,
+                    end: start.block_end(prefix),
+                    index: i,
+                    allow: i % 2 == 0,
+                }
+            })
+            .collect();
+        let table = Table::compile(blocks.clone(), true);
+        assert!(table.index.is_some());
+        let mut all = probes(
+            &blocks,
+            (0..50_000u128)
+                .map(|i| base | (i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) >> 32)),
+        );
+        all.extend(blocks.iter().map(|b| b.start - 1));
+        all.extend([0, 1, u128::MAX, base - 1]);
+        let scan_default = |p| {
+            blocks
                 .iter()
-                .find(|b| b.start <= probe && probe <= b.end)
-                .is_some_and(|b| b.allow);
-            assert_eq!(table.allows(probe), expected, "{probe:#x}");
+                .find(|b| b.start <= p && p <= b.end)
+                .is_none_or(|b| b.allow)
+        };
+        for probe in all {
+            assert_eq!(table.allows(probe), scan_default(probe), "{probe:#x}");
         }
     }
 }
