@@ -1,6 +1,6 @@
 //! Who is writer, and what happens when the writer is lost.
 //!
-//! Every monitor check ends here ([`Control::observed`]); decisions about
+//! Every monitor check ends here; decisions about
 //! roles are taken one at a time (an async mutex, off the query path).
 //!
 //! - A host seen writable (`read_only = 0`) while no writer is known becomes
@@ -9,7 +9,7 @@
 //!   writable and the pool follows, as ProxySQL does.
 //! - The writer failing [`MonitorConfig::failure_threshold`] checks in a row
 //!   is declared dead: writes wait (up to the configured timeout, then fail
-//!   with [`Error::NoWriter`](crate::Error::NoWriter)), never go to a
+//!   with [`Error::NoWriter`]), never go to a
 //!   replica.
 //! - [`FailoverMode::AutoPromote`] then promotes the replica that has
 //!   *received* the most (`Gtid_IO_Pos`, not the applied position): stop
@@ -384,53 +384,43 @@ impl Control {
         let Some((_, chosen, mut conn)) = best else {
             return Err(Error::Failover("no reachable replica to promote".into()));
         };
+        let dialect = Dialect::of(&conn);
         tracing::warn!(host = %chosen.id, "promoting");
         // Drain: apply everything received before replication is thrown away.
-        step(&chosen, &mut conn, "STOP SLAVE IO_THREAD").await?;
+        step(&chosen, &mut conn, dialect.stop_io()).await?;
         let received = monitor::replica_status(&mut conn)
             .await
             .map_err(|e| Error::Failover(format!("{}: {e}", chosen.id)))?
             .map(|s| s.received)
             .unwrap_or_default();
         if !received.is_empty() {
-            let wait = format!(
-                "SELECT MASTER_GTID_WAIT('{}', {})",
-                received.replace('\'', ""),
-                self.failover.drain_timeout.as_secs_f64()
-            );
-            let drained: Option<i64> = conn
-                .query_first(&wait)
+            let drained: Option<Option<i64>> = conn
+                .exec_first(
+                    dialect.drain(),
+                    (
+                        received.replace(char::is_whitespace, ""),
+                        self.failover.drain_timeout.as_secs_f64(),
+                    ),
+                )
                 .await
                 .map_err(|e| Error::Failover(format!("{}: drain: {e}", chosen.id)))?;
-            if drained != Some(0) {
+            if drained != Some(Some(0)) {
                 tracing::warn!(host = %chosen.id, %received, "drain timed out; promoting anyway");
             }
         }
-        step(&chosen, &mut conn, "STOP SLAVE").await?;
-        step(&chosen, &mut conn, "RESET SLAVE ALL").await?;
+        step(&chosen, &mut conn, dialect.stop()).await?;
+        step(&chosen, &mut conn, dialect.reset_all()).await?;
         if self.failover.semi_sync {
-            step(
-                &chosen,
-                &mut conn,
-                "SET GLOBAL rpl_semi_sync_slave_enabled = OFF",
-            )
-            .await?;
-            step(
-                &chosen,
-                &mut conn,
-                "SET GLOBAL rpl_semi_sync_master_enabled = ON",
-            )
-            .await?;
+            for sql in dialect.semi_sync(true) {
+                step(&chosen, &mut conn, sql).await?;
+            }
         }
         // Repoint the others before writes start, so semi-sync has its
         // acknowledgers.
         let (writer_host, writer_port) = address_of(&chosen);
         for (other, mut other_conn) in others {
-            let change = format!(
-                "CHANGE MASTER TO MASTER_HOST='{writer_host}', MASTER_PORT={writer_port}, \
-                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
-            );
-            for sql in ["STOP SLAVE", change.as_str(), "START SLAVE"] {
+            let change = dialect.change_source(&writer_host, writer_port, None, false);
+            for sql in [dialect.stop(), change.as_str(), dialect.start()] {
                 if let Err(error) = other_conn.query_drop(sql).await {
                     tracing::error!(host = %other.id, %error, sql, "repointing replica failed");
                     self.topology
@@ -440,7 +430,9 @@ impl Control {
             }
             let _ = other_conn.disconnect().await;
         }
-        step(&chosen, &mut conn, "SET GLOBAL read_only = 0").await?;
+        for sql in dialect.writable() {
+            step(&chosen, &mut conn, sql).await?;
+        }
         let _ = conn.disconnect().await;
         chosen.set_role(DbRole::Primary);
         chosen.set_health(Health::Up);
@@ -455,26 +447,29 @@ impl Control {
         let mut conn = Conn::new(host.admin_opts.clone())
             .await
             .map_err(|e| Error::Failover(format!("{}: connect to fence: {e}", host.id)))?;
-        let mut statements = vec!["SET GLOBAL read_only = 1".to_owned()];
+        let dialect = Dialect::of(&conn);
+        let mut statements: Vec<String> = dialect
+            .read_only()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         if self.failover.semi_sync {
-            statements.push("SET GLOBAL rpl_semi_sync_master_enabled = OFF".into());
-            statements.push("SET GLOBAL rpl_semi_sync_slave_enabled = ON".into());
+            statements.extend(dialect.semi_sync(false).iter().map(|s| (*s).to_owned()));
         }
-        if let (FailoverMode::AutoPromote, Some((user, password))) =
+        if let (FailoverMode::AutoPromote, Some(credentials)) =
             (self.failover.mode, &self.failover.replication_credentials)
         {
             let (writer_host, writer_port) = address_of(writer);
-            statements.push("STOP SLAVE".into());
-            // current_pos: the former primary's own writes are in its binlog,
-            // not in gtid_slave_pos.
-            statements.push(format!(
-                "CHANGE MASTER TO MASTER_HOST='{writer_host}', MASTER_PORT={writer_port}, \
-                 MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID=current_pos, \
-                 MASTER_CONNECT_RETRY=1",
-                user.replace('\'', "''"),
-                password.replace('\'', "''")
+            statements.push(dialect.stop().to_owned());
+            // The former primary's own writes are in its binlog, not in
+            // gtid_slave_pos: it resumes from its current position.
+            statements.push(dialect.change_source(
+                &writer_host,
+                writer_port,
+                Some(credentials),
+                true,
             ));
-            statements.push("START SLAVE".into());
+            statements.push(dialect.start().to_owned());
         }
         for sql in &statements {
             conn.query_drop(sql)
@@ -502,10 +497,151 @@ async fn step(host: &Host, conn: &mut Conn, sql: &str) -> Result<(), Error> {
 }
 
 fn redact_sql(sql: &str) -> &str {
-    if sql.contains("MASTER_PASSWORD") {
+    if sql.contains("MASTER_PASSWORD") || sql.contains("SOURCE_PASSWORD") {
         "CHANGE MASTER TO …"
     } else {
         sql
+    }
+}
+
+/// Replication statements in the server's dialect: MariaDB, or MySQL 8.0.26
+/// and later (`REPLICA`/`SOURCE` spellings; MySQL 8.4 rejects the old ones).
+///
+/// The MySQL forms are written from its manual; the tests run MariaDB only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    MariaDb,
+    MySql,
+}
+
+impl Dialect {
+    fn of(conn: &Conn) -> Self {
+        if crate::consistency::is_mariadb(conn.server_version()) {
+            Self::MariaDb
+        } else {
+            Self::MySql
+        }
+    }
+
+    fn stop_io(self) -> &'static str {
+        match self {
+            Self::MariaDb => "STOP SLAVE IO_THREAD",
+            Self::MySql => "STOP REPLICA IO_THREAD",
+        }
+    }
+
+    /// Waits until the received position is applied; returns 0 when it is.
+    fn drain(self) -> &'static str {
+        match self {
+            Self::MariaDb => "SELECT MASTER_GTID_WAIT(?, ?)",
+            Self::MySql => "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+        }
+    }
+
+    fn stop(self) -> &'static str {
+        match self {
+            Self::MariaDb => "STOP SLAVE",
+            Self::MySql => "STOP REPLICA",
+        }
+    }
+
+    fn start(self) -> &'static str {
+        match self {
+            Self::MariaDb => "START SLAVE",
+            Self::MySql => "START REPLICA",
+        }
+    }
+
+    fn reset_all(self) -> &'static str {
+        match self {
+            Self::MariaDb => "RESET SLAVE ALL",
+            Self::MySql => "RESET REPLICA ALL",
+        }
+    }
+
+    fn writable(self) -> &'static [&'static str] {
+        match self {
+            Self::MariaDb => &["SET GLOBAL read_only = 0"],
+            Self::MySql => &["SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"],
+        }
+    }
+
+    fn read_only(self) -> &'static [&'static str] {
+        match self {
+            Self::MariaDb => &["SET GLOBAL read_only = 1"],
+            // super_read_only = 1 implies read_only = 1.
+            Self::MySql => &["SET GLOBAL super_read_only = 1"],
+        }
+    }
+
+    /// The semi-sync sides for a new primary (`true`) or a replica.
+    fn semi_sync(self, primary: bool) -> &'static [&'static str] {
+        match (self, primary) {
+            (Self::MariaDb, true) => &[
+                "SET GLOBAL rpl_semi_sync_slave_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+            ],
+            (Self::MariaDb, false) => &[
+                "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
+            ],
+            (Self::MySql, true) => &[
+                "SET GLOBAL rpl_semi_sync_replica_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+            ],
+            (Self::MySql, false) => &[
+                "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_replica_enabled = ON",
+            ],
+        }
+    }
+
+    /// Points replication at `host:port` by GTID. `from_own_binlog`: the
+    /// server resumes from everything it has (MariaDB `current_pos`), not
+    /// only what it replicated (`slave_pos`); MySQL's auto-position always
+    /// does.
+    fn change_source(
+        self,
+        host: &str,
+        port: u16,
+        credentials: Option<&(String, String)>,
+        from_own_binlog: bool,
+    ) -> String {
+        let quote = |s: &str| s.replace('\'', "''");
+        let host = quote(host);
+        match self {
+            Self::MariaDb => {
+                let account = credentials.map_or_else(String::new, |(user, password)| {
+                    format!(
+                        "MASTER_USER='{}', MASTER_PASSWORD='{}', ",
+                        quote(user),
+                        quote(password)
+                    )
+                });
+                let position = if from_own_binlog {
+                    "current_pos"
+                } else {
+                    "slave_pos"
+                };
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, {account}\
+                     MASTER_USE_GTID={position}, MASTER_CONNECT_RETRY=1"
+                )
+            }
+            Self::MySql => {
+                let account = credentials.map_or_else(String::new, |(user, password)| {
+                    format!(
+                        "SOURCE_USER='{}', SOURCE_PASSWORD='{}', ",
+                        quote(user),
+                        quote(password)
+                    )
+                });
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, \
+                     {account}SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1"
+                )
+            }
+        }
     }
 }
 
@@ -549,7 +685,27 @@ pub(crate) fn gtid_progress(position: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::gtid_progress;
+    use super::{gtid_progress, redact_sql, Dialect};
+
+    #[test]
+    fn replication_statements_in_both_dialects() {
+        let account = ("repl".to_owned(), "it's".to_owned());
+        assert_eq!(
+            Dialect::MariaDb.change_source("10.0.0.2", 3306, Some(&account), true),
+            "CHANGE MASTER TO MASTER_HOST='10.0.0.2', MASTER_PORT=3306, MASTER_USER='repl', \
+             MASTER_PASSWORD='it''s', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1"
+        );
+        assert_eq!(
+            Dialect::MySql.change_source("10.0.0.2", 3306, None, false),
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='10.0.0.2', SOURCE_PORT=3306, \
+             SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1"
+        );
+        assert_eq!(Dialect::MySql.reset_all(), "RESET REPLICA ALL");
+        assert_eq!(
+            redact_sql(&Dialect::MariaDb.change_source("h", 1, Some(&account), false)),
+            "CHANGE MASTER TO …"
+        );
+    }
 
     #[test]
     fn gtid_positions_compare_by_sequence() {

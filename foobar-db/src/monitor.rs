@@ -1,5 +1,5 @@
 //! The background monitor: one task per host, stopped by the shared
-//! [`Shutdown`](foobar_core::Shutdown).
+//! [`Shutdown`].
 //!
 //! Every [`MonitorConfig::interval`] each task, on its own monitoring
 //! connection (separate credentials: replication status needs

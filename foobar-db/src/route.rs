@@ -3,7 +3,7 @@
 //! Routing is explicit ([`RwPool::writer`], [`RwPool::reader`],
 //! [`RwPool::transaction`], [`RwPool::read_only_transaction`]) or automatic
 //! (`query`/`exec`): each statement is classified by
-//! [`classify`](crate::classify::classify) and sent
+//! [`classify`] and sent
 //!
 //! - to a replica for a plain read (healthy, lag within the limit, weighted
 //!   round robin; if none qualifies, to the primary or an error, see

@@ -205,8 +205,18 @@ async fn auto_promotes_the_most_advanced_replica_without_losing_acknowledged_wri
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let read_only_new: Option<i64> = conn.query_first("SELECT @@global.read_only").await.unwrap();
-    assert_eq!(read_only_new, Some(0));
+    let roles: Option<(i64, i64, i64)> = conn
+        .query_first(
+            "SELECT @@global.read_only, @@global.rpl_semi_sync_master_enabled, \
+             @@global.rpl_semi_sync_slave_enabled",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        roles,
+        Some((0, 1, 0)),
+        "writable, semi-sync primary side on, replica side off"
+    );
 
     // The other replica follows the new primary.
     let other = (1..3).find(|i| *i != new_index).unwrap();
@@ -240,6 +250,16 @@ async fn auto_promotes_the_most_advanced_replica_without_losing_acknowledged_wri
     .unwrap();
     let events = pool.topology().events();
     assert!(events.iter().any(|e| e.kind == "fenced"), "{events:#?}");
+    let mut old = cluster.primary().root().await.unwrap();
+    let old_roles: Option<(i64, i64)> = old
+        .query_first("SELECT @@global.read_only, @@global.rpl_semi_sync_master_enabled")
+        .await
+        .unwrap();
+    assert_eq!(
+        old_roles,
+        Some((1, 0)),
+        "fenced: read-only, no semi-sync primary side"
+    );
     shutdown.trigger();
 }
 
