@@ -14,6 +14,10 @@ pub mod lb;
 pub mod stack;
 pub mod web;
 
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+struct Readme;
+
 /// Errors of the example applications. Applications may box their errors;
 /// the library crates never do in their public APIs.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
