@@ -52,7 +52,8 @@ wait_port() {
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.05
     done
-    echo "nothing listening on port $1" >&2
+    echo "nothing listening on port $1; logs:" >&2
+    tail -n 5 "$WORK"/*.log "$WORK"/*/error.log >&2 2>/dev/null || true
     return 1
 }
 
@@ -91,7 +92,7 @@ FOOBAR_HTTP=$(free_port); FOOBAR_TLS=$(free_port)
 HAPROXY_HTTP=$(free_port); HAPROXY_TLS=$(free_port)
 NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
 
-"$LB_BIN" --workers "$WORKERS" \
+RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
     --listen "127.0.0.1:$FOOBAR_HTTP" --tls-listen "127.0.0.1:$FOOBAR_TLS" \
     --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
     --backend "http://127.0.0.1:${BACKEND_PORTS[0]}" --backend "http://127.0.0.1:${BACKEND_PORTS[1]}" &
@@ -100,7 +101,7 @@ PIDS+=($!)
 cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4000
     tune.ssl.default-dh-param 2048
 defaults
     mode http
@@ -109,6 +110,8 @@ defaults
     timeout server 30s
     http-reuse always
     option http-keep-alive
+    # foobar adds X-Forwarded-For (and more) to every request: so do these.
+    option forwardfor
 frontend plain
     bind 127.0.0.1:$HAPROXY_HTTP
     default_backend web
@@ -120,7 +123,7 @@ backend web
     server b1 127.0.0.1:${BACKEND_PORTS[0]}
     server b2 127.0.0.1:${BACKEND_PORTS[1]}
 CONF
-haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
 
 mkdir -p "$WORK/nginx-lb"
@@ -147,6 +150,7 @@ http {
             proxy_pass http://web;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         }
     }
 }

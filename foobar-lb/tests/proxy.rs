@@ -469,3 +469,29 @@ async fn websocket_upgrades_are_tunnelled_end_to_end() {
         assert_eq!(echoed, message);
     }
 }
+
+#[tokio::test]
+async fn http2_upstreams_by_prior_knowledge() {
+    let backend = serve(
+        "127.0.0.1:0",
+        tower::service_fn(|req: Request<Incoming>| async move {
+            let version = format!("{:?}", req.version());
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(version))))
+        }),
+    )
+    .await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b.http2_only(true)).await;
+    let client = client();
+    for _ in 0..3 {
+        assert_eq!(
+            get(&client, &front.url()).await,
+            (StatusCode::OK, "HTTP/2.0".to_owned())
+        );
+    }
+    // The client side stays HTTP/1.1.
+    let resp = client
+        .request(Request::get(front.url()).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_11);
+}

@@ -7,6 +7,7 @@
 //! ports through `SO_REUSEPORT`, each with its own upstream pools.
 //! Ctrl-C or SIGTERM stops it gracefully.
 
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -100,18 +101,18 @@ fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
-            print!("{USAGE}");
+            let _ = write!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("lb: {message}\n\n{USAGE}");
+            let _ = writeln!(std::io::stderr(), "lb: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     let shutdown = Shutdown::new();
     // Check the whole configuration once, before starting any worker.
     if let Err(error) = build_proxy(&options, &shutdown) {
-        eprintln!("lb: {error}");
+        let _ = writeln!(std::io::stderr(), "lb: {error}");
         return ExitCode::FAILURE;
     }
     let tls = match (&options.tls_listen, &options.cert, &options.key) {
@@ -119,7 +120,7 @@ fn main() -> ExitCode {
             match TlsConfig::builder().certificate(cert, key).build() {
                 Ok(tls) => Some(tls),
                 Err(error) => {
-                    eprintln!("lb: {error}");
+                    let _ = writeln!(std::io::stderr(), "lb: {error}");
                     return ExitCode::FAILURE;
                 }
             }
@@ -175,7 +176,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("lb: {error}");
+            let _ = writeln!(std::io::stderr(), "lb: {error}");
             ExitCode::FAILURE
         }
     }

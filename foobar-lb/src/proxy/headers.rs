@@ -156,8 +156,7 @@ impl Forwarding {
         let headers = req.headers_mut();
 
         if let Some(ip) = info.map(|i| i.client_addr().ip()) {
-            append_to_list(headers, X_FORWARDED_FOR, &ip.to_string());
-            let mut element = String::with_capacity(64);
+            let mut element = String::with_capacity(96);
             match ip {
                 IpAddr::V4(ip) => {
                     let _ = write!(element, "for={ip}");
@@ -166,6 +165,11 @@ impl Forwarding {
                     let _ = write!(element, "for=\"[{ip}]\"");
                 }
             }
+            let ip_text = match ip {
+                IpAddr::V4(_) => &element[4..],
+                IpAddr::V6(_) => &element[6..element.len() - 2],
+            };
+            append_to_list(headers, X_FORWARDED_FOR, ip_text);
             let _ = write!(element, ";proto={proto}");
             if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
                 if !host.contains(['"', '\\']) {
@@ -198,6 +202,12 @@ impl Forwarding {
 
 /// Appends `item` to a comma-separated list header, keeping it one field.
 fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    if !headers.contains_key(&name) {
+        if let Ok(value) = HeaderValue::from_str(item) {
+            headers.insert(name, value);
+        }
+        return;
+    }
     let mut joined = String::new();
     for value in headers.get_all(&name) {
         if let Ok(value) = value.to_str() {
