@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
-use foobar_core::monitor::{Push, PushTarget};
+use foobar_core::monitor::{Monitor, Push, PushTarget};
 use foobar_core::{Server, Shutdown};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -45,6 +45,15 @@ async fn pushes_reach_the_gateway_survive_its_outage_and_resume() {
     let binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway");
     let exporter = PrometheusExporter::install().expect("recorder");
     let shutdown = Shutdown::new();
+    // Host and process metrics go along: the gateway exports process_*
+    // families of its own and refuses pushed ones of another type.
+    let monitor = Monitor::builder()
+        .interval(Duration::from_millis(200))
+        .start(&shutdown);
+    wait_for("a host sample", Duration::from_secs(10), || async {
+        monitor.snapshot().process.map(|_| ())
+    })
+    .await;
     let marker = metrics::counter!("push_marker_total");
     marker.increment(7);
 
@@ -104,7 +113,14 @@ async fn pushes_reach_the_gateway_survive_its_outage_and_resume() {
         .find(|g| g["labels"]["job"] == "foobar_push_test")
         .expect("our group");
     assert_eq!(group["labels"]["instance"], "node-1");
-    assert!(group.get("push_marker_total").is_some(), "{group}");
+    for family in [
+        "push_marker_total",
+        "host_cpu_usage_ratio",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(group.get(family).is_some(), "{family} missing from {group}");
+    }
     let before_outage = push.stats();
     assert!(before_outage.pushed_total >= 1);
 
