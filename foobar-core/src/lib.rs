@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod conn;
 mod error;
+pub mod io;
 pub mod metrics;
 pub mod monitor;
 pub mod runtime;

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-use super::prefixed::Prefixed;
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::BoxError;
+use crate::io::Rewind;
 use crate::shutdown::Shutdown;
 
 /// What every connection task of one server shares.
@@ -104,7 +104,7 @@ where
         inner: shared.http.clone(),
         info,
     };
-    let io = TokioIo::new(Prefixed::new(first.freeze(), io));
+    let io = TokioIo::new(Rewind::new(first.freeze(), io));
     let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
     tokio::select! {
         result = conn.as_mut() => {

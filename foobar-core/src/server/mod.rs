@@ -32,7 +32,6 @@
 mod config;
 mod connection;
 mod listener;
-mod prefixed;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;

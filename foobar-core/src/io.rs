@@ -1,4 +1,4 @@
-//! A stream whose first bytes were already read.
+//! Stream adapters shared by the server and connection layers.
 
 use std::io;
 use std::pin::Pin;
@@ -7,24 +7,44 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Replays `prefix` before reading from `inner`.
+/// A stream some of whose first bytes were already read: replays them, then
+/// reads from the stream.
 ///
-/// The server reads the first bytes itself, under the header timeout, so a
-/// client that connects and sends nothing is dropped; hyper's own header
-/// timer only starts once it has chosen HTTP/1 or HTTP/2 from those bytes.
+/// The server reads a connection's first bytes itself, under the header
+/// timeout, so that a client that connects and sends nothing is dropped
+/// (hyper's own header timer starts only once it has chosen HTTP/1 or
+/// HTTP/2 from those bytes); a PROXY protocol layer reads past the header
+/// and hands on what followed it.
 #[derive(Debug)]
-pub(crate) struct Prefixed<IO> {
+pub struct Rewind<IO> {
     prefix: Bytes,
     inner: IO,
 }
 
-impl<IO> Prefixed<IO> {
-    pub(crate) fn new(prefix: Bytes, inner: IO) -> Self {
+impl<IO> Rewind<IO> {
+    /// A stream that yields `prefix`, then what `inner` yields.
+    pub fn new(prefix: Bytes, inner: IO) -> Self {
         Self { prefix, inner }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &IO {
+        &self.inner
+    }
+
+    /// The underlying stream, mutably (reading from it directly skips the
+    /// bytes not yet replayed).
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner
+    }
+
+    /// The bytes not yet replayed, and the underlying stream.
+    pub fn into_parts(self) -> (Bytes, IO) {
+        (self.prefix, self.inner)
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -40,7 +60,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,7 +102,7 @@ mod tests {
             .await
             .unwrap();
         drop(a);
-        let mut s = Prefixed::new(Bytes::from_static(b"hello"), b);
+        let mut s = Rewind::new(Bytes::from_static(b"hello"), b);
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
