@@ -63,7 +63,9 @@ where
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| Error::Runtime(format!("cannot start worker {index}'s runtime: {e}")))?;
+                        .map_err(|e| {
+                            Error::Runtime(format!("cannot start worker {index}'s runtime: {e}"))
+                        })?;
                     runtime.block_on(worker(index))
                 })
                 .map_err(|e| Error::Runtime(format!("cannot start worker thread {index}: {e}")))
