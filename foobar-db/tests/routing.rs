@@ -324,3 +324,40 @@ async fn a_row_of_the_wrong_shape_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("not a number"), "{err}");
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn replica_weights_share_the_reads() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(2)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    let pool = foobar_db::RwPool::builder()
+        .monitor_credentials(
+            foobar_db::sandbox::MONITOR.user,
+            foobar_db::sandbox::MONITOR.password,
+        )
+        .primary(cluster.primary().app_url())
+        .host(
+            foobar_db::HostConfig::new(cluster.node(1).app_url(), foobar_db::RoleHint::Replica)
+                .weight(3),
+        )
+        .host(
+            foobar_db::HostConfig::new(cluster.node(2).app_url(), foobar_db::RoleHint::Replica)
+                .weight(1),
+        )
+        .build(&shutdown)
+        .await
+        .unwrap();
+    support::wait_replicas_up(&pool, 2).await;
+    let mut heavy = 0;
+    for _ in 0..40 {
+        if port_of_read(&pool).await == cluster.node(1).port() {
+            heavy += 1;
+        }
+    }
+    assert_eq!(heavy, 30, "3:1 weighted round robin");
+    shutdown.trigger();
+}

@@ -183,7 +183,6 @@ impl Node {
                 "--innodb-flush-log-at-trx-commit=2",
                 "--sync-binlog=0",
                 "--max-connections=500",
-                "--skip-slave-start",
             ])
             .args(&self.args)
             .stdin(Stdio::null())
