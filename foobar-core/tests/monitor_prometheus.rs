@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
+use foobar_core::monitor::Monitor;
 use foobar_core::{Server, Shutdown};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -71,7 +72,11 @@ async fn prometheus_scrapes_the_admin_endpoint() {
                 .service(hello),
         ),
     );
-    let admin_addr = serve_admin(Admin::new(exporter).bearer_token(TOKEN), &shutdown);
+    let monitor = Monitor::start(&shutdown);
+    let admin = Admin::new(exporter)
+        .with_monitor(monitor)
+        .bearer_token(TOKEN);
+    let admin_addr = serve_admin(admin, &shutdown);
 
     for _ in 0..25 {
         let (status, _, _) = get(web_addr, "/", &[]).await;
@@ -125,6 +130,17 @@ async fn prometheus_scrapes_the_admin_endpoint() {
         Some("1"),
         "the scrape with the bearer token succeeds"
     );
+    // Host and process metrics arrive with the same scrape.
+    for query in [
+        r#"host_memory_total_bytes{job="foobar"} > 0"#,
+        r#"process_resident_memory_bytes{job="foobar"} > 0"#,
+        r#"count(host_cpu_core_usage_ratio{job="foobar"})"#,
+    ] {
+        wait_for(query, Duration::from_secs(20), || {
+            query_value(prometheus_addr, query)
+        })
+        .await;
+    }
 
     prometheus.stop();
     shutdown.trigger();
