@@ -14,7 +14,7 @@ use foobar_core::monitor::Monitor;
 use foobar_core::status::{BackendStatus, Health, LbStatus, Snapshot, StatusSource};
 use foobar_core::Shutdown;
 use http::StatusCode;
-use support::{get, serve_admin, wait_for};
+use support::{get, serve_admin, try_request, wait_for};
 
 /// A load balancer's status whose readiness the test switches.
 struct Edge {
@@ -121,6 +121,19 @@ async fn routes_readiness_and_status_json() {
 
     let (status, _, _) = get(addr, "/nope", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, _) = try_request(addr, http::Method::POST, "/metrics", &[])
+        .await
+        .expect("POST");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    let (status, headers, body) = try_request(addr, http::Method::HEAD, "/readyz", &[])
+        .await
+        .expect("HEAD");
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "")
+    );
+    assert_eq!(headers["cache-control"], "no-store");
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(5), monitor.stopped())

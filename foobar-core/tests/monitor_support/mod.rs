@@ -178,12 +178,25 @@ pub async fn try_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(StatusCode, http::HeaderMap, String), String> {
+    try_request(addr, http::Method::GET, path, headers).await
+}
+
+/// One HTTP/1.1 request without a body.
+pub async fn try_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, http::HeaderMap, String), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut request = Request::get(path).header("host", addr.to_string());
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
