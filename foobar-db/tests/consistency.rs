@@ -7,13 +7,40 @@ use std::time::{Duration, Instant};
 use foobar_db::Consistency;
 use support::cluster_and_pool;
 
-/// Makes the only replica apply everything `seconds` late.
-async fn delay_replica(cluster: &foobar_db::sandbox::Cluster, seconds: u32) {
+/// Makes the only replica apply everything `seconds` late, and waits until
+/// the pool reads from it again.
+async fn delay_replica(
+    cluster: &foobar_db::sandbox::Cluster,
+    pool: &foobar_db::RwPool,
+    seconds: u32,
+) {
     let delay = format!("CHANGE MASTER TO MASTER_DELAY = {seconds}");
     cluster.replicas()[0]
         .run(&["STOP SLAVE", &delay, "START SLAVE"])
         .await
         .unwrap();
+    wait_reads_on_replica(cluster, pool).await;
+}
+
+/// Waits until five reads in a row are served by the replica.
+async fn wait_reads_on_replica(cluster: &foobar_db::sandbox::Cluster, pool: &foobar_db::RwPool) {
+    let replica = cluster.replicas()[0].port();
+    let in_a_row = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    foobar_db::sandbox::wait_for("reads on the replica", Duration::from_secs(10), || {
+        let pool = pool.clone();
+        let in_a_row = in_a_row.clone();
+        async move {
+            use std::sync::atomic::Ordering;
+            if support::port_of_read(&pool).await == replica {
+                in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= 5
+            } else {
+                in_a_row.store(0, Ordering::Relaxed);
+                false
+            }
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -27,8 +54,7 @@ async fn eventual_reads_miss_a_fresh_write_on_a_delayed_replica() {
         .wait_replicated(0, Duration::from_secs(5))
         .await
         .unwrap();
-    delay_replica(&cluster, 3).await;
-    support::wait_replicas_up(&pool, 1).await;
+    delay_replica(&cluster, &pool, 3).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
@@ -59,8 +85,7 @@ async fn gtid_mode_falls_back_to_the_primary_when_the_replica_is_behind() {
         .wait_replicated(0, Duration::from_secs(5))
         .await
         .unwrap();
-    delay_replica(&cluster, 5).await;
-    support::wait_replicas_up(&pool, 1).await;
+    delay_replica(&cluster, &pool, 5).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
@@ -103,8 +128,7 @@ async fn gtid_mode_waits_on_the_replica_when_it_catches_up_in_time() {
         .wait_replicated(0, Duration::from_secs(5))
         .await
         .unwrap();
-    delay_replica(&cluster, 1).await;
-    support::wait_replicas_up(&pool, 1).await;
+    delay_replica(&cluster, &pool, 1).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
@@ -140,14 +164,7 @@ async fn primary_after_write_window() {
         .wait_replicated(0, Duration::from_secs(5))
         .await
         .unwrap();
-    delay_replica(&cluster, 5).await;
-    support::wait_replicas_up(&pool, 1).await;
-    tokio::time::sleep(Duration::from_millis(600)).await; // let the CREATE's window pass
-
-    assert_eq!(
-        support::port_of_read(&pool).await,
-        cluster.replicas()[0].port()
-    );
+    delay_replica(&cluster, &pool, 5).await;
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
@@ -156,10 +173,12 @@ async fn primary_after_write_window() {
         .await
         .unwrap();
     assert_eq!(row, Some((cluster.primary().port(), Some(1))));
-    tokio::time::sleep(Duration::from_millis(600)).await; // the window closes
-    assert_eq!(
-        support::port_of_read(&pool).await,
-        cluster.replicas()[0].port()
+    // Once the window has passed, reads go back to the replica.
+    let closed = Instant::now();
+    wait_reads_on_replica(&cluster, &pool).await;
+    assert!(
+        closed.elapsed() >= Duration::from_millis(300),
+        "not before the window ends"
     );
     shutdown.trigger();
 }
