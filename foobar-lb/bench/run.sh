@@ -97,6 +97,7 @@ RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
     --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
     --backend "http://127.0.0.1:${BACKEND_PORTS[0]}" --backend "http://127.0.0.1:${BACKEND_PORTS[1]}" &
 PIDS+=($!)
+FOOBAR_PID=$!
 
 cat > "$WORK/haproxy.cfg" <<CONF
 global
@@ -125,6 +126,7 @@ backend web
 CONF
 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
+HAPROXY_PID=$!
 
 mkdir -p "$WORK/nginx-lb"
 cat > "$WORK/nginx-lb/nginx.conf" <<CONF
@@ -157,10 +159,12 @@ http {
 CONF
 nginx -p "$WORK/nginx-lb" -c "$WORK/nginx-lb/nginx.conf" &
 PIDS+=($!)
+NGINX_MASTER_PID=$!
 
 for port in "${BACKEND_PORTS[@]}" $FOOBAR_HTTP $FOOBAR_TLS $HAPROXY_HTTP $HAPROXY_TLS $NGINX_HTTP $NGINX_TLS; do
     wait_port "$port"
 done
+NGINX_PID=$(pgrep -P "$NGINX_MASTER_PID" | head -n1)
 for url in "http://127.0.0.1:$FOOBAR_HTTP/" "http://127.0.0.1:$HAPROXY_HTTP/" "http://127.0.0.1:$NGINX_HTTP/"; do
     curl -sf -o /dev/null "$url" 2>/dev/null || { echo "no answer from $url" >&2; exit 1; }
 done
@@ -172,16 +176,26 @@ to_ms() {
         if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
         printf "%.3f", n }'
 }
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# Runs wrk; prints "req/s p50_ms p99_ms cpu_us_per_request" (CPU of the
+# balancer process only: the less, the more room on a shared machine).
 run_wrk() {
-    local url=$1 conns=$2 out
+    local url=$1 conns=$2 pid=$3 out before after
+    before=$(cpu_ticks "$pid")
     out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" 2>&1)
-    local rps p50 p99 errors
+    after=$(cpu_ticks "$pid")
+    local rps p50 p99 errors total cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     [ -n "$errors" ] && echo "  warning ($url c$conns): $errors" >&2
-    echo "${rps:-0} $(to_ms "${p50:-0ms}") $(to_ms "${p99:-0ms}")"
+    cpu=$(awk -v t=$((after - before)) -v us="$TICK_US" -v n="${total:-0}" 'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print 0 }')
+    echo "${rps:-0} $(to_ms "${p50:-0ms}") $(to_ms "${p99:-0ms}") $cpu"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -189,6 +203,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RESULTS
 TARGETS=(foobar haproxy nginx)
 declare -A URL_HTTP=([foobar]="http://127.0.0.1:$FOOBAR_HTTP/" [haproxy]="http://127.0.0.1:$HAPROXY_HTTP/" [nginx]="http://127.0.0.1:$NGINX_HTTP/")
+declare -A PID_OF=([foobar]=$FOOBAR_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID)
 declare -A URL_TLS=([foobar]="https://127.0.0.1:$FOOBAR_TLS/" [haproxy]="https://127.0.0.1:$HAPROXY_TLS/" [nginx]="https://127.0.0.1:$NGINX_TLS/")
 
 echo "running: ${ROUNDS} rounds x ${DURATION}s, connections: ${CONNS}, foobar workers: ${WORKERS}" >&2
@@ -197,7 +212,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for mode in http tls; do
             for target in "${TARGETS[@]}"; do
                 if [ "$mode" = http ]; then url=${URL_HTTP[$target]}; else url=${URL_TLS[$target]}; fi
-                result=$(run_wrk "$url" "$conns")
+                result=$(run_wrk "$url" "$conns" "${PID_OF[$target]}")
                 RESULTS["$target,$mode,$conns,$round"]=$result
                 echo "  round $round $mode c$conns $target: $result" >&2
             done
@@ -205,25 +220,27 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-stat() { # target mode conns field(1=rps 2=p50 3=p99) -> median over rounds
+stat() { # target mode conns field(1=rps 2=p50 3=p99 4=cpu) -> median over rounds
     for round in $(seq 1 "$ROUNDS"); do
         awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}"
     done | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | foobar req/s ratio | foobar p99 ratio |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | foobar req/s ratio | foobar p99 ratio | foobar CPU/req ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for conns in $CONNS; do
     for mode in http tls; do
-        f_rps=$(stat foobar "$mode" "$conns" 1); f_p99=$(stat foobar "$mode" "$conns" 3)
+        f_rps=$(stat foobar "$mode" "$conns" 1); f_p99=$(stat foobar "$mode" "$conns" 3); f_cpu=$(stat foobar "$mode" "$conns" 4)
         for target in "${TARGETS[@]}"; do
             rps=$(stat "$target" "$mode" "$conns" 1)
             p50=$(stat "$target" "$mode" "$conns" 2)
             p99=$(stat "$target" "$mode" "$conns" 3)
-            if [ "$target" = foobar ]; then r1="1.00"; r2="1.00"; else r1=$(ratio "$f_rps" "$rps"); r2=$(ratio "$f_p99" "$p99"); fi
-            printf '| %s | %s | %s | %.0f | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$r1" "$r2"
+            cpu=$(stat "$target" "$mode" "$conns" 4)
+            if [ "$target" = foobar ]; then r1="1.00"; r2="1.00"; r3="1.00"; else
+                r1=$(ratio "$f_rps" "$rps"); r2=$(ratio "$f_p99" "$p99"); r3=$(ratio "$f_cpu" "$cpu"); fi
+            printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$cpu" "$r1" "$r2" "$r3"
         done
     done
 done
-echo "(ratios: foobar / other; req/s above 1 and p99 below 1 favour foobar)"
+echo "(ratios are foobar / other: req/s above 1, p99 and CPU per request below 1 favour foobar)"
