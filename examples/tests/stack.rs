@@ -226,7 +226,8 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         Some(primary.address.as_str())
     );
 
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    // (id, when acknowledged)
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(u64, Instant)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let (client, url, acked, stop) = (
@@ -237,7 +238,7 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         );
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(90);
-            let mut failures = 0usize;
+            let mut failures = Vec::new();
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 50_000 {
                 n += 1;
@@ -252,9 +253,9 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
                 {
                     Ok((StatusCode::CREATED, _, body)) => {
                         let entry: Entry = serde_json::from_str(&body).unwrap();
-                        acked.lock().unwrap().push(entry.id);
+                        acked.lock().unwrap().push((entry.id, Instant::now()));
                     }
-                    _ => failures += 1,
+                    _ => failures.push(Instant::now()),
                 }
             }
             failures
@@ -285,12 +286,27 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         "writes never resumed after the kill: {}",
         stack.log()
     );
-    let recovery = killed_at.elapsed();
     stop.store(true, Ordering::Relaxed);
     let failures = load.await.unwrap();
-    eprintln!(
-        "primary killed: writes resumed within {recovery:?}, {failures} writes failed meanwhile"
-    );
+    // The outage: from the first failed write after the kill to the next
+    // acknowledged one.
+    let outage_start = failures.iter().copied().find(|at| *at > killed_at);
+    let recovered_at = outage_start.and_then(|start| {
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, at)| *at)
+            .find(|at| *at > start)
+    });
+    if let (Some(start), Some(end)) = (outage_start, recovered_at) {
+        eprintln!(
+            "primary killed: writes failed from {:?} to {:?} after the kill ({} failed writes)",
+            start - killed_at,
+            end - killed_at,
+            failures.len()
+        );
+    }
 
     // The status pages show the new primary.
     for index in 0..2 {
@@ -310,7 +326,7 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
     let (status, _, body) = client.get(&stack.url("/entries")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let _ = body;
-    let ids: Vec<u64> = acked.lock().unwrap().clone();
+    let ids: Vec<u64> = acked.lock().unwrap().iter().map(|(id, _)| *id).collect();
     let mut missing = Vec::new();
     for id in &ids {
         let (status, _, _) = client
