@@ -658,9 +658,9 @@ fn needs_held_connection(plan: &Classification) -> bool {
 
 /// Runs an operation on a connection, with metrics.
 async fn run_on<O: Operation>(conn: &mut PooledConn, op: &O, role: Target) -> Result<O::Output> {
-    let host = Arc::clone(&conn.host);
+    let PooledConn { conn, host } = conn;
     let started = Instant::now();
-    let result = op.run(&mut conn.conn).await;
+    let result = op.run(conn).await;
     let elapsed = started.elapsed().as_secs_f64();
     host.queries
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
