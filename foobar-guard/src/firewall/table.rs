@@ -6,8 +6,8 @@
 //! (lowest index) that covers it. Adjacent ranges with the same action are
 //! merged, so the actions alternate: the table keeps only the range starts
 //! and the first range's action. A lookup is a binary search over the
-//! starts; large tables add a bucket index that settles most lookups with
-//! one memory access.
+//! starts; large tables add a bucket index so that a lookup reads a couple
+//! of cache lines whatever the table's size.
 
 /// An unsigned address of one family: `u32` for IPv4, `u128` for IPv6.
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
@@ -86,9 +86,8 @@ pub(crate) struct Block<K> {
 /// Tables at least this long get a bucket index; smaller ones are searched
 /// directly (the index would cost more memory than it saves time).
 const INDEX_FROM: usize = 256;
-/// log2 of the number of index buckets: one to two buckets per range, so
-/// most buckets hold at most one range start and a lookup usually touches
-/// one cache line of the index and none of the starts.
+/// log2 of the number of index buckets: one to two buckets per range, so a
+/// bucket holds few starts.
 const INDEX_BITS: std::ops::RangeInclusive<u32> = 8..=22;
 
 /// The compiled rules of one address family.
@@ -102,25 +101,24 @@ pub(crate) struct Table<K> {
 }
 
 /// Splits the span of the starts (from `base`, the first non-zero start)
-/// into equal buckets of `2^shift` addresses. For each bucket it keeps where
-/// its starts begin and a 32-bit summary of its first start, which settles
-/// most lookups without reading `starts`.
+/// into equal buckets of `2^shift` addresses, and keeps for each start a
+/// 32-bit key: the top bits of its offset inside its bucket. A lookup reads
+/// two neighbouring bucket bounds and a few keys (one cache line each); the
+/// full starts are read only when a key ties with the address's own (IPv6,
+/// where 32 bits cannot tell every offset apart).
 #[derive(Clone, Debug)]
 struct BucketIndex<K> {
     base: K,
     shift: u32,
+    /// Keys are the whole offset (`shift <= 32`): a tie is equality.
+    exact: bool,
     /// The bucket of the last start.
     last_bucket: K,
-    buckets: Box<[Bucket]>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    /// Position in `starts` of the bucket's first start (or of the next
-    /// bucket's, when empty).
-    first: u32,
-    /// `low_bits_key` of the first start's offset in the bucket.
-    key: u32,
+    /// `first[b]`: position in `starts` of bucket `b`'s first start (or of
+    /// the next bucket's, when empty); one extra entry at the end.
+    first: Box<[u32]>,
+    /// `keys[i]`: `low_bits_key` of `starts[i]`'s offset in its bucket.
+    keys: Box<[u32]>,
 }
 
 impl<K: Key> BucketIndex<K> {
@@ -136,7 +134,7 @@ impl<K: Key> BucketIndex<K> {
         let shift = span_bits.saturating_sub(index_bits);
         let last_bucket = span.shr(shift);
         let count = last_bucket.to_usize() + 1;
-        let mut buckets = Vec::with_capacity(count + 1);
+        let mut first = Vec::with_capacity(count + 1);
         // `starts[0]` (zero, below `base`) is in no bucket.
         let mut position = 1usize;
         for bucket in 0..=count {
@@ -145,20 +143,23 @@ impl<K: Key> BucketIndex<K> {
             {
                 position += 1;
             }
-            let key = starts
-                .get(position)
-                .map_or(0, |start| start.minus(base).low_bits_key(shift));
-            buckets.push(Bucket {
-                // Fits: the length was checked above.
-                first: u32::try_from(position).unwrap_or(u32::MAX),
-                key,
-            });
+            // Fits: the length was checked above.
+            first.push(u32::try_from(position).unwrap_or(u32::MAX));
         }
+        let keys = std::iter::once(0)
+            .chain(
+                starts[1..]
+                    .iter()
+                    .map(|s| s.minus(base).low_bits_key(shift)),
+            )
+            .collect();
         Some(Self {
             base,
             shift,
+            exact: shift <= 32,
             last_bucket,
-            buckets: buckets.into_boxed_slice(),
+            first: first.into_boxed_slice(),
+            keys,
         })
     }
 
@@ -174,19 +175,23 @@ impl<K: Key> BucketIndex<K> {
             return starts.len();
         }
         let bucket = bucket.to_usize();
-        let Bucket { first, key } = self.buckets[bucket];
-        let (lo, hi) = (first as usize, self.buckets[bucket + 1].first as usize);
+        let (lo, hi) = (self.first[bucket] as usize, self.first[bucket + 1] as usize);
         if lo == hi {
             return lo;
         }
         let probe = offset.low_bits_key(self.shift);
-        if probe < key {
-            lo
-        } else if probe > key && hi - lo == 1 {
-            hi
-        } else {
-            lo + starts[lo..hi].partition_point(|&s| s <= addr)
+        let keys = &self.keys[lo..hi];
+        let at_most = keys.partition_point(|&k| k <= probe);
+        if self.exact || at_most == 0 || keys[at_most - 1] != probe {
+            return lo + at_most;
         }
+        // Starts whose key ties with the address may lie on either side.
+        let below = keys.partition_point(|&k| k < probe);
+        lo + below + starts[lo + below..lo + at_most].partition_point(|&s| s <= addr)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        (self.first.len() + self.keys.len()) * std::mem::size_of::<u32>()
     }
 }
 
@@ -263,9 +268,7 @@ impl<K: Key> Table<K> {
     /// Bytes held by the table.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.starts.len() * std::mem::size_of::<K>()
-            + self.index.as_ref().map_or(0, |index| {
-                index.buckets.len() * std::mem::size_of::<Bucket>()
-            })
+            + self.index.as_ref().map_or(0, BucketIndex::heap_bytes)
     }
 
     /// Number of disjoint ranges.
