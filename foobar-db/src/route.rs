@@ -566,8 +566,30 @@ impl RwPool {
 
     /// A connection to the writer, or to a qualifying replica.
     async fn checkout(&self, target: Target, exclude: Option<usize>) -> Result<PooledConn> {
+        let epoch = self.inner.topology.epoch();
         let host = self.pick(target, exclude).await?;
-        self.connect(&host).await
+        match self.connect(&host).await {
+            // No connection to the writer could be made, so nothing was
+            // sent: the writer may be dying. Wait for the monitor to settle
+            // on a writer, then try once more.
+            Err(error @ Error::Mysql { .. })
+                if target == Target::Writer
+                    && error.is_connection_error()
+                    && self.is_writer_host(&host) =>
+            {
+                let topology = &self.inner.topology;
+                if !topology
+                    .wait_change(epoch, self.inner.no_writer_timeout)
+                    .await
+                {
+                    return Err(error);
+                }
+                tracing::debug!(host = %host.id, %error, "writer unreachable; retrying on the new writer");
+                let host = self.pick(Target::Writer, None).await?;
+                self.connect(&host).await
+            }
+            result => result,
+        }
     }
 
     /// The writer, or a qualifying replica (`exclude` skipped).

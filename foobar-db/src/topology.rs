@@ -316,9 +316,7 @@ impl Topology {
         } else {
             self.record("writer", message);
         }
-        if new != NO_WRITER {
-            self.writer_changed.notify_waiters();
-        }
+        self.writer_changed.notify_waiters();
     }
 
     /// Logs and counts a transition.
@@ -348,6 +346,23 @@ impl Topology {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.writer_host();
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the writer to change from what it was at
+    /// `epoch`; whether it did.
+    pub(crate) async fn wait_change(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.writer_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.epoch() != epoch {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.epoch() != epoch;
             }
         }
     }
