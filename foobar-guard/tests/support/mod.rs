@@ -196,7 +196,7 @@ pub async fn get_from(source: IpAddr, server: SocketAddr, path: &str, headers: &
 }
 
 /// Writes `bytes` (ignoring a refused write) and reads one response.
-pub async fn send_raw(stream: &mut TcpStream, bytes: &[u8]) -> Reply {
+pub async fn send_raw<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Reply {
     if stream.write_all(bytes).await.is_err() {
         return Reply::Closed;
     }
@@ -204,13 +204,13 @@ pub async fn send_raw(stream: &mut TcpStream, bytes: &[u8]) -> Reply {
 }
 
 /// Reads one response (head, then a Content-Length body), or `Closed`.
-pub async fn read_reply(stream: &mut TcpStream) -> Reply {
+pub async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
     tokio::time::timeout(DEADLINE, read_reply_inner(stream))
         .await
         .expect("a reply or a close within the deadline")
 }
 
-async fn read_reply_inner(stream: &mut TcpStream) -> Reply {
+async fn read_reply_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Reply {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -254,7 +254,7 @@ async fn read_reply_inner(stream: &mut TcpStream) -> Reply {
 }
 
 /// Whether the peer has closed `stream` (EOF or reset) within the deadline.
-pub async fn closed_by_peer(stream: &mut TcpStream) -> bool {
+pub async fn closed_by_peer<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
     let mut byte = [0u8; 1];
     matches!(
         tokio::time::timeout(DEADLINE, stream.read(&mut byte)).await,
