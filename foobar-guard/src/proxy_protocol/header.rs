@@ -232,4 +232,28 @@ mod tests {
         bad_version[12] = 0x11;
         assert!(parse(&bad_version).is_err());
     }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        const ALPHABET: &[u8] = b"0123456789.: TCP46UNKNOWN\r\n";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let mut buf = match rng.random_range(0..3) {
+                0 => V1_PREFIX.to_vec(),
+                1 => V2_SIGNATURE.to_vec(),
+                _ => Vec::new(),
+            };
+            let len = rng.random_range(0..64);
+            buf.extend((0..len).map(|_| {
+                // Mostly header-like bytes, so parsing gets past the start.
+                if rng.random_bool(0.5) {
+                    ALPHABET[rng.random_range(0..ALPHABET.len())]
+                } else {
+                    rng.random()
+                }
+            }));
+            let _ = parse(&buf);
+        }
+    }
 }
