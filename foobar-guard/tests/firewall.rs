@@ -248,6 +248,21 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
         Rules::from_file(dir.join("missing")),
         Err(Error::RulesFile { .. })
     ));
+
+    // Reloading a broken file keeps the rules in force.
+    std::fs::write(&path, "deny 192.0.2.0/24\n").unwrap();
+    let handle = FirewallLayer::new(Rules::default()).rules().clone();
+    handle.reload_file(&path).unwrap();
+    assert!(!handle.is_allowed(ip("192.0.2.1")));
+    std::fs::write(&path, "deny 192.0.2.0/24\nallow 10.0.0.0/8 oops\n").unwrap();
+    assert!(matches!(
+        handle.reload_file(&path),
+        Err(Error::RulesSyntax { line: 2, .. })
+    ));
+    assert!(
+        !handle.is_allowed(ip("192.0.2.1")),
+        "the old rules were dropped"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -102,6 +102,19 @@ impl RulesHandle {
         self.current.store(Arc::new(rules));
     }
 
+    /// Re-reads a rules file and swaps it in. On error (unreadable file,
+    /// syntax error) the current rules stay in force and the error names
+    /// the file and line.
+    ///
+    /// # Errors
+    /// As [`Rules::from_file`].
+    pub fn reload_file(&self, path: impl AsRef<std::path::Path>) -> crate::Result<()> {
+        let rules = Rules::from_file(path)?;
+        tracing::info!(rules = rules.len(), "firewall rules reloaded");
+        self.store(rules);
+        Ok(())
+    }
+
     /// The current rules.
     pub fn load(&self) -> Arc<Rules> {
         self.current.load_full()
