@@ -6,7 +6,8 @@
 //!    write sent after it, in both failover modes.
 //!
 //! Run with `cargo bench -p foobar-db --features sandbox`
-//! (`BENCH_SECONDS`, `BENCH_TASKS`, `BENCH_FAILOVERS` tune it).
+//! (`BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_TASKS`, `BENCH_FAILOVERS` tune
+//! it).
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,7 +73,7 @@ where
 }
 
 async fn throughput() {
-    let seconds = env("BENCH_SECONDS", 3);
+    let seconds = env("BENCH_SECONDS", 2);
     let tasks = env("BENCH_TASKS", 16);
     let size = usize::try_from(tasks).unwrap_or(16);
     let cluster = Cluster::builder()
@@ -120,36 +121,24 @@ async fn throughput() {
         mysql_async::Pool::new(opts)
     };
 
-    let mut rows: Vec<(&str, Vec<f64>)> = vec![
-        (
-            "mysql_async::Pool (reset_connection=true, its default)",
-            Vec::new(),
-        ),
-        ("mysql_async::Pool (reset_connection=false)", Vec::new()),
-        (
-            "foobar_db::RwPool::exec_first (routed to the replica)",
-            Vec::new(),
-        ),
-    ];
-    for _round in 0..2 {
-        for (index, reset) in [(0, true), (1, false)] {
-            let baseline = plain(reset);
-            let qps = measure(tasks, seconds, move |id| {
-                let baseline = baseline.clone();
-                async move {
-                    let mut conn = baseline.get_conn().await.expect("conn");
-                    let v: Option<String> = conn
-                        .exec_first("SELECT v FROM kv WHERE id = ?", (id,))
-                        .await
-                        .expect("select");
-                    assert!(v.is_some());
-                }
-            })
-            .await;
-            rows[index].1.push(qps);
+    let rounds = env("BENCH_ROUNDS", 6);
+    let baseline_pool = |reset: bool| {
+        let baseline = plain(reset);
+        move |id: u32| {
+            let baseline = baseline.clone();
+            async move {
+                let mut conn = baseline.get_conn().await.expect("conn");
+                let v: Option<String> = conn
+                    .exec_first("SELECT v FROM kv WHERE id = ?", (id,))
+                    .await
+                    .expect("select");
+                assert!(v.is_some());
+            }
         }
+    };
+    let routed_pool = || {
         let routed = pool.clone();
-        let qps = measure(tasks, seconds, move |id| {
+        move |id: u32| {
             let routed = routed.clone();
             async move {
                 let v: Option<String> = routed
@@ -158,28 +147,62 @@ async fn throughput() {
                     .expect("select");
                 assert!(v.is_some());
             }
-        })
-        .await;
-        rows[2].1.push(qps);
+        }
+    };
+    // The baseline with its default reset, once: it is far behind anyway.
+    let with_reset = measure(tasks, seconds, baseline_pool(true)).await;
+    // The two contenders back to back, order alternating, so that the load
+    // of a shared machine hits both alike; compared round by round.
+    let mut baseline = Vec::new();
+    let mut routed = Vec::new();
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (b, r) = if round % 2 == 0 {
+            let b = measure(tasks, seconds, baseline_pool(false)).await;
+            (b, measure(tasks, seconds, routed_pool()).await)
+        } else {
+            let r = measure(tasks, seconds, routed_pool()).await;
+            (measure(tasks, seconds, baseline_pool(false)).await, r)
+        };
+        baseline.push(b);
+        routed.push(r);
+        ratios.push(r / b);
     }
     shutdown.trigger();
 
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(&mut ratios);
     println!();
-    println!("point select, {tasks} tasks, pool size {size}, {seconds} s x 2 rounds, same MariaDB replica");
-    println!("| pool | round 1 q/s | round 2 q/s | mean q/s | vs mysql_async (no reset) |");
-    println!("|---|---:|---:|---:|---:|");
-    #[allow(clippy::cast_precision_loss)]
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let reference = mean(&rows[1].1);
-    for (name, values) in &rows {
-        let m = mean(values);
+    println!(
+        "point select, {tasks} tasks, pool size {size}, same MariaDB replica, \
+         {rounds} paired rounds of {seconds} s"
+    );
+    println!("| pool | median q/s | min | max |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| mysql_async::Pool, reset_connection=true (its default), 1 round | {with_reset:.0} | | |"
+    );
+    for (name, values) in [
+        ("mysql_async::Pool, reset_connection=false", &mut baseline),
+        (
+            "foobar_db::RwPool::exec_first, routed to the replica",
+            &mut routed,
+        ),
+    ] {
+        let m = median(values);
         println!(
-            "| {name} | {:.0} | {:.0} | {m:.0} | {:+.1}% |",
+            "| {name} | {m:.0} | {:.0} | {:.0} |",
             values[0],
-            values[1],
-            (m / reference - 1.0) * 100.0
+            values[values.len() - 1]
         );
     }
+    println!(
+        "RwPool / mysql_async (no reset), median of per-round ratios: {:+.1}%",
+        (ratio - 1.0) * 100.0
+    );
 }
 
 /// One failover: a write loop, kill -9, time to the first write sent after
