@@ -232,6 +232,13 @@ impl Control {
             );
             host.set_lag(lag);
             let old = host.set_health(health);
+            if old != health && observation.replication_hidden {
+                tracing::warn!(
+                    host = %host.id,
+                    "the monitor account may not read replication status (needs SLAVE MONITOR \
+                     or REPLICATION CLIENT); the replica takes no reads"
+                );
+            }
             if old != health {
                 let message = format!("{} is {health:?} (lag {lag:?})", host.id);
                 tracing::info!(host = %host.id, ?health, ?lag, "replica health changed");

@@ -141,6 +141,9 @@ fn column(row: &Row, names: &[&str]) -> Option<String> {
 pub(crate) struct Observation {
     pub(crate) read_only: bool,
     pub(crate) replica: Option<ReplicaStatus>,
+    /// The monitor account may not read replication status (error 1227):
+    /// a read-only host then counts as not replicating.
+    pub(crate) replication_hidden: bool,
 }
 
 /// Reads the replication status; `None` on a server that replicates from
@@ -161,10 +164,15 @@ pub(crate) async fn replica_status(
 
 async fn observe(conn: &mut Conn) -> Result<Observation, mysql_async::Error> {
     let read_only: Option<i64> = conn.query_first("SELECT @@global.read_only").await?;
-    let replica = replica_status(conn).await?;
+    let (replica, replication_hidden) = match replica_status(conn).await {
+        Ok(replica) => (replica, false),
+        Err(mysql_async::Error::Server(e)) if e.code == 1227 => (None, true),
+        Err(e) => return Err(e),
+    };
     Ok(Observation {
         read_only: read_only.unwrap_or(1) != 0,
         replica,
+        replication_hidden,
     })
 }
 

@@ -361,3 +361,32 @@ async fn replica_weights_share_the_reads() {
     assert_eq!(heavy, 30, "3:1 weighted round robin");
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_failing() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(1)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    // No monitor credentials: the application account monitors, and it may
+    // not run SHOW REPLICA STATUS.
+    let pool = foobar_db::RwPool::builder()
+        .primary(cluster.primary().app_url())
+        .replica(cluster.replicas()[0].app_url())
+        .build(&shutdown)
+        .await
+        .unwrap();
+    let foobar_core::status::Snapshot::Database(status) =
+        foobar_core::status::StatusSource::snapshot(&pool)
+    else {
+        panic!("a database snapshot");
+    };
+    assert_eq!(status.hosts[1].role, foobar_core::status::DbRole::Replica);
+    assert_eq!(status.hosts[1].health, foobar_core::status::Health::Shunned);
+    assert_eq!(port_of_read(&pool).await, cluster.primary().port());
+    pool.query_drop("CREATE TABLE ok (id INT)").await.unwrap();
+    shutdown.trigger();
+}
