@@ -14,6 +14,9 @@
 //! and are never believed.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::header::{HeaderMap, HeaderName, FORWARDED};
 use http::Request;
@@ -50,17 +53,25 @@ impl ClientAddr {
 /// The proxies whose forwarding headers and PROXY protocol headers are
 /// believed: a set of CIDR blocks.
 ///
+/// Clones share one live set: [`replace`](Self::replace) on any clone (say,
+/// after the load balancers moved) changes what every layer holding a clone
+/// believes, for the next connection or request. Reads are lock-free.
+///
 /// ```
 /// use foobar_guard::TrustedProxies;
 ///
 /// let trusted = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1 ::1")?;
 /// assert!(trusted.contains("10.1.2.3".parse()?));
 /// assert!(!trusted.contains("192.0.2.1".parse()?));
+///
+/// let seen_by_a_layer = trusted.clone();
+/// trusted.replace(&TrustedProxies::parse("192.0.2.0/24")?);
+/// assert!(seen_by_a_layer.contains("192.0.2.1".parse()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct TrustedProxies {
-    set: Rules,
+    set: Arc<ArcSwap<Rules>>,
 }
 
 impl Default for TrustedProxies {
@@ -72,8 +83,12 @@ impl Default for TrustedProxies {
 impl TrustedProxies {
     /// Trust nobody: forwarding headers are ignored.
     pub fn none() -> Self {
+        Self::from_rules(Rules::with_default(Action::Deny))
+    }
+
+    fn from_rules(rules: Rules) -> Self {
         Self {
-            set: Rules::with_default(Action::Deny),
+            set: Arc::new(ArcSwap::from_pointee(rules)),
         }
     }
 
@@ -83,9 +98,7 @@ impl TrustedProxies {
             action: Action::Allow,
             net,
         });
-        Self {
-            set: Rules::new(rules, Action::Deny),
-        }
+        Self::from_rules(Rules::new(rules, Action::Deny))
     }
 
     /// Parses addresses and CIDR blocks separated by commas or white space.
@@ -103,20 +116,24 @@ impl TrustedProxies {
             }
         }
         text.push_str("default deny\n");
-        Ok(Self {
-            set: Rules::parse(&text)?,
-        })
+        Ok(Self::from_rules(Rules::parse(&text)?))
+    }
+
+    /// Makes this set (and every clone of it) trust what `other` trusts
+    /// now.
+    pub fn replace(&self, other: &TrustedProxies) {
+        self.set.store(other.set.load_full());
     }
 
     /// Whether `addr` is a trusted proxy.
     #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
-        self.set.is_allowed(addr)
+        self.set.load().is_allowed(addr)
     }
 
     /// Whether no proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.set.load().is_empty()
     }
 
     /// The client address of a request that arrived from `peer` with
@@ -125,11 +142,12 @@ impl TrustedProxies {
     /// all are). An entry that is not an address (`unknown`, an obfuscated
     /// name, garbage) ends the walk at the hop that passed it on.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.contains(peer) {
+        let trusted = self.set.load();
+        if !trusted.is_allowed(peer) {
             return peer;
         }
         let mut walk = Walk {
-            trusted: self,
+            trusted: &trusted,
             client: peer,
         };
         if headers.contains_key(FORWARDED) {
@@ -167,7 +185,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Walks forwarded hops from the right.
 struct Walk<'a> {
-    trusted: &'a TrustedProxies,
+    trusted: &'a Rules,
     client: IpAddr,
 }
 
@@ -188,7 +206,7 @@ impl Walk<'_> {
                 match parse(entry) {
                     Some(addr) => {
                         self.client = addr;
-                        if !self.trusted.contains(addr) {
+                        if !self.trusted.is_allowed(addr) {
                             return;
                         }
                     }

@@ -103,8 +103,9 @@ async fn rules_are_replaced_at_run_time() {
 
 #[tokio::test]
 async fn forwarded_headers_count_only_from_trusted_proxies() {
+    let trusted = TrustedProxies::parse("127.0.0.10").unwrap();
     let firewall = FirewallLayer::new("deny 203.0.113.0/24\n".parse().unwrap())
-        .trusted_proxies(TrustedProxies::parse("127.0.0.10").unwrap());
+        .trusted_proxies(trusted.clone());
     let server = serve(PlainTcp, ServiceBuilder::new().layer(firewall).service(App));
 
     // Untrusted peer: its headers are ignored, whatever they claim.
@@ -161,6 +162,15 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     )
     .await;
     assert_eq!(untrusted_claim.status(), Some(200));
+
+    // The load balancer moved: the old one is no longer believed, the new
+    // one is.
+    trusted.replace(&TrustedProxies::parse("127.0.0.20").unwrap());
+    let xff = "X-Forwarded-For: 198.51.100.1\r\n";
+    let old = get_from(ip("127.0.0.10"), server.addr, "/client", xff).await;
+    assert_eq!(old.body(), "127.0.0.10");
+    let new = get_from(ip("127.0.0.20"), server.addr, "/client", xff).await;
+    assert_eq!(new.body(), "198.51.100.1");
 }
 
 #[tokio::test]

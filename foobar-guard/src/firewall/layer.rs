@@ -49,7 +49,9 @@ impl FirewallLayer {
     }
 
     /// Believes forwarding headers (`Forwarded`, `X-Forwarded-For`) from
-    /// these proxies when resolving a request's client address.
+    /// these proxies when resolving a request's client address. Keep a
+    /// clone to change the set at run time
+    /// ([`TrustedProxies::replace`]).
     #[must_use]
     pub fn trusted_proxies(self, trusted: TrustedProxies) -> Self {
         Self::with_handle(self.shared.rules.clone(), trusted)
