@@ -406,3 +406,37 @@ fn mapped_addresses_match_ipv4_rules() {
     assert!(!rules.is_allowed(ip("::ffff:1.2.4.4")));
     assert!(!rules.is_allowed(ip("::1.2.3.4")));
 }
+
+#[tokio::test]
+async fn request_level_works_over_http2() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let http = ServiceBuilder::new()
+        .layer(FirewallLayer::new(RULES.parse().unwrap()))
+        .service(App);
+    let server = serve(PlainTcp, http);
+    for (source, status) in [("127.0.0.2", 200), ("127.0.0.3", 403)] {
+        let tcp = support::connect_from(ip(source), server.addr).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("http://{}/client", server.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = tokio::time::timeout(support::DEADLINE, sender.send_request(req))
+            .await
+            .expect("a response in time")
+            .expect("a response");
+        assert_eq!(response.status(), status, "{source}");
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status == 200 {
+            assert_eq!(body, source.as_bytes());
+        } else {
+            assert_eq!(body, "forbidden\n".as_bytes());
+        }
+    }
+}
