@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use foobar_core::ConnInfo;
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+    HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    VIA,
 };
 use http::{HeaderMap, Request, Version};
 
@@ -23,20 +23,6 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
-/// Whether `name` is hop-by-hop by definition (not counting the names a
-/// `Connection` header lists).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == CONNECTION
-        || *name == KEEP_ALIVE
-        || *name == TE
-        || *name == TRAILER
-        || *name == TRANSFER_ENCODING
-        || *name == UPGRADE
-        || *name == PROXY_AUTHENTICATE
-        || *name == PROXY_AUTHORIZATION
-        || name.as_str().starts_with("proxy-")
-}
 
 /// Whether a request asks to switch protocols (WebSocket and the like):
 /// an `Upgrade` header and `upgrade` among the `Connection` tokens.
@@ -62,45 +48,81 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// With `keep_upgrade` (a protocol switch being tunnelled), `Upgrade` and
 /// `Connection: upgrade` stay.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none: one scan, no hashing, no allocation.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let connection: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-    for value in &connection {
-        for token in tokens(value) {
-            if keep_upgrade && token.eq_ignore_ascii_case(b"upgrade") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                headers.remove(name);
-            }
+    // One scan finds what is there; most messages carry at most
+    // `Connection: keep-alive`, handled without allocating.
+    let mut present = Present::default();
+    for name in headers.keys() {
+        if *name == CONNECTION {
+            present.connection = true;
+        } else if *name == KEEP_ALIVE {
+            present.keep_alive = true;
+        } else if *name == TE {
+            present.te = true;
+        } else if *name == TRAILER || *name == TRANSFER_ENCODING || *name == UPGRADE {
+            present.other = true;
+        } else if name.as_str().starts_with("proxy-") {
+            present.proxy = true;
         }
     }
-    headers.remove(CONNECTION);
-    headers.remove(KEEP_ALIVE);
-    let te_trailers = headers
-        .get_all(TE)
-        .iter()
-        .all(|v| tokens(v).all(|t| t.eq_ignore_ascii_case(b"trailers")));
-    if !te_trailers {
+    if present.connection {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(tokens)
+            .filter(|t| {
+                let plain =
+                    t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close");
+                let kept = keep_upgrade && t.eq_ignore_ascii_case(b"upgrade");
+                !(plain || kept)
+            })
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    if present.keep_alive {
+        headers.remove(KEEP_ALIVE);
+    }
+    if present.te
+        && !headers
+            .get_all(TE)
+            .iter()
+            .all(|v| tokens(v).all(|t| t.eq_ignore_ascii_case(b"trailers")))
+    {
         headers.remove(TE);
     }
-    headers.remove(TRAILER);
-    headers.remove(TRANSFER_ENCODING);
+    if present.other {
+        headers.remove(TRAILER);
+        headers.remove(TRANSFER_ENCODING);
+        if !keep_upgrade {
+            headers.remove(UPGRADE);
+        }
+    }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    if present.proxy {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
     }
+}
+
+/// Which hop-by-hop headers a message carries.
+#[derive(Default)]
+struct Present {
+    connection: bool,
+    keep_alive: bool,
+    te: bool,
+    other: bool,
+    proxy: bool,
 }
 
 /// Settings for the headers the proxy adds.
