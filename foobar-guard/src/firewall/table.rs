@@ -18,11 +18,12 @@ pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
     fn block_end(self, prefix_len: u8) -> Self;
     /// `self - base`; `self >= base`.
     fn minus(self, base: Self) -> Self;
-    /// `self >> shift`, zero when `shift` is the width or more.
+    /// `self >> shift`; `shift` is less than the width.
     fn shr(self, shift: u32) -> Self;
     /// `self` as `usize`, saturated.
     fn to_usize(self) -> usize;
-    /// The top 32 of the low `shift` bits (zero-padded on the right).
+    /// The top 32 of the low `shift` bits (zero-padded on the right);
+    /// `shift` is less than the width.
     fn low_bits_key(self, shift: u32) -> u32;
     fn leading_zeros(self) -> u32;
 }
@@ -47,22 +48,17 @@ macro_rules! impl_key {
                 self - base
             }
             fn shr(self, shift: u32) -> Self {
-                self.checked_shr(shift).unwrap_or(0)
+                self >> shift
             }
             fn to_usize(self) -> usize {
                 usize::try_from(self).unwrap_or(usize::MAX)
             }
             fn low_bits_key(self, shift: u32) -> u32 {
-                let low = if shift >= Self::BITS {
-                    self
-                } else {
-                    self & ((1 << shift) - 1)
-                };
-                // Truncation keeps the 32 bits below `shift`.
+                // Truncating to 32 bits drops the bucket bits above `shift`.
                 if shift > 32 {
-                    (low >> (shift - 32)) as u32
+                    (self >> (shift - 32)) as u32
                 } else {
-                    (low as u32) << (32 - shift)
+                    (self as u32).checked_shl(32 - shift).unwrap_or(0)
                 }
             }
             fn leading_zeros(self) -> u32 {
@@ -396,6 +392,19 @@ mod tests {
         );
         all.extend(blocks.iter().filter(|b| b.start > 0).map(|b| b.start - 1));
         for probe in all {
+            assert_eq!(table.allows(probe), scan(&blocks, probe), "{probe:#x}");
+        }
+    }
+
+    #[test]
+    fn dense_tables_index_single_addresses() {
+        // 600 single addresses in 10.0.0.0/22: buckets of one address.
+        let blocks: Vec<_> = (0..600u32)
+            .map(|i| block(0x0a00_0000 + i * 7 % 1024, 32, i, i % 2 == 0))
+            .collect();
+        let table = Table::compile(blocks.clone(), false);
+        assert_eq!(table.index.as_ref().map(|i| i.shift), Some(0));
+        for probe in 0x09ff_ff00..0x0a00_0500u32 {
             assert_eq!(table.allows(probe), scan(&blocks, probe), "{probe:#x}");
         }
     }
