@@ -367,7 +367,7 @@ pub(crate) fn replica_health(
         // The primary is failing or gone and the replica is trying to
         // reconnect: until a new writer is settled it holds the freshest
         // data there is, so it keeps serving reads at its last known lag.
-        _ if status.sql_running && status.io_running == "Connecting" && writer_suspect => {
+        _ if status.sql_running && status.io_running != "No" && writer_suspect => {
             let health = if previous_lag.is_some() {
                 Health::Up
             } else {

@@ -281,6 +281,10 @@ async fn writes_fail_with_no_writer_and_never_reach_a_replica() {
         .unwrap();
     support::wait_replicas_up(&pool, 1).await;
     pool.query_drop("CREATE TABLE t (id INT)").await.unwrap();
+    cluster
+        .wait_replicated(0, Duration::from_secs(5))
+        .await
+        .unwrap();
     cluster.primary_mut().kill().await;
     let p = pool.clone();
     wait_for("writer lost", Duration::from_secs(5), move || {
@@ -290,6 +294,10 @@ async fn writes_fail_with_no_writer_and_never_reach_a_replica() {
     .await
     .unwrap();
 
+    assert!(
+        !foobar_core::status::StatusSource::ready(&pool),
+        "not ready without a writer"
+    );
     let started = Instant::now();
     let err = pool
         .query_drop("INSERT INTO t VALUES (1)")

@@ -390,3 +390,34 @@ async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_fail
     pool.query_drop("CREATE TABLE ok (id INT)").await.unwrap();
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn role_hints_are_only_hints() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(1)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    // Hinted the wrong way round: the monitor reads the truth.
+    let pool = foobar_db::RwPool::builder()
+        .monitor_credentials(
+            foobar_db::sandbox::MONITOR.user,
+            foobar_db::sandbox::MONITOR.password,
+        )
+        .primary(cluster.replicas()[0].app_url())
+        .replica(cluster.primary().app_url())
+        .build(&shutdown)
+        .await
+        .unwrap();
+    assert_eq!(
+        pool.topology().writer(),
+        Some(cluster.primary().address().as_str())
+    );
+    support::wait_replicas_up(&pool, 1).await;
+    assert_eq!(port_of_read(&pool).await, cluster.replicas()[0].port());
+    let port: Option<u16> = pool.query_first("SELECT @@port FOR UPDATE").await.unwrap();
+    assert_eq!(port, Some(cluster.primary().port()));
+    shutdown.trigger();
+}
