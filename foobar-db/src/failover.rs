@@ -417,9 +417,21 @@ impl Control {
         }
         step(&chosen, &mut conn, dialect.stop()).await?;
         step(&chosen, &mut conn, dialect.reset_all()).await?;
+        // Semi-sync on the new primary only when a replica will acknowledge:
+        // with none left, every commit would wait out the semi-sync timeout
+        // and then go asynchronous anyway. It comes on again when a fenced
+        // former primary rejoins as a replica.
         if self.failover.semi_sync {
-            for sql in dialect.semi_sync(true) {
-                step(&chosen, &mut conn, sql).await?;
+            if others.is_empty() {
+                tracing::warn!(host = %chosen.id, "no replica left: semi-sync stays off until one joins");
+                self.topology.record(
+                    "semi_sync_off",
+                    format!("{}: no replica left to acknowledge writes", chosen.id),
+                );
+            } else {
+                for sql in dialect.semi_sync(true) {
+                    step(&chosen, &mut conn, sql).await?;
+                }
             }
         }
         // Repoint the others before writes start, so semi-sync has its
@@ -463,9 +475,12 @@ impl Control {
         if self.failover.semi_sync {
             statements.extend(dialect.semi_sync(false).iter().map(|s| (*s).to_owned()));
         }
-        if let (FailoverMode::AutoPromote, Some(credentials)) =
-            (self.failover.mode, &self.failover.replication_credentials)
-        {
+        // In auto mode, with replication credentials, it rejoins as a replica.
+        let rejoin_as = match self.failover.mode {
+            FailoverMode::AutoPromote => self.failover.replication_credentials.as_ref(),
+            FailoverMode::FollowExternal => None,
+        };
+        if let Some(credentials) = rejoin_as {
             let (writer_host, writer_port) = address_of(writer);
             statements.push(dialect.stop().to_owned());
             // The former primary's own writes are in its binlog, not in
@@ -484,6 +499,11 @@ impl Control {
                 .map_err(|e| Error::Failover(format!("{}: `{}`: {e}", host.id, redact_sql(sql))))?;
         }
         let _ = conn.disconnect().await;
+        if self.failover.semi_sync && rejoin_as.is_some() {
+            // The fenced host now replicates: the writer has an acknowledger
+            // again.
+            self.enable_semi_sync_source(writer).await;
+        }
         host.deposed.store(false, Ordering::Release);
         host.set_role(DbRole::Replica);
         host.set_health(Health::Shunned);
@@ -493,6 +513,24 @@ impl Control {
             format!("{} set read-only; writer stays {}", host.id, writer.id),
         );
         Ok(())
+    }
+}
+
+impl Control {
+    /// Turns the semi-sync primary side on at `writer` (best effort: a
+    /// failure leaves replication asynchronous, which is logged).
+    async fn enable_semi_sync_source(&self, writer: &Arc<Host>) {
+        let result = async {
+            let mut conn = Conn::new(writer.admin_opts.clone()).await?;
+            for sql in Dialect::of(&conn).semi_sync(true) {
+                conn.query_drop(*sql).await?;
+            }
+            conn.disconnect().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(host = %writer.id, %error, "cannot turn semi-sync back on");
+        }
     }
 }
 
