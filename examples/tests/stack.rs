@@ -226,8 +226,8 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         Some(primary.address.as_str())
     );
 
-    // (id, when acknowledged)
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<(u64, Instant)>::new()));
+    // (id, when acknowledged, how long the write took)
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(u64, Instant, Duration)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let (client, url, acked, stop) = (
@@ -242,6 +242,7 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 50_000 {
                 n += 1;
+                let sent = Instant::now();
                 match client
                     .send(
                         Method::POST,
@@ -253,7 +254,10 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
                 {
                     Ok((StatusCode::CREATED, _, body)) => {
                         let entry: Entry = serde_json::from_str(&body).unwrap();
-                        acked.lock().unwrap().push((entry.id, Instant::now()));
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((entry.id, Instant::now(), sent.elapsed()));
                     }
                     _ => failures.push(Instant::now()),
                 }
@@ -296,16 +300,18 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, at)| *at)
+            .map(|(_, at, _)| *at)
             .find(|at| *at > start)
     });
-    if let (Some(start), Some(end)) = (outage_start, recovered_at) {
-        eprintln!(
+    let slowest = acked.lock().unwrap().iter().map(|(_, _, took)| *took).max();
+    match (outage_start, recovered_at) {
+        (Some(start), Some(end)) => eprintln!(
             "primary killed: writes failed from {:?} to {:?} after the kill ({} failed writes)",
             start - killed_at,
             end - killed_at,
             failures.len()
-        );
+        ),
+        _ => eprintln!("primary killed: no write failed; the slowest write took {slowest:?}"),
     }
 
     // The status pages show the new primary.
@@ -326,7 +332,7 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
     let (status, _, body) = client.get(&stack.url("/entries")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let _ = body;
-    let ids: Vec<u64> = acked.lock().unwrap().iter().map(|(id, _)| *id).collect();
+    let ids: Vec<u64> = acked.lock().unwrap().iter().map(|(id, _, _)| *id).collect();
     let mut missing = Vec::new();
     for id in &ids {
         let (status, _, _) = client
