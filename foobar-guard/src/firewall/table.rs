@@ -397,6 +397,44 @@ mod tests {
     }
 
     #[test]
+    fn random_tables_of_every_density_agree_with_a_linear_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        for _ in 0..60 {
+            let count = [20, 200, 400, 3000][rng.random_range(0..4)];
+            // Rules packed into a span of 2^span_bits addresses.
+            let span_bits = [8, 10, 11, 12, 16, 24, 32][rng.random_range(0..7)];
+            let base = rng.random::<u32>() & !u32::MAX.checked_shr(32 - span_bits).unwrap_or(0);
+            let blocks: Vec<Block<u32>> = (0..count)
+                .map(|i| {
+                    let prefix = rng.random_range((32 - span_bits) as u8..=32);
+                    let addr = base | (rng.random::<u32>() >> (32 - span_bits).min(31));
+                    let start = addr & !u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+                    block(start, prefix, i, rng.random_bool(0.5))
+                })
+                .collect();
+            let default = rng.random_bool(0.5);
+            let table = Table::compile(blocks.clone(), default);
+            let mut all = probes(
+                &blocks,
+                (0..2000).map(|_| base | (rng.random::<u32>() >> (32 - span_bits).min(31))),
+            );
+            all.extend(blocks.iter().filter(|b| b.start > 0).map(|b| b.start - 1));
+            for probe in all {
+                let expected = blocks
+                    .iter()
+                    .find(|b| b.start <= probe && probe <= b.end)
+                    .map_or(default, |b| b.allow);
+                assert_eq!(
+                    table.allows(probe),
+                    expected,
+                    "{probe:#x} in a 2^{span_bits} span"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn dense_tables_index_single_addresses() {
         // 600 single addresses in 10.0.0.0/22: buckets of one address.
         let blocks: Vec<_> = (0..600u32)
