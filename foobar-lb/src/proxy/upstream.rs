@@ -47,10 +47,18 @@ impl Default for UpstreamConfig {
 /// query; scheme and authority become the backend's.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: Pool,
     scheme: Scheme,
     authority: Authority,
     version: Version,
+}
+
+/// The backend's connection pool: plain backends skip the TLS connector
+/// (and its per-request clone and stream wrapper).
+#[derive(Clone, Debug)]
+enum Pool {
+    Plain(Client<HttpConnector, ProxyBody>),
+    Tls(Client<HttpsConnector<HttpConnector>, ProxyBody>),
 }
 
 /// A parsed upstream URL.
@@ -124,28 +132,31 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = match &config.tls {
-            Some(tls) => (**tls).clone(),
-            None => no_tls_config()?,
-        };
-        let builder = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = if config.http2_only {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().enable_http2().wrap_connector(http)
-        };
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(config.idle_timeout)
             .pool_max_idle_per_host(config.max_idle_per_backend)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .http2_only(config.http2_only)
-            // The proxy retries itself, on another backend.
+            // Requests that never left a stale pooled connection are resent
+            // by the pool; everything else is the proxy's decision.
             .retry_canceled_requests(true)
-            .set_host(true)
-            .build(connector);
+            .set_host(true);
+        let client = match &config.tls {
+            Some(tls) if url.scheme == Scheme::HTTPS => {
+                let tls = HttpsConnectorBuilder::new()
+                    .with_tls_config((**tls).clone())
+                    .https_only();
+                let connector = if config.http2_only {
+                    tls.enable_http2().wrap_connector(http)
+                } else {
+                    tls.enable_http1().enable_http2().wrap_connector(http)
+                };
+                Pool::Tls(builder.build(connector))
+            }
+            _ => Pool::Plain(builder.build(http)),
+        };
         Ok(Self {
             client,
             scheme: url.scheme.clone(),
@@ -171,20 +182,11 @@ impl Upstream {
             *req.uri_mut() = uri;
         }
         *req.version_mut() = self.version;
-        self.client.request(req)
+        match &self.client {
+            Pool::Plain(client) => client.request(req),
+            Pool::Tls(client) => client.request(req),
+        }
     }
-}
-
-/// A client configuration for plain-HTTP-only proxies (never used to
-/// connect: `https` upstreams require a real one).
-fn no_tls_config() -> Result<ClientConfig, Error> {
-    Ok(
-        ClientConfig::builder_with_provider(foobar_core::tls::provider())
-            .with_protocol_versions(foobar_core::tls::PROTOCOL_VERSIONS)
-            .map_err(foobar_core::Error::from)?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-    )
 }
 
 impl Service<Request<ProxyBody>> for Upstream {
