@@ -22,8 +22,10 @@
 //!
 //! let mut cluster = Cluster::builder().replicas(2).start().await?;
 //! println!("primary at {}", cluster.primary().app_url());
+//! let shutdown = foobar_core::Shutdown::new();
+//! let pool = cluster.rw_pool_builder().build(&shutdown).await?;
 //! cluster.primary_mut().kill().await;
-//! # Ok(()) }
+//! # drop(pool); Ok(()) }
 //! ```
 
 mod node;
@@ -78,6 +80,12 @@ pub const REPLICATION: Account = Account {
 /// The application schema every node has.
 pub const APP_DATABASE: &str = "app";
 
+impl From<crate::Error> for SandboxError {
+    fn from(error: crate::Error) -> Self {
+        Self::Pool(error)
+    }
+}
+
 /// What went wrong starting or driving a sandbox.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -111,6 +119,9 @@ pub enum SandboxError {
         /// The cause.
         source: mysql_async::Error,
     },
+    /// A pool over the sandbox failed.
+    #[error("pool: {0}")]
+    Pool(#[source] crate::Error),
     /// A condition did not hold before its deadline.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {
@@ -318,6 +329,28 @@ impl Cluster {
     /// The replicas as started.
     pub fn replicas(&self) -> &[Node] {
         &self.nodes[1..]
+    }
+
+    /// An [`RwPoolBuilder`](crate::RwPoolBuilder) over every node: the
+    /// application account, node 0 hinted primary, the monitor and failover
+    /// accounts, and the replication account for fencing.
+    pub fn rw_pool_builder(&self) -> crate::RwPoolBuilder {
+        let mut builder = crate::RwPool::builder()
+            .monitor_credentials(MONITOR.user, MONITOR.password)
+            .failover_credentials(ADMIN.user, ADMIN.password)
+            .failover(
+                crate::FailoverConfig::default()
+                    .semi_sync(self.semi_sync)
+                    .replication_credentials(REPLICATION.user, REPLICATION.password),
+            );
+        for (index, node) in self.nodes.iter().enumerate() {
+            builder = if index == 0 {
+                builder.primary(node.app_url())
+            } else {
+                builder.replica(node.app_url())
+            };
+        }
+        builder
     }
 
     /// Application URLs of every node, primary first.

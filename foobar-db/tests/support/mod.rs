@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use foobar_core::Shutdown;
-use foobar_db::sandbox::{Cluster, ADMIN, MONITOR, REPLICATION};
+use foobar_db::sandbox::{Cluster, REPLICATION};
 use foobar_db::{FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
 
 pub fn init_tracing() {
@@ -20,23 +20,15 @@ pub fn init_tracing() {
 /// A builder over every node of `cluster`: node 0 hinted primary, fast
 /// monitoring.
 pub fn builder(cluster: &Cluster) -> RwPoolBuilder {
-    let mut builder = RwPool::builder()
-        .monitor_credentials(MONITOR.user, MONITOR.password)
-        .failover_credentials(ADMIN.user, ADMIN.password)
+    cluster
+        .rw_pool_builder()
+        .failover(FailoverConfig::default())
         .monitor_config(
             MonitorConfig::default()
                 .interval(Duration::from_millis(100))
                 .check_timeout(Duration::from_millis(400))
                 .failure_threshold(3),
-        );
-    for (index, node) in cluster.nodes().iter().enumerate() {
-        builder = if index == 0 {
-            builder.primary(node.app_url())
-        } else {
-            builder.replica(node.app_url())
-        };
-    }
-    builder
+        )
 }
 
 pub fn auto_failover(semi_sync: bool) -> FailoverConfig {
