@@ -43,7 +43,6 @@
 //! [`ConnInfo::client_addr`]: foobar_core::ConnInfo::client_addr
 
 mod header;
-mod rewind;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,8 +57,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// The stream handed on: what followed the PROXY header, then the connection.
+pub use foobar_core::io::Rewind;
+
 use self::header::Parsed;
-pub use self::rewind::Rewind;
 use crate::client_addr::TrustedProxies;
 use crate::error::{Error, ProxyHeaderError};
 
