@@ -240,6 +240,9 @@ impl RwPoolBuilder {
             self.failover.clone(),
             shutdown.clone(),
         ));
+        // Stops the monitors on the shared signal, or when the last clone
+        // of the pool is dropped.
+        let stop = shutdown.child();
 
         // First round, all hosts at once, so the pool starts knowing its writer.
         let mut first = tokio::task::JoinSet::new();
@@ -271,7 +274,7 @@ impl RwPoolBuilder {
                 Arc::clone(&control),
                 Arc::clone(host),
                 conn,
-                shutdown.child(),
+                stop.clone(),
             ));
         }
         for host in &topology.hosts {
@@ -287,6 +290,7 @@ impl RwPoolBuilder {
                 max_lag: self.monitor.max_lag,
                 mark: WriteMark::default(),
                 name: self.name,
+                stop,
                 _control: control,
             }),
         })
@@ -304,7 +308,14 @@ struct Inner {
     /// `RwPool::query` calls.
     mark: WriteMark,
     name: String,
+    stop: Shutdown,
     _control: Arc<Control>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.trigger();
+    }
 }
 
 /// A read/write-splitting pool over one primary and its replicas.

@@ -172,11 +172,24 @@ async fn status_snapshot_and_monitor_shutdown() {
 
     // Shutdown stops every monitor task: their connections go away.
     shutdown.trigger();
-    wait_for(
-        "monitor connections closed",
-        Duration::from_secs(5),
-        || async {
-            let Ok(mut conn) = cluster.primary().root().await else {
+    wait_monitor_connections(&cluster, 0).await;
+
+    // So does dropping the last handle of a pool.
+    let pool = support::builder(&cluster)
+        .build(&foobar_core::Shutdown::new())
+        .await
+        .unwrap();
+    wait_monitor_connections(&cluster, 3).await;
+    drop(pool);
+    wait_monitor_connections(&cluster, 0).await;
+}
+
+/// Waits until the monitor account has `count` connections on the cluster.
+async fn wait_monitor_connections(cluster: &foobar_db::sandbox::Cluster, count: i64) {
+    wait_for("monitor connections", Duration::from_secs(5), || async {
+        let mut total = 0;
+        for node in cluster.nodes() {
+            let Ok(mut conn) = node.root().await else {
                 return false;
             };
             let n: Option<i64> = conn
@@ -187,9 +200,10 @@ async fn status_snapshot_and_monitor_shutdown() {
                 .await
                 .ok()
                 .flatten();
-            n == Some(0)
-        },
-    )
+            total += n.unwrap_or(-100);
+        }
+        total == count
+    })
     .await
     .unwrap();
 }
