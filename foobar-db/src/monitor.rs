@@ -1,5 +1,5 @@
 //! The background monitor: one task per host, stopped by the shared
-//! [`Shutdown`].
+//! [`Shutdown`] or when the last handle of the pool is dropped.
 //!
 //! Every [`MonitorConfig::interval`] each task, on its own monitoring
 //! connection (separate credentials: replication status needs
