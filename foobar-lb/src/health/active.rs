@@ -212,7 +212,7 @@ impl HealthCheck {
                     (index, ok)
                 });
             }
-            let mut changed = false;
+            let mut refreshed = false;
             while let Some(result) = probes.join_next().await {
                 let Ok((index, ok)) = result else { continue };
                 let backend = &members[index].0;
@@ -223,10 +223,16 @@ impl HealthCheck {
                 } else {
                     (0, streak.1 + 1)
                 };
-                changed |= self.judge(backends, backend, *streak);
+                if self.judge(backends, backend, *streak) {
+                    // At once, so requests stop (or start) going there
+                    // without waiting for slower probes of this round.
+                    backends.refresh();
+                    refreshed = true;
+                }
             }
             streaks.retain(|key, _| members.iter().any(|(b, _)| Arc::as_ptr(b) as usize == *key));
-            if changed || members.iter().any(|(b, _)| b.is_ejected()) {
+            if !refreshed && members.iter().any(|(b, _)| b.is_ejected()) {
+                // Ends ejections that are due, should their timer be gone.
                 backends.refresh();
             }
         }
