@@ -495,3 +495,32 @@ async fn http2_upstreams_by_prior_knowledge() {
         .unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_11);
 }
+
+#[tokio::test]
+async fn http2_clients_are_proxied_to_http1_backends() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    let h2: hyper_util::client::legacy::Client<_, TestBody> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(http);
+    let req = Request::get(format!("{}/h2?x=1", front.url()))
+        .header("te", "trailers")
+        .body(empty())
+        .unwrap();
+    let resp = h2.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    // No connection-specific header may reach an HTTP/2 client.
+    assert!(!resp.headers().contains_key("keep-alive"));
+    assert!(!resp.headers().contains_key("connection"));
+    assert_eq!(resp.headers()["via"], "1.1 foobar");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    // The :authority became Host; the hop to the backend is HTTP/1.1.
+    assert_eq!(header_lines(&body, "host"), [front.addr.to_string()]);
+    assert_eq!(header_lines(&body, "via"), ["2 foobar"]);
+    assert_eq!(header_lines(&body, "te"), ["trailers"]);
+}
