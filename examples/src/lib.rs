@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `hello` | the smallest server: metrics and an admin listener |
 //! | `web` | [`web`]: a guestbook API behind the load balancer, on [`foobar_db::RwPool`] |
-//! | `lb` | the HTTPS load balancer in front of the web servers |
+//! | `lb` | [`lb`]: the HTTPS load balancer in front of the web servers |
+//! | `lb-bench` | the benchmark's minimal thread-per-core load balancer |
 //! | `stack` | the whole topology on one machine |
 
 pub mod certs;

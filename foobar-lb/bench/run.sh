@@ -30,8 +30,8 @@ if ((${#need[@]})); then
 fi
 
 echo "building the lb example (release)..." >&2
-cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p foobar-examples --bin lb >&2
-LB_BIN="$ROOT/target/release/lb"
+cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p foobar-examples --bin lb-bench >&2
+LB_BIN="$ROOT/target/release/lb-bench"
 
 WORK=$(mktemp -d /tmp/foobar-lb-bench.XXXXXX)
 PIDS=()
