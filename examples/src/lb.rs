@@ -3,7 +3,7 @@
 //!
 //! - Firewall 1 (connection level, before any TLS work), connection limits
 //!   (total and per client), TLS termination with certificates from files
-//!   (reloaded on SIGHUP, or by [`LbHandle::reload_certificates`]).
+//!   (reloaded on SIGHUP).
 //! - Request metrics and a per-client rate limit (429 with `Retry-After`).
 //! - Round robin over the web servers, re-encrypting with the load
 //!   balancer's client certificate (mTLS); active health checks on
