@@ -22,7 +22,6 @@ use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::Monitor;
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::{Consistency, DbTls, FailoverConfig, RwPool};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules};
@@ -341,15 +340,6 @@ fn bad_request(message: impl Into<String>) -> RequestError {
     RequestError {
         kind: ErrorKind::BadRequest,
         message: message.into(),
-    }
-}
-
-impl From<foobar_db::mysql_async::Error> for RequestError {
-    fn from(error: foobar_db::mysql_async::Error) -> Self {
-        Self {
-            kind: ErrorKind::Unavailable,
-            message: format!("database: {error}"),
-        }
     }
 }
 

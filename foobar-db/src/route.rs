@@ -28,7 +28,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foobar_core::status::{DbStatus, Snapshot, StatusSource};
+use foobar_core::status::{DbRole, DbStatus, Snapshot, StatusSource};
 use foobar_core::Shutdown;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row};
@@ -339,6 +339,72 @@ impl PooledConn {
     pub fn host(&self) -> &str {
         &self.host.id
     }
+
+    /// The host's role as last seen, for the query metrics.
+    fn target(&self) -> Target {
+        if self.host.role() == DbRole::Primary {
+            Target::Writer
+        } else {
+            Target::Reader
+        }
+    }
+
+    // The statement methods below shadow `Queryable`'s (reached through
+    // `Deref`) so that queries on explicit connections count in the
+    // per-host metrics and the status snapshot like routed ones.
+
+    /// Runs a text query and collects the rows.
+    pub async fn query<T>(&mut self, sql: &str) -> Result<Vec<T>>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let role = self.target();
+        run_on(self, &QueryAll::<T>::new(sql), role).await
+    }
+
+    /// Runs a text query; the first row.
+    pub async fn query_first<T>(&mut self, sql: &str) -> Result<Option<T>>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let role = self.target();
+        run_on(self, &QueryFirst::<T>::new(sql), role).await
+    }
+
+    /// Runs a text query; drops the result.
+    pub async fn query_drop(&mut self, sql: &str) -> Result<()> {
+        let role = self.target();
+        run_on(self, &QueryDrop(sql), role).await
+    }
+
+    /// Runs a prepared statement and collects the rows.
+    pub async fn exec<T, P>(&mut self, sql: &str, params: P) -> Result<Vec<T>>
+    where
+        T: FromRow + Send + 'static,
+        P: Into<Params>,
+    {
+        let role = self.target();
+        run_on(self, &ExecAll::<T>::new(sql, params.into()), role).await
+    }
+
+    /// Runs a prepared statement; the first row.
+    pub async fn exec_first<T, P>(&mut self, sql: &str, params: P) -> Result<Option<T>>
+    where
+        T: FromRow + Send + 'static,
+        P: Into<Params>,
+    {
+        let role = self.target();
+        run_on(self, &ExecFirst::<T>::new(sql, params.into()), role).await
+    }
+
+    /// Runs a prepared statement; drops the result.
+    pub async fn exec_drop<P>(&mut self, sql: &str, params: P) -> Result<()>
+    where
+        P: Into<Params>,
+    {
+        let role = self.target();
+        run_on(self, &ExecDrop(sql, params.into()), role).await
+    }
 }
 
 impl Deref for PooledConn {
@@ -556,7 +622,9 @@ impl RwPool {
             Consistency::PrimaryAfterWrite(_) => mark.wrote(None),
             Consistency::Gtid { .. } => {
                 let query = consistency::last_gtid_query(conn.server_version());
-                let gtid: Option<String> = conn.query_first(query).await.ok().flatten();
+                // Bookkeeping, not the caller's query: on the raw connection.
+                let raw: &mut Conn = conn;
+                let gtid: Option<String> = raw.query_first(query).await.ok().flatten();
                 mark.wrote(gtid);
             }
         }
@@ -570,8 +638,9 @@ impl RwPool {
         timeout: Duration,
     ) -> bool {
         let query = consistency::wait_query(conn.server_version());
+        let raw: &mut Conn = conn;
         let waited: std::result::Result<Option<Option<i64>>, _> =
-            conn.exec_first(query, (gtid, timeout.as_secs_f64())).await;
+            raw.exec_first(query, (gtid, timeout.as_secs_f64())).await;
         matches!(waited, Ok(Some(Some(0))))
     }
 

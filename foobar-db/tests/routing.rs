@@ -164,6 +164,19 @@ async fn explicit_connections_and_transactions() {
     let primary = cluster.primary().port();
     let replica = cluster.replicas()[0].port();
 
+    let queries_on = |port: u16| {
+        use foobar_core::status::{Snapshot, StatusSource};
+        let Snapshot::Database(status) = pool.snapshot() else {
+            panic!("a database snapshot");
+        };
+        let id = format!("127.0.0.1:{port}");
+        status
+            .hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map_or(0, |h| h.queries_total)
+    };
+    let (primary_before, replica_before) = (queries_on(primary), queries_on(replica));
     let mut writer = pool.writer().await.unwrap();
     let port: Option<u16> = writer.query_first("SELECT @@port").await.unwrap();
     assert_eq!(port, Some(primary));
@@ -172,6 +185,9 @@ async fn explicit_connections_and_transactions() {
     let port: Option<u16> = reader.query_first("SELECT @@port").await.unwrap();
     assert_eq!(port, Some(replica));
     drop(reader);
+    // Queries on explicit connections count like routed ones.
+    assert_eq!(queries_on(primary), primary_before + 1);
+    assert_eq!(queries_on(replica), replica_before + 1);
 
     pool.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
         .await
