@@ -77,20 +77,8 @@ async fn follows_an_external_promotion_and_fences_the_old_primary() {
     wait_writer(&pool, &new_primary.address()).await;
 
     // Writes resume on the new primary.
-    wait_for("writes resume", Duration::from_secs(10), || async {
-        let Ok(mut conn) = cluster.node(1).root().await else {
-            return false;
-        };
-        let n: Option<i64> = conn
-            .query_first("SELECT COUNT(*) FROM app.writes")
-            .await
-            .ok()
-            .flatten();
-        n.unwrap_or(0) > 0
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    load.wait_success_sent_after(killed_at, Duration::from_secs(10))
+        .await;
     let report = load.stop().await;
     let recovered = report
         .recovery_after(killed_at)
@@ -164,20 +152,8 @@ async fn auto_promotes_the_most_advanced_replica_without_losing_acknowledged_wri
         .iter()
         .position(|n| n.address() == writer)
         .unwrap();
-    wait_for("writes resume", Duration::from_secs(10), || async {
-        let Ok(mut conn) = cluster.node(new_index).root().await else {
-            return false;
-        };
-        let n: Option<i64> = conn
-            .query_first("SELECT COUNT(*) FROM app.writes")
-            .await
-            .ok()
-            .flatten();
-        n.unwrap_or(0) > 0
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.wait_success_sent_after(killed_at, Duration::from_secs(10))
+        .await;
     let report = load.stop().await;
     let recovered = report
         .recovery_after(killed_at)

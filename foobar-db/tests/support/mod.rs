@@ -91,6 +91,8 @@ pub async fn port_of_read(pool: &RwPool) -> u16 {
 /// which ids the server acknowledged and when writes failed and recovered.
 pub struct WriteLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When the latest acknowledged write was sent.
+    latest_ok_sent: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     task: tokio::task::JoinHandle<LoadReport>,
 }
 
@@ -117,6 +119,8 @@ impl WriteLoad {
     pub fn start(pool: RwPool, max_writes: i64, max_time: Duration) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let latest_ok_sent = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let latest = latest_ok_sent.clone();
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut report = LoadReport::default();
@@ -132,6 +136,7 @@ impl WriteLoad {
                     Ok(()) => {
                         report.acked.push(id);
                         report.successes.push((id, sent, std::time::Instant::now()));
+                        *latest.lock().expect("not poisoned") = Some(sent);
                     }
                     Err(_) => {
                         report.errors += 1;
@@ -141,10 +146,30 @@ impl WriteLoad {
             }
             report
         });
-        Self { stop, task }
+        Self {
+            stop,
+            latest_ok_sent,
+            task,
+        }
     }
 
-    /// Waits until `count` writes were acknowledged (checked on `pool`'s primary).
+    /// Waits until a write sent after `at` was acknowledged.
+    pub async fn wait_success_sent_after(&self, at: std::time::Instant, limit: Duration) {
+        let latest = self.latest_ok_sent.clone();
+        foobar_db::sandbox::wait_for("a write sent after the kill succeeds", limit, move || {
+            let latest = latest.clone();
+            async move {
+                latest
+                    .lock()
+                    .expect("not poisoned")
+                    .is_some_and(|sent| sent > at)
+            }
+        })
+        .await
+        .expect("writes resumed");
+    }
+
+    /// Stops the load and reports.
     pub async fn stop(self) -> LoadReport {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.task.await.expect("load task")
