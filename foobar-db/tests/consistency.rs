@@ -43,10 +43,21 @@ async fn wait_reads_on_replica(cluster: &foobar_db::sandbox::Cluster, pool: &foo
     .unwrap();
 }
 
-#[tokio::test]
-async fn eventual_reads_miss_a_fresh_write_on_a_delayed_replica() {
-    let (cluster, pool, shutdown) =
-        cluster_and_pool(1, |b| b.max_replica_lag(Duration::from_secs(60))).await;
+/// A primary and one replica delayed by `seconds`, a `notes` table on
+/// both, and a pool with `consistency` that reads from the replica again.
+async fn delayed_notes(
+    consistency: Consistency,
+    seconds: u32,
+) -> (
+    foobar_db::sandbox::Cluster,
+    foobar_db::RwPool,
+    foobar_core::Shutdown,
+) {
+    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| {
+        b.max_replica_lag(Duration::from_secs(60))
+            .consistency(consistency)
+    })
+    .await;
     pool.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
         .await
         .unwrap();
@@ -54,15 +65,25 @@ async fn eventual_reads_miss_a_fresh_write_on_a_delayed_replica() {
         .wait_replicated(0, Duration::from_secs(5))
         .await
         .unwrap();
-    delay_replica(&cluster, &pool, 3).await;
+    delay_replica(&cluster, &pool, seconds).await;
+    (cluster, pool, shutdown)
+}
+
+/// Which server answered a routed read, and whether it had note 1.
+async fn read_note_1(pool: &foobar_db::RwPool) -> Option<(u16, Option<i32>)> {
+    pool.query_first("SELECT @@port, (SELECT id FROM notes WHERE id = 1)")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn eventual_reads_miss_a_fresh_write_on_a_delayed_replica() {
+    let (cluster, pool, shutdown) = delayed_notes(Consistency::Eventual, 3).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
-    let row: Option<(u16, Option<i32>)> = pool
-        .query_first("SELECT @@port, (SELECT id FROM notes WHERE id = 1)")
-        .await
-        .unwrap();
+    let row = read_note_1(&pool).await;
     assert_eq!(
         row,
         Some((cluster.replicas()[0].port(), None)),
@@ -73,27 +94,13 @@ async fn eventual_reads_miss_a_fresh_write_on_a_delayed_replica() {
 
 #[tokio::test]
 async fn gtid_mode_falls_back_to_the_primary_when_the_replica_is_behind() {
-    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| {
-        b.max_replica_lag(Duration::from_secs(60))
-            .consistency(Consistency::gtid(Duration::from_millis(200)))
-    })
-    .await;
-    pool.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    cluster
-        .wait_replicated(0, Duration::from_secs(5))
-        .await
-        .unwrap();
-    delay_replica(&cluster, &pool, 5).await;
+    let (cluster, pool, shutdown) =
+        delayed_notes(Consistency::gtid(Duration::from_millis(200)), 5).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
-    let row: Option<(u16, Option<i32>)> = pool
-        .query_first("SELECT @@port, (SELECT id FROM notes WHERE id = 1)")
-        .await
-        .unwrap();
+    let row = read_note_1(&pool).await;
     assert_eq!(
         row,
         Some((cluster.primary().port(), Some(1))),
@@ -116,28 +123,14 @@ async fn gtid_mode_falls_back_to_the_primary_when_the_replica_is_behind() {
 
 #[tokio::test]
 async fn gtid_mode_waits_on_the_replica_when_it_catches_up_in_time() {
-    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| {
-        b.max_replica_lag(Duration::from_secs(60))
-            .consistency(Consistency::gtid(Duration::from_secs(10)))
-    })
-    .await;
-    pool.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    cluster
-        .wait_replicated(0, Duration::from_secs(5))
-        .await
-        .unwrap();
-    delay_replica(&cluster, &pool, 1).await;
+    let (cluster, pool, shutdown) =
+        delayed_notes(Consistency::gtid(Duration::from_secs(10)), 1).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
     let started = Instant::now();
-    let row: Option<(u16, Option<i32>)> = pool
-        .query_first("SELECT @@port, (SELECT id FROM notes WHERE id = 1)")
-        .await
-        .unwrap();
+    let row = read_note_1(&pool).await;
     assert_eq!(
         row,
         Some((cluster.replicas()[0].port(), Some(1))),
@@ -152,26 +145,15 @@ async fn gtid_mode_waits_on_the_replica_when_it_catches_up_in_time() {
 
 #[tokio::test]
 async fn primary_after_write_window() {
-    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| {
-        b.max_replica_lag(Duration::from_secs(60))
-            .consistency(Consistency::PrimaryAfterWrite(Duration::from_millis(500)))
-    })
+    let (cluster, pool, shutdown) = delayed_notes(
+        Consistency::PrimaryAfterWrite(Duration::from_millis(500)),
+        5,
+    )
     .await;
-    pool.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    cluster
-        .wait_replicated(0, Duration::from_secs(5))
-        .await
-        .unwrap();
-    delay_replica(&cluster, &pool, 5).await;
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
-    let row: Option<(u16, Option<i32>)> = pool
-        .query_first("SELECT @@port, (SELECT id FROM notes WHERE id = 1)")
-        .await
-        .unwrap();
+    let row = read_note_1(&pool).await;
     assert_eq!(row, Some((cluster.primary().port(), Some(1))));
     // Once the window has passed, reads go back to the replica.
     let closed = Instant::now();
