@@ -58,9 +58,9 @@ impl fmt::Display for Rule {
 /// are IPv4 rules. IPv6 rules never match IPv4 addresses.
 ///
 /// Lookups cost the same whatever the number of rules: a binary search over
-/// disjoint ranges, narrowed by a bucket index for long lists to a couple of
-/// cache lines. A million rules take at most 24 MB (IPv4) or 48 MB (IPv6);
-/// random lists in `benches/firewall.rs` take 12 MB and 20 MB.
+/// disjoint ranges, narrowed by a bucket index for long lists to about one
+/// cache line. A million rules take at most 33 MB (IPv4) or 57 MB (IPv6);
+/// random lists in `benches/firewall.rs` take 12 MB and 21 MB.
 ///
 /// ```
 /// use foobar_guard::firewall::{Action, Rules};

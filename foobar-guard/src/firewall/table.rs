@@ -6,8 +6,8 @@
 //! (lowest index) that covers it. Adjacent ranges with the same action are
 //! merged, so the actions alternate: the table keeps only the range starts
 //! and the first range's action. A lookup is a binary search over the
-//! starts; large tables add a bucket index so that a lookup reads a couple
-//! of cache lines whatever the table's size.
+//! starts; large tables add a bucket index so that a lookup usually reads
+//! one cache line whatever the table's size.
 
 /// An unsigned address of one family: `u32` for IPv4, `u128` for IPv6.
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug {
@@ -82,9 +82,13 @@ pub(crate) struct Block<K> {
 /// Tables at least this long get a bucket index; smaller ones are searched
 /// directly (the index would cost more memory than it saves time).
 const INDEX_FROM: usize = 256;
-/// log2 of the number of index buckets: one to two buckets per range, so a
-/// bucket holds few starts.
-const INDEX_BITS: std::ops::RangeInclusive<u32> = 8..=22;
+/// Keys a bucket line holds inline: the line is one 64-byte cache line.
+const LINE_KEYS: usize = 14;
+/// log2 of the average number of starts per bucket aimed at: about eight,
+/// so that nearly every bucket fits its line.
+const STARTS_PER_BUCKET_BITS: u32 = 3;
+/// log2 of the number of buckets allowed.
+const INDEX_BITS: std::ops::RangeInclusive<u32> = 6..=22;
 
 /// The compiled rules of one address family.
 #[derive(Clone, Debug)]
@@ -96,11 +100,26 @@ pub(crate) struct Table<K> {
     index: Option<BucketIndex<K>>,
 }
 
+/// One bucket of the index, sized and aligned to one cache line so that a
+/// lookup usually reads just this line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line {
+    /// Position in `starts` of the bucket's first start (or of the next
+    /// bucket's, when empty).
+    first: u32,
+    /// How many starts the bucket holds.
+    count: u32,
+    /// Their keys when `count <= LINE_KEYS`; otherwise `keys[0]` is where
+    /// they begin in `BucketIndex::overflow`.
+    keys: [u32; LINE_KEYS],
+}
+
 /// Splits the span of the starts (from `base`, the first non-zero start)
 /// into equal buckets of `2^shift` addresses, and keeps for each start a
 /// 32-bit key: the top bits of its offset inside its bucket. A lookup reads
-/// two neighbouring bucket bounds and a few keys (one cache line each); the
-/// full starts are read only when a key ties with the address's own (IPv6,
+/// its bucket's line and counts the keys at or below the address's own; the
+/// full starts are read only when a key ties with the address's key (IPv6,
 /// where 32 bits cannot tell every offset apart).
 #[derive(Clone, Debug)]
 struct BucketIndex<K> {
@@ -110,11 +129,9 @@ struct BucketIndex<K> {
     exact: bool,
     /// The bucket of the last start.
     last_bucket: K,
-    /// `first[b]`: position in `starts` of bucket `b`'s first start (or of
-    /// the next bucket's, when empty); one extra entry at the end.
-    first: Box<[u32]>,
-    /// `keys[i]`: `low_bits_key` of `starts[i]`'s offset in its bucket.
-    keys: Box<[u32]>,
+    lines: Box<[Line]>,
+    /// Keys of the buckets too full for their line.
+    overflow: Box<[u32]>,
 }
 
 impl<K: Key> BucketIndex<K> {
@@ -126,36 +143,47 @@ impl<K: Key> BucketIndex<K> {
         let span = starts[starts.len() - 1].minus(base);
         let span_bits = K::BITS - span.leading_zeros();
         let index_bits = (usize::BITS - starts.len().leading_zeros())
+            .saturating_sub(STARTS_PER_BUCKET_BITS)
             .clamp(*INDEX_BITS.start(), *INDEX_BITS.end());
         let shift = span_bits.saturating_sub(index_bits);
         let last_bucket = span.shr(shift);
         let count = last_bucket.to_usize() + 1;
-        let mut first = Vec::with_capacity(count + 1);
+        let key = |start: K| start.minus(base).low_bits_key(shift);
+        let mut lines = Vec::with_capacity(count);
+        let mut overflow = Vec::new();
         // `starts[0]` (zero, below `base`) is in no bucket.
         let mut position = 1usize;
-        for bucket in 0..=count {
+        for bucket in 0..count {
+            let first = position;
             while position < starts.len()
-                && starts[position].minus(base).shr(shift).to_usize() < bucket
+                && starts[position].minus(base).shr(shift).to_usize() == bucket
             {
                 position += 1;
             }
-            // Fits: the length was checked above.
-            first.push(u32::try_from(position).unwrap_or(u32::MAX));
+            let members = &starts[first..position];
+            let mut keys = [0u32; LINE_KEYS];
+            if members.len() <= LINE_KEYS {
+                for (slot, &start) in keys.iter_mut().zip(members) {
+                    *slot = key(start);
+                }
+            } else {
+                keys[0] = u32::try_from(overflow.len()).ok()?;
+                overflow.extend(members.iter().map(|&start| key(start)));
+            }
+            lines.push(Line {
+                // Both fit: the length was checked above.
+                first: u32::try_from(first).ok()?,
+                count: u32::try_from(members.len()).ok()?,
+                keys,
+            });
         }
-        let keys = std::iter::once(0)
-            .chain(
-                starts[1..]
-                    .iter()
-                    .map(|s| s.minus(base).low_bits_key(shift)),
-            )
-            .collect();
         Some(Self {
             base,
             shift,
             exact: shift <= 32,
             last_bucket,
-            first: first.into_boxed_slice(),
-            keys,
+            lines: lines.into_boxed_slice(),
+            overflow: overflow.into_boxed_slice(),
         })
     }
 
@@ -170,24 +198,30 @@ impl<K: Key> BucketIndex<K> {
         if bucket > self.last_bucket {
             return starts.len();
         }
-        let bucket = bucket.to_usize();
-        let (lo, hi) = (self.first[bucket] as usize, self.first[bucket + 1] as usize);
-        if lo == hi {
-            return lo;
-        }
+        let line = &self.lines[bucket.to_usize()];
+        let (first, count) = (line.first as usize, line.count as usize);
         let probe = offset.low_bits_key(self.shift);
-        let keys = &self.keys[lo..hi];
-        let at_most = keys.partition_point(|&k| k <= probe);
+        let (keys, at_most) = if count <= LINE_KEYS {
+            let keys = &line.keys[..count];
+            // Counting beats a binary search over a line's few keys: no
+            // unpredictable branches.
+            (keys, keys.iter().filter(|&&k| k <= probe).count())
+        } else {
+            let from = line.keys[0] as usize;
+            let keys = &self.overflow[from..from + count];
+            (keys, keys.partition_point(|&k| k <= probe))
+        };
         if self.exact || at_most == 0 || keys[at_most - 1] != probe {
-            return lo + at_most;
+            return first + at_most;
         }
         // Starts whose key ties with the address may lie on either side.
         let below = keys.partition_point(|&k| k < probe);
-        lo + below + starts[lo + below..lo + at_most].partition_point(|&s| s <= addr)
+        first + below + starts[first + below..first + at_most].partition_point(|&s| s <= addr)
     }
 
     fn heap_bytes(&self) -> usize {
-        (self.first.len() + self.keys.len()) * std::mem::size_of::<u32>()
+        self.lines.len() * std::mem::size_of::<Line>()
+            + self.overflow.len() * std::mem::size_of::<u32>()
     }
 }
 
@@ -436,13 +470,39 @@ mod tests {
 
     #[test]
     fn dense_tables_index_single_addresses() {
-        // 600 single addresses in 10.0.0.0/22: buckets of one address.
+        // 600 single addresses in 10.0.0.0/22: buckets of eight addresses.
         let blocks: Vec<_> = (0..600u32)
             .map(|i| block(0x0a00_0000 + i * 7 % 1024, 32, i, i % 2 == 0))
             .collect();
         let table = Table::compile(blocks.clone(), false);
-        assert_eq!(table.index.as_ref().map(|i| i.shift), Some(0));
+        assert!(table.index.as_ref().is_some_and(|i| i.shift <= 3));
         for probe in 0x09ff_ff00..0x0a00_0500u32 {
+            assert_eq!(table.allows(probe), scan(&blocks, probe), "{probe:#x}");
+        }
+    }
+
+    #[test]
+    fn crowded_buckets_overflow_their_line_and_still_agree() {
+        // 400 blocks spread over the space, and 200 single addresses packed
+        // into one /24: that bucket holds far more starts than a line.
+        let spread = (0..400u32).map(|i| {
+            block(
+                i.wrapping_mul(2_654_435_761) & 0xffff_ff00,
+                24,
+                i,
+                i % 2 == 0,
+            )
+        });
+        let packed = (0..200u32).map(|i| block(0x0a00_0000 + i, 32, 400 + i, i % 2 == 0));
+        let blocks: Vec<_> = spread.chain(packed).collect();
+        let table = Table::compile(blocks.clone(), false);
+        assert!(table.index.as_ref().is_some_and(|i| !i.overflow.is_empty()));
+        let mut all = probes(
+            &blocks,
+            (0..50_000u32).map(|i| i.wrapping_mul(2_246_822_519)),
+        );
+        all.extend(0x09ff_ff00..0x0a00_0200u32);
+        for probe in all {
             assert_eq!(table.allows(probe), scan(&blocks, probe), "{probe:#x}");
         }
     }
