@@ -29,3 +29,52 @@ pub enum Error {
 #[derive(Clone, Copy, Debug, Default, thiserror::Error)]
 #[error("no healthy backend")]
 pub struct NoHealthyBackend;
+
+/// Why a request to a backend failed (the proxy turns it into `502` or
+/// `504`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to the backend: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The TCP connection was not opened within the connect timeout.
+    #[error("cannot connect to the backend within {0:?}")]
+    ConnectTimeout(std::time::Duration),
+    /// The HTTP exchange on an open connection failed.
+    #[error("backend connection failed: {0}")]
+    Http(#[source] hyper::Error),
+    /// The pooled HTTPS / HTTP/2 client failed (connecting or exchanging).
+    #[error("backend request failed: {0}")]
+    Client(#[source] hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    /// Whether no connection could be made (nothing was sent).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::ConnectTimeout(_) => true,
+            Self::Http(_) => false,
+            Self::Client(error) => error.is_connect(),
+        }
+    }
+
+    /// Whether a timeout ran out (connecting included).
+    pub fn is_timeout(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::ConnectTimeout(_) => return true,
+            Self::Connect(error) => Some(error),
+            Self::Http(error) => Some(error),
+            Self::Client(error) => Some(error),
+        };
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return true;
+                }
+            }
+            source = cause.source();
+        }
+        false
+    }
+}

@@ -524,3 +524,103 @@ async fn http2_clients_are_proxied_to_http1_backends() {
     assert_eq!(header_lines(&body, "via"), ["2 foobar"]);
     assert_eq!(header_lines(&body, "te"), ["trailers"]);
 }
+
+/// A minimal HTTP/1.1 backend on a raw socket: `/empty` answers 204,
+/// anything else `hello` (HEAD: the length only). With `close_each`, it
+/// closes every connection after one response, without saying so, as a
+/// backend's idle timeout does. Counts connections accepted and closed.
+async fn raw_backend(close_each: bool) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (a, c) = (accepted.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::Relaxed);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let answer: &[u8] = if head.starts_with("GET /empty ") {
+                        b"HTTP/1.1 204 No Content\r\n\r\n"
+                    } else if head.starts_with("HEAD ") {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+                    };
+                    if stream.write_all(answer).await.is_err() || close_each {
+                        break;
+                    }
+                }
+                let _ = stream.shutdown().await;
+                c.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    (url, accepted, closed)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (backend, accepted, _) = raw_backend(false).await;
+    let (_proxy, front) = proxy_to(&[&backend], |b| b).await;
+    let client = client();
+    for i in 0..30 {
+        let (method, path, status, body) = match i % 3 {
+            0 => ("GET", "/", StatusCode::OK, "hello"),
+            1 => ("GET", "/empty", StatusCode::NO_CONTENT, ""),
+            _ => ("HEAD", "/", StatusCode::OK, ""),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", front.url()))
+            .body(empty())
+            .unwrap();
+        let (got, _, text) = send(&client, req).await;
+        assert_eq!(
+            (got, text.as_str()),
+            (status, body),
+            "request {i}: {method} {path}"
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "one upstream connection served all 30 requests (bodies, no body, HEAD)"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_closing_idle_connections_costs_no_request() {
+    let (backend, accepted, closed) = raw_backend(true).await;
+    // No proxy retries: only the pool may resend, and only what never left.
+    let (_proxy, front) = proxy_to(&[&backend], |b| b.retry_budget(None)).await;
+    let client = client();
+    for i in 0..10 {
+        let (status, body) = get(&client, &front.url()).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "hello"),
+            "request {i}"
+        );
+        // The pooled connection is now closed by the backend.
+        wait_until(
+            Duration::from_secs(5),
+            "the backend closed the connection",
+            || closed.load(Ordering::Relaxed) > i,
+        )
+        .await;
+    }
+    assert_eq!(accepted.load(Ordering::Relaxed), 10);
+}

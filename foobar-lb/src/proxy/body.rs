@@ -10,6 +10,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::upstream::PooledConn;
 use crate::backends::InFlight;
 
 /// A streamed body: a peer's body passed through untouched, or a small
@@ -24,12 +25,7 @@ enum Kind {
     #[default]
     Empty,
     Full(Option<Bytes>),
-    Incoming {
-        body: Incoming,
-        /// The upstream request this body answers: it stays in flight
-        /// until the body has been read to its end (or dropped).
-        in_flight: Option<InFlight>,
-    },
+    Incoming(UpstreamBody),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -57,23 +53,55 @@ impl ProxyBody {
         }
     }
 
-    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> Self {
+    /// A backend's response body, keeping its request in flight and its
+    /// connection checked out until read to the end.
+    pub(crate) fn upstream(
+        body: Incoming,
+        in_flight: Option<InFlight>,
+        conn: Option<PooledConn>,
+    ) -> Self {
         Self {
-            kind: Kind::Incoming {
+            kind: Kind::Incoming(UpstreamBody {
                 body,
-                in_flight: Some(in_flight),
-            },
+                in_flight,
+                conn,
+            }),
         }
     }
 }
 
 impl From<Incoming> for ProxyBody {
     fn from(body: Incoming) -> Self {
-        Self {
-            kind: Kind::Incoming {
-                body,
-                in_flight: None,
-            },
+        Self::upstream(body, None, None)
+    }
+}
+
+/// A body read from a peer. For a backend's response, the request stays in
+/// flight and the connection checked out until the body has been read to
+/// its end (or dropped).
+#[derive(Debug)]
+struct UpstreamBody {
+    body: Incoming,
+    in_flight: Option<InFlight>,
+    conn: Option<PooledConn>,
+}
+
+impl UpstreamBody {
+    /// The exchange is over: its connection can serve the next request.
+    fn finish(&mut self) {
+        self.in_flight.take();
+        if let Some(conn) = self.conn.take() {
+            conn.release();
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A server stops polling a body that says it has ended (and never
+        // polls an empty one): the connection is clean then.
+        if self.body.is_end_stream() {
+            self.finish();
         }
     }
 }
@@ -89,16 +117,23 @@ impl Body for ProxyBody {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Incoming { body, in_flight } => {
-                let frame = ready!(Pin::new(body).poll_frame(cx));
+            Kind::Incoming(upstream) => {
+                let frame = ready!(Pin::new(&mut upstream.body).poll_frame(cx));
                 match frame {
-                    Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                    Some(Ok(frame)) => {
+                        if upstream.body.is_end_stream() {
+                            upstream.finish();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
                     Some(Err(error)) => {
-                        in_flight.take();
+                        // Not reusable: dropped without `finish`.
+                        upstream.in_flight.take();
+                        upstream.conn.take();
                         Poll::Ready(Some(Err(error.into())))
                     }
                     None => {
-                        in_flight.take();
+                        upstream.finish();
                         Poll::Ready(None)
                     }
                 }
@@ -111,7 +146,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Incoming { body, .. } => body.is_end_stream(),
+            Kind::Incoming(upstream) => upstream.body.is_end_stream(),
             Kind::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -120,7 +155,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Incoming { body, .. } => body.size_hint(),
+            Kind::Incoming(upstream) => upstream.body.size_hint(),
             Kind::Boxed(body) => body.size_hint(),
         }
     }

@@ -42,10 +42,10 @@ use tower::Service;
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
 pub use self::upstream::Upstream;
-use self::upstream::{UpstreamConfig, UpstreamUrl};
+use self::upstream::{Exchange, UpstreamConfig, UpstreamUrl};
 use crate::backend::{Backend, BackendConfig};
 use crate::backends::{Backends, BackendsBuilder, InFlight};
-use crate::error::Error;
+use crate::error::{Error, UpstreamError};
 use crate::health::OutlierDetection;
 use crate::key::{NoKey, RequestKey};
 use crate::policy::{Policy, RoundRobin};
@@ -344,7 +344,7 @@ fn is_idempotent(method: &Method) -> bool {
 
 enum Failure {
     Timeout,
-    Upstream(hyper_util::client::legacy::Error),
+    Upstream(UpstreamError),
 }
 
 impl<P: Policy, K> Shared<P, K>
@@ -379,9 +379,9 @@ where
             let picked = self
                 .backends
                 .with_pick(key, avoid.as_ref(), |backend, upstream| {
-                    (self.backends.start(backend), upstream.send(req))
+                    (self.backends.start(backend), upstream.clone())
                 });
-            let Some((mut in_flight, sent)) = picked else {
+            let Some((mut in_flight, upstream)) = picked else {
                 metrics::counter!("foobar_lb_no_backend_total").increment(1);
                 return self.error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -389,6 +389,7 @@ where
                     &request_id,
                 );
             };
+            let sent = upstream.send(req);
             let result = match self.response_timeout {
                 Some(limit) => match tokio::time::timeout(limit, sent).await {
                     Ok(result) => result.map_err(Failure::Upstream),
@@ -397,9 +398,9 @@ where
                 None => sent.await.map_err(Failure::Upstream),
             };
             match result {
-                Ok(resp) => {
-                    in_flight.record(resp.status().is_server_error());
-                    return self.respond(resp, in_flight, downstream, request_id);
+                Ok(exchange) => {
+                    in_flight.record(exchange.response.status().is_server_error());
+                    return self.respond(exchange, in_flight, downstream, request_id);
                 }
                 Err(Failure::Timeout) => {
                     in_flight.record(true);
@@ -425,7 +426,7 @@ where
                             continue;
                         }
                     }
-                    return if is_timeout(&error) {
+                    return if error.is_timeout() {
                         self.error(
                             StatusCode::GATEWAY_TIMEOUT,
                             "gateway timeout: cannot connect to the backend in time\n",
@@ -451,11 +452,15 @@ where
 
     fn respond(
         &self,
-        mut resp: Response<hyper::body::Incoming>,
+        exchange: Exchange,
         in_flight: InFlight,
         downstream: Option<hyper::upgrade::OnUpgrade>,
         request_id: HeaderValue,
     ) -> Response<ProxyBody> {
+        let Exchange {
+            response: mut resp,
+            conn,
+        } = exchange;
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let version = resp.version();
         let headers = resp.headers_mut();
@@ -469,7 +474,7 @@ where
                 tokio::spawn(tunnel(downstream, upstream, in_flight, shutdown));
                 resp.map(|_| ProxyBody::empty())
             }
-            _ => resp.map(|body| ProxyBody::upstream(body, in_flight)),
+            _ => resp.map(|body| ProxyBody::upstream(body, Some(in_flight), conn)),
         }
     }
 
@@ -490,20 +495,6 @@ where
         headers.insert(VIA, self.forwarding.via(Version::HTTP_11));
         resp
     }
-}
-
-/// Whether the failure was a connect timeout.
-fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// Copies bytes both ways between the client's and the backend's upgraded

@@ -1,0 +1,205 @@
+//! [`Http1Pool`]: keep-alive HTTP/1.1 connections to one plain backend.
+//!
+//! Leaner than a general client: no pool key to hash, no boxed request
+//! future, no task spawned per request. A connection is checked out for one
+//! exchange and goes back when the response body has been read to its end;
+//! the last one returned is the first reused (warm, and the oldest expire).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::super::body::ProxyBody;
+use crate::error::UpstreamError;
+
+/// Idle connections to one backend, with what is needed to open more.
+#[derive(Debug)]
+pub(crate) struct Http1Pool {
+    target: Target,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+/// Where the backend is: an address, or a host name resolved per connect.
+#[derive(Debug)]
+enum Target {
+    Addr(SocketAddr),
+    Host(String, u16),
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// A connection checked out of a pool for one exchange. Dropped before
+/// [`release`](Self::release) (a body not read to its end, an error, an
+/// upgrade), it is closed rather than reused.
+#[derive(Debug)]
+pub(crate) struct PooledConn {
+    sender: Option<SendRequest<ProxyBody>>,
+    pool: Arc<Http1Pool>,
+    reusable: bool,
+}
+
+/// Why [`PooledConn::send`] failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The request never left (the connection was closed): here it is.
+    NotSent(Box<Request<ProxyBody>>),
+    /// The exchange failed after the request was (perhaps partly) sent.
+    Failed(hyper::Error),
+}
+
+impl PooledConn {
+    /// Sends one request on this connection.
+    pub(crate) async fn send(
+        &mut self,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(SendError::NotSent(Box::new(req)));
+        };
+        sender
+            .try_send_request(req)
+            .await
+            .map_err(|mut error| match error.take_message() {
+                Some(req) => SendError::NotSent(Box::new(req)),
+                None => SendError::Failed(error.into_error()),
+            })
+    }
+
+    /// The exchange is complete: the connection may serve another request.
+    pub(crate) fn release(mut self) {
+        self.reusable = true;
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            if self.reusable && !sender.is_closed() {
+                self.pool.put(sender);
+            }
+        }
+    }
+}
+
+impl Http1Pool {
+    pub(crate) fn new(
+        authority: &Authority,
+        addr: Option<SocketAddr>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
+        let target = match addr {
+            Some(addr) => Target::Addr(addr),
+            None => Target::Host(
+                authority.host().to_owned(),
+                authority.port_u16().unwrap_or(80),
+            ),
+        };
+        Self {
+            target,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        // A queue of senders stays consistent even if a holder panicked.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle connection ready for a request, if there is one.
+    pub(crate) fn checkout(self: &Arc<Self>) -> Option<PooledConn> {
+        let now = Instant::now();
+        let mut idle = self.idle();
+        // The oldest are at the front: drop those past the idle timeout.
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        // A connection whose last exchange the connection task has not
+        // wound up yet is not ready: look past it, keep it for later.
+        for _ in 0..idle.len() {
+            let entry = idle.pop_back()?;
+            if entry.sender.is_ready() {
+                return Some(self.pooled(entry.sender));
+            }
+            if !entry.sender.is_closed() {
+                idle.push_front(entry);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: SendRequest<ProxyBody>) {
+        let mut idle = self.idle();
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    fn pooled(self: &Arc<Self>, sender: SendRequest<ProxyBody>) -> PooledConn {
+        PooledConn {
+            sender: Some(sender),
+            pool: self.clone(),
+            reusable: false,
+        }
+    }
+
+    /// Opens a new connection (TCP_NODELAY, TCP keep-alive) under the
+    /// connect timeout; its connection task runs until the peer or the
+    /// last sender goes away.
+    pub(crate) async fn connect(self: &Arc<Self>) -> Result<PooledConn, UpstreamError> {
+        let connect = async {
+            match &self.target {
+                Target::Addr(addr) => TcpStream::connect(addr).await,
+                Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(UpstreamError::Connect(source)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
+        };
+        // Small requests must not wait for Nagle; keep-alive probes find
+        // backends that vanished without a FIN.
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(self.pooled(sender))
+    }
+}
