@@ -389,7 +389,9 @@ where
                     &request_id,
                 );
             };
-            let sent = upstream.send(req);
+            // Boxed once here rather than moved, large, through the timeout
+            // and this future's own state.
+            let sent = Box::pin(upstream.send(req));
             let result = match self.response_timeout {
                 Some(limit) => match tokio::time::timeout(limit, sent).await {
                     Ok(result) => result.map_err(Failure::Upstream),
