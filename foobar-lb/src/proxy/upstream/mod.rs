@@ -61,12 +61,13 @@ pub struct Upstream {
 }
 
 /// The backend's connections: plain HTTP/1.1 backends get a lean pool of
-/// their own; HTTPS and HTTP/2 backends the general pooled client.
+/// their own; HTTPS backends (ALPN picks the protocol) and plain HTTP/2
+/// (prior knowledge) the general pooled client.
 #[derive(Debug)]
 enum Pool {
     Http1(Arc<Http1Pool>),
-    Plain(Client<HttpConnector, ProxyBody>),
-    Tls(Client<HttpsConnector<HttpConnector>, ProxyBody>),
+    Http2Plain(Client<HttpConnector, ProxyBody>),
+    Https(Client<HttpsConnector<HttpConnector>, ProxyBody>),
 }
 
 /// A backend's response head, with the connection to hand back once its
@@ -182,27 +183,23 @@ impl Upstream {
                 *req.version_mut() = Version::HTTP_11;
                 send_http1(pool, req).await
             }
-            Pool::Plain(client) => {
+            Pool::Http2Plain(client) => {
                 self.prepare_absolute(&mut req, path);
                 client
                     .request(req)
                     .await
                     .map(Exchange::unpooled)
-                    .map_err(Failure::from)
+                    .map_err(UpstreamError::Client)
             }
-            Pool::Tls(client) => {
+            Pool::Https(client) => {
                 self.prepare_absolute(&mut req, path);
                 client
                     .request(req)
                     .await
                     .map(Exchange::unpooled)
-                    .map_err(Failure::from)
+                    .map_err(UpstreamError::Client)
             }
         }
-        .map_err(|error| match error {
-            Failure::Upstream(error) => error,
-            Failure::Client(error) => UpstreamError::Client(error),
-        })
     }
 
     /// The general client takes absolute URIs (its pool key) and picks the
@@ -217,24 +214,6 @@ impl Upstream {
             *req.uri_mut() = uri;
         }
         *req.version_mut() = self.version;
-    }
-}
-
-/// How [`Upstream::send`]'s branches fail before being unified.
-enum Failure {
-    Upstream(UpstreamError),
-    Client(hyper_util::client::legacy::Error),
-}
-
-impl From<UpstreamError> for Failure {
-    fn from(error: UpstreamError) -> Self {
-        Self::Upstream(error)
-    }
-}
-
-impl From<hyper_util::client::legacy::Error> for Failure {
-    fn from(error: hyper_util::client::legacy::Error) -> Self {
-        Self::Client(error)
     }
 }
 
@@ -253,7 +232,7 @@ impl Exchange {
 async fn send_http1(
     pool: &Arc<Http1Pool>,
     mut req: Request<ProxyBody>,
-) -> Result<Exchange, Failure> {
+) -> Result<Exchange, UpstreamError> {
     if let Some(mut conn) = pool.checkout() {
         match conn.send(req).await {
             Ok(response) => {
@@ -263,7 +242,7 @@ async fn send_http1(
                 })
             }
             Err(SendError::NotSent(back)) => req = *back,
-            Err(SendError::Failed(error)) => return Err(UpstreamError::Http(error).into()),
+            Err(SendError::Failed(error)) => return Err(UpstreamError::Http(error)),
         }
     }
     // Boxed: opening a connection is the rare path, and its large future
@@ -274,12 +253,11 @@ async fn send_http1(
             response,
             conn: Some(conn),
         }),
-        Err(SendError::Failed(error)) => Err(UpstreamError::Http(error).into()),
+        Err(SendError::Failed(error)) => Err(UpstreamError::Http(error)),
         Err(SendError::NotSent(_)) => Err(UpstreamError::Connect(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             "the new connection closed before the request was sent",
-        ))
-        .into()),
+        ))),
     }
 }
 
@@ -311,9 +289,9 @@ fn general_client(url: &UpstreamUrl, config: &UpstreamConfig) -> Pool {
             } else {
                 tls.enable_http1().enable_http2().wrap_connector(http)
             };
-            Pool::Tls(builder.build(connector))
+            Pool::Https(builder.build(connector))
         }
-        _ => Pool::Plain(builder.build(http)),
+        _ => Pool::Http2Plain(builder.build(http)),
     }
 }
 
