@@ -14,7 +14,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
@@ -185,19 +185,11 @@ impl Upstream {
             }
             Pool::Http2Plain(client) => {
                 self.prepare_absolute(&mut req, path);
-                client
-                    .request(req)
-                    .await
-                    .map(Exchange::unpooled)
-                    .map_err(UpstreamError::Client)
+                send_general(client, req).await
             }
             Pool::Https(client) => {
                 self.prepare_absolute(&mut req, path);
-                client
-                    .request(req)
-                    .await
-                    .map(Exchange::unpooled)
-                    .map_err(UpstreamError::Client)
+                send_general(client, req).await
             }
         }
     }
@@ -259,6 +251,21 @@ async fn send_http1(
             "the new connection closed before the request was sent",
         ))),
     }
+}
+
+/// Sends through the general pooled client.
+async fn send_general<C>(
+    client: &Client<C, ProxyBody>,
+    req: Request<ProxyBody>,
+) -> Result<Exchange, UpstreamError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    client
+        .request(req)
+        .await
+        .map(Exchange::unpooled)
+        .map_err(UpstreamError::Client)
 }
 
 /// The general pooled client, for HTTPS and HTTP/2 backends.
