@@ -131,7 +131,7 @@ impl Http1Pool {
     pub(crate) fn checkout(self: &Arc<Self>) -> Option<PooledConn> {
         let now = Instant::now();
         let mut idle = self.idle();
-        // The oldest are at the front: drop those past the idle timeout.
+        // The longest idle are at the front: drop those past the timeout.
         while idle
             .front()
             .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
