@@ -624,3 +624,37 @@ async fn a_backend_closing_idle_connections_costs_no_request() {
     }
     assert_eq!(accepted.load(Ordering::Relaxed), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_a_bounded_set_of_upstream_connections() {
+    const CLIENTS: usize = 32;
+    const EACH: usize = 25;
+    let (backend, accepted, _) = raw_backend(false).await;
+    let (_proxy, front) = proxy_to(&[&backend], |b| b).await;
+    let url = front.url();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = client();
+                for i in 0..EACH {
+                    let (status, body) = get(&client, &url).await;
+                    assert_eq!(
+                        (status, body.as_str()),
+                        (StatusCode::OK, "hello"),
+                        "request {i}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let opened = accepted.load(Ordering::Relaxed);
+    assert!(
+        opened <= 2 * CLIENTS,
+        "{opened} upstream connections for {CLIENTS} concurrent clients and {} requests",
+        CLIENTS * EACH
+    );
+}
