@@ -658,3 +658,63 @@ async fn concurrent_requests_share_a_bounded_set_of_upstream_connections() {
         CLIENTS * EACH
     );
 }
+
+#[tokio::test]
+async fn a_connect_timeout_is_a_504() {
+    // A listener that never accepts, with its accept queue filled: the
+    // kernel then drops further SYNs, so connecting hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(stream);
+        }
+    }
+    let (_proxy, front) = proxy_to(&[&format!("http://{addr}")], |b| {
+        b.connect_timeout(Duration::from_millis(150))
+            .retry_budget(None)
+    })
+    .await;
+    let start = Instant::now();
+    let (status, body) = get(&client(), &front.url()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("cannot connect"), "{body}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_expire_after_the_idle_timeout() {
+    let (backend, accepted, closed) = raw_backend(false).await;
+    let idle = Duration::from_millis(100);
+    let (_proxy, front) = proxy_to(&[&backend], |b| b.idle_timeout(idle)).await;
+    let client = client();
+    assert_eq!(get(&client, &front.url()).await.0, StatusCode::OK);
+    assert_eq!(get(&client, &front.url()).await.0, StatusCode::OK);
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "reused while fresh");
+    // Let the pooled connection outlive the idle timeout.
+    tokio::time::sleep(idle * 2).await;
+    assert_eq!(get(&client, &front.url()).await.0, StatusCode::OK);
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        2,
+        "the expired one is not reused"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the expired connection closed",
+        || closed.load(Ordering::Relaxed) >= 1,
+    )
+    .await;
+}
