@@ -261,7 +261,10 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     for role in &mut roles {
         role.spawn()?;
     }
-    std::fs::write(dir.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
+    // Written aside and renamed: a reader never sees a half-written file.
+    let partial = dir.join("stack.json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&partial, dir.join("stack.json"))?;
 
     wait_ready(config.lb_admin, Duration::from_secs(60)).await?;
     announce(&info, started.elapsed());
