@@ -7,6 +7,45 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Implements `AsyncWrite` for a wrapper by passing every call to its
+/// `inner` stream (the wrappers here only change reading, or nothing).
+macro_rules! delegate_write {
+    ($wrapper:ident $(, $extra:ident)?) => {
+        impl<IO: AsyncWrite + Unpin $(, $extra: Unpin)?> AsyncWrite for $wrapper<IO $(, $extra)?> {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
 /// A stream some of whose first bytes were already read: replays them, then
 /// reads from the stream.
 ///
@@ -60,35 +99,45 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+delegate_write!(Rewind);
+
+/// A stream that keeps a value alive for as long as the stream lives: a
+/// connection limit's permit, say, freed when the connection closes.
+/// Reads and writes go straight to the stream.
+#[derive(Debug)]
+pub struct Holding<IO, T> {
+    inner: IO,
+    _held: T,
+}
+
+impl<IO, T> Holding<IO, T> {
+    /// `inner`, holding `held` until dropped.
+    pub fn new(inner: IO, held: T) -> Self {
+        Self { inner, _held: held }
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &IO {
+        &self.inner
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    /// The underlying stream, mutably.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner
     }
 }
+
+impl<IO: AsyncRead + Unpin, T: Unpin> AsyncRead for Holding<IO, T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+delegate_write!(Holding, T);
 
 #[cfg(test)]
 mod tests {
