@@ -1,7 +1,6 @@
 //! foobar_core::tls: PEM loading, identities, client configs and dev
 //! certificates, with real handshakes over loopback sockets.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,38 +13,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let unique = format!(
-            "foobar-core-tls-{tag}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let dir = std::env::temp_dir().join(unique);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("foobar-core-tls-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
 fn every_key_kind_loads_from_files() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("kinds");
+    let dir = temp_dir("kinds");
     for kind in [
         KeyKind::EcdsaP256,
         KeyKind::EcdsaP384,
@@ -145,7 +123,7 @@ fn pkcs1_rsa_and_sec1_ec_keys_load_and_match() {
 #[test]
 fn key_of_another_certificate_is_a_mismatch_naming_both_files() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("mismatch");
+    let dir = temp_dir("mismatch");
     let a = ca
         .server_cert(["a.test"])
         .unwrap()
@@ -171,7 +149,7 @@ fn key_of_another_certificate_is_a_mismatch_naming_both_files() {
 #[test]
 fn corrupt_pem_file_is_a_pem_error_naming_the_file() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("corrupt");
+    let dir = temp_dir("corrupt");
     let good = ca
         .server_cert(["c.test"])
         .unwrap()
@@ -211,7 +189,7 @@ fn corrupt_pem_file_is_a_pem_error_naming_the_file() {
 
 #[test]
 fn missing_files_are_read_errors_naming_the_file() {
-    let dir = TempDir::new("missing");
+    let dir = temp_dir("missing");
     let cert = dir.path().join("nope.crt");
     let err = Identity::from_pem_files(&cert, dir.path().join("nope.key")).unwrap_err();
     assert!(
@@ -364,7 +342,7 @@ async fn client_refuses_a_server_from_another_ca() {
 #[tokio::test]
 async fn client_certificate_from_files_is_presented_for_mtls() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("mtls");
+    let dir = temp_dir("mtls");
     let leaf = ca.server_cert(["localhost"]).unwrap();
     let client = ca
         .client_cert("lb.internal")

@@ -214,9 +214,11 @@ async fn denials_are_counted_by_level() {
 
 #[test]
 fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
-    let dir = std::env::temp_dir().join(format!("foobar-guard-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("firewall.rules");
+    let dir = tempfile::Builder::new()
+        .prefix("foobar-guard-rules-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("firewall.rules");
     std::fs::write(&path, "# office\nallow 10.0.0.0/8\nalow 192.0.2.0/24\n").unwrap();
     match Rules::from_file(&path) {
         Err(Error::RulesSyntax {
@@ -255,7 +257,7 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
         }
     }
     assert!(matches!(
-        Rules::from_file(dir.join("missing")),
+        Rules::from_file(dir.path().join("missing")),
         Err(Error::RulesFile { .. })
     ));
 
@@ -273,7 +275,6 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
         !handle.is_allowed(ip("192.0.2.1")),
         "the old rules were dropped"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ------------------------------------------------ randomized reference check

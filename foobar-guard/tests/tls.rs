@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,31 +27,11 @@ const DEADLINE: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------- support
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "foobar-guard-tls-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("foobar-guard-tls-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// What the test application reports about the connection it served on.
@@ -224,7 +204,7 @@ fn write(cert: &DevCert, dir: &Path, stem: &str) -> DevCertFiles {
 #[tokio::test]
 async fn sni_picks_each_hostnames_certificate_and_wildcards() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("sni");
+    let dir = temp_dir("sni");
     let alpha = ca.server_cert(["www.alpha.test", "127.0.0.1"]).unwrap();
     let beta = ca.server_cert(["www.beta.test"]).unwrap();
     let gamma = ca.server_cert(["*.gamma.test"]).unwrap();
@@ -263,7 +243,7 @@ async fn sni_picks_each_hostnames_certificate_and_wildcards() {
 #[tokio::test]
 async fn strict_sni_refuses_unknown_names_and_explicit_names_override_the_certificates() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("strict");
+    let dir = temp_dir("strict");
     // A certificate valid for both names, served only for the one given.
     let both = ca.server_cert(["one.test", "two.test"]).unwrap();
     let files = write(&both, dir.path(), "both");
@@ -342,7 +322,7 @@ async fn sessions_are_resumed() {
 #[tokio::test]
 async fn reload_serves_the_new_certificate_to_new_connections_while_open_ones_keep_working() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("reload");
+    let dir = temp_dir("reload");
     let old = ca.server_cert(["www.reload.test"]).unwrap();
     let files = write(&old, dir.path(), "www");
     let config = TlsConfig::builder()
@@ -379,7 +359,7 @@ async fn reload_serves_the_new_certificate_to_new_connections_while_open_ones_ke
 #[tokio::test]
 async fn sighup_reloads_the_certificates_until_shutdown() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("sighup");
+    let dir = temp_dir("sighup");
     let old = ca.server_cert(["www.hup.test"]).unwrap();
     let files = write(&old, dir.path(), "www");
     let config = TlsConfig::builder()
@@ -422,7 +402,7 @@ async fn sighup_reloads_the_certificates_until_shutdown() {
 #[tokio::test]
 async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("broken-reload");
+    let dir = temp_dir("broken-reload");
     let old = ca.server_cert(["www.broken.test"]).unwrap();
     let files = write(&old, dir.path(), "www");
     let config = TlsConfig::builder()
@@ -474,7 +454,7 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
 #[test]
 fn bad_files_at_build_are_typed_errors_naming_the_file() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("build-errors");
+    let dir = temp_dir("build-errors");
     let good = write(&ca.server_cert(["a.test"]).unwrap(), dir.path(), "good");
     let other = write(&ca.server_cert(["b.test"]).unwrap(), dir.path(), "other");
 
@@ -539,7 +519,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
 #[tokio::test]
 async fn mtls_refuses_clients_without_a_certificate_and_records_the_accepted_one() {
     let ca = DevCa::new().unwrap();
-    let dir = TempDir::new("mtls");
+    let dir = temp_dir("mtls");
     let server_cert = ca.server_cert(["web1.internal"]).unwrap();
     let ca_file = ca.write_pem(dir.path()).unwrap();
     let config = TlsConfig::builder()
