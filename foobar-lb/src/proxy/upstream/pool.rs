@@ -139,14 +139,16 @@ impl Http1Pool {
             idle.pop_front();
         }
         // A connection whose last exchange the connection task has not
-        // wound up yet is not ready: look past it, keep it for later.
-        for _ in 0..idle.len() {
-            let entry = idle.pop_back()?;
-            if entry.sender.is_ready() {
-                return Some(self.pooled(entry.sender));
+        // wound up yet is not ready: look past it, and leave it where it
+        // is, so the queue stays ordered by idle time for the expiry above.
+        let mut at = idle.len();
+        while at > 0 {
+            at -= 1;
+            if idle[at].sender.is_ready() {
+                return idle.remove(at).map(|entry| self.pooled(entry.sender));
             }
-            if !entry.sender.is_closed() {
-                idle.push_front(entry);
+            if idle[at].sender.is_closed() {
+                idle.remove(at);
             }
         }
         None
