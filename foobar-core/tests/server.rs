@@ -324,6 +324,50 @@ async fn oversized_headers_get_431() {
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
 }
 
+/// One request with `count` headers on a new connection; the status line.
+async fn status_with_headers(addr: std::net::SocketAddr, count: usize) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = String::from("GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n");
+    for i in 2..count {
+        request.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    request.push_str("\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn header_count_limits_hold_at_the_default_and_when_set() {
+    for (limit, configured) in [(100, None), (10, Some(10))] {
+        let mut config = foobar_core::HttpConfig::default();
+        if let Some(max) = configured {
+            config.max_headers = max;
+        }
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .http(config)
+            .build()
+            .unwrap();
+        let addr = server.local_addr();
+        start(server, echo_peer());
+        let within = status_with_headers(addr, limit).await;
+        assert!(
+            within.starts_with("HTTP/1.1 200"),
+            "{limit} headers: {within}"
+        );
+        let over = status_with_headers(addr, limit + 1).await;
+        assert!(
+            over.starts_with("HTTP/1.1 431"),
+            "{} headers: {over}",
+            limit + 1
+        );
+    }
+}
+
 #[tokio::test]
 async fn binding_an_address_in_use_names_it() {
     let first = Server::builder()

@@ -46,21 +46,26 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// hyper's HTTP/1 read buffer cannot be smaller than this.
     const MIN_HTTP1_BUFFER: usize = 8192;
+    /// hyper's own header count limit: left unset, hyper parses into a
+    /// fixed array instead of filling a vector of that size per request.
+    const HYPER_MAX_HEADERS: usize = 100;
 
     pub(crate) fn builder(
         &self,
     ) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
         use hyper_util::rt::{TokioExecutor, TokioTimer};
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = builder.http1();
+        http1
             // Without a timer hyper silently ignores (or, since 1.x, panics
             // on) the header read timeout.
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .keep_alive(self.keep_alive)
-            .max_buf_size(self.max_header_bytes.max(Self::MIN_HTTP1_BUFFER))
-            .max_headers(self.max_headers);
+            .max_buf_size(self.max_header_bytes.max(Self::MIN_HTTP1_BUFFER));
+        if self.max_headers != Self::HYPER_MAX_HEADERS {
+            http1.max_headers(self.max_headers);
+        }
         builder
             .http2()
             .timer(TokioTimer::new())
