@@ -3,7 +3,7 @@
 //! generated when the client sent none.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -179,23 +179,25 @@ impl Forwarding {
 
         if let Some(ip) = info.map(|i| i.client_addr().ip()) {
             let mut element = String::with_capacity(96);
-            match ip {
+            let ip_text = match ip {
                 IpAddr::V4(ip) => {
-                    let _ = write!(element, "for={ip}");
+                    element.push_str("for=");
+                    push_ipv4(&mut element, ip);
+                    4..element.len()
                 }
                 IpAddr::V6(ip) => {
                     let _ = write!(element, "for=\"[{ip}]\"");
+                    6..element.len() - 2
                 }
-            }
-            let ip_text = match ip {
-                IpAddr::V4(_) => &element[4..],
-                IpAddr::V6(_) => &element[6..element.len() - 2],
             };
-            append_to_list(headers, X_FORWARDED_FOR, ip_text);
-            let _ = write!(element, ";proto={proto}");
+            append_to_list(headers, X_FORWARDED_FOR, &element[ip_text]);
+            element.push_str(";proto=");
+            element.push_str(proto);
             if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
                 if !host.contains(['"', '\\']) {
-                    let _ = write!(element, ";host=\"{host}\"");
+                    element.push_str(";host=\"");
+                    element.push_str(host);
+                    element.push('"');
                 }
             }
             if let Ok(value) = HeaderValue::try_from(element) {
@@ -240,6 +242,23 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
     joined.push_str(item);
     if let Ok(value) = HeaderValue::try_from(joined) {
         headers.insert(name, value);
+    }
+}
+
+/// Writes an IPv4 address in dotted decimal, as its `Display` does but
+/// without the formatting machinery (this runs for every request).
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -294,6 +313,22 @@ mod tests {
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 0, 0, 1],
+            [192, 168, 100, 9],
+            [1, 20, 205, 99],
+        ] {
+            let ip = Ipv4Addr::from(octets);
+            let mut written = String::new();
+            push_ipv4(&mut written, ip);
+            assert_eq!(written, ip.to_string());
+        }
     }
 
     #[test]
