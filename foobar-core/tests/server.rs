@@ -50,6 +50,20 @@ where
     tokio::spawn(server.serve(service))
 }
 
+/// A server on 127.0.0.1 with these HTTP settings, answering with
+/// [`echo_peer`]; its address.
+fn echo_server_with(config: foobar_core::HttpConfig) -> std::net::SocketAddr {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .http(config)
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    start(server, echo_peer());
+    addr
+}
+
 #[tokio::test]
 async fn serves_http1_and_h2c_with_the_real_peer_address() {
     let server = Server::builder()
@@ -305,14 +319,7 @@ async fn silent_connections_are_dropped_after_the_header_timeout() {
 async fn oversized_headers_get_431() {
     let mut config = foobar_core::HttpConfig::default();
     config.max_header_bytes = 16 * 1024;
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .http(config)
-        .build()
-        .unwrap();
-    let addr = server.local_addr();
-    start(server, echo_peer());
+    let addr = echo_server_with(config);
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let big = "a".repeat(64 * 1024);
     let request = format!("GET / HTTP/1.1\r\nhost: t\r\nx-big: {big}\r\n\r\n");
@@ -346,14 +353,7 @@ async fn header_count_limits_hold_at_the_default_and_when_set() {
         if let Some(max) = configured {
             config.max_headers = max;
         }
-        let server = Server::builder()
-            .bind("127.0.0.1:0")
-            .unwrap()
-            .http(config)
-            .build()
-            .unwrap();
-        let addr = server.local_addr();
-        start(server, echo_peer());
+        let addr = echo_server_with(config);
         let within = status_with_headers(addr, limit).await;
         assert!(
             within.starts_with("HTTP/1.1 200"),
