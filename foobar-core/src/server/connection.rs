@@ -1,5 +1,6 @@
 //! Serving one accepted connection: the connection stage, then HTTP.
 
+use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -106,14 +107,29 @@ where
     };
     let io = TokioIo::new(Rewind::new(first.freeze(), io));
     let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-            return;
+    let mut drain = pin!(shared.drain.wait());
+    let mut drain_registered = false;
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
         }
-        () = shared.drain.wait() => {}
+        // The drain signal keeps the task's waker from its first poll (a
+        // task's waker does not change), so later wakes, one or more per
+        // request, need only the flag, not the signal's lock.
+        if !drain_registered || shared.drain.is_triggered() {
+            drain_registered = true;
+            if drain.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Some(result) = ended {
+        if let Err(error) = result {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+        return;
     }
     // Draining: finish in-flight requests, close idle keep-alive connections,
     // send GOAWAY on HTTP/2; cut off at the server's deadline.
