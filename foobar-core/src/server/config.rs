@@ -35,7 +35,7 @@ impl Default for HttpConfig {
             header_read_timeout: Some(Duration::from_secs(10)),
             keep_alive: true,
             max_header_bytes: 64 * 1024,
-            max_headers: 100,
+            max_headers: Self::HYPER_MAX_HEADERS,
             max_concurrent_streams: 256,
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -46,8 +46,9 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// hyper's HTTP/1 read buffer cannot be smaller than this.
     const MIN_HTTP1_BUFFER: usize = 8192;
-    /// hyper's own header count limit: left unset, hyper parses into a
-    /// fixed array instead of filling a vector of that size per request.
+    /// hyper's own header count limit, and so the default here: left
+    /// unset, hyper parses into a fixed array instead of filling a vector
+    /// of that size per request.
     const HYPER_MAX_HEADERS: usize = 100;
 
     pub(crate) fn builder(
