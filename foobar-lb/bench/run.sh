@@ -101,6 +101,18 @@ RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
 PIDS+=($!)
 FOOBAR_PID=$!
 
+# The forwarding headers foobar's proxy adds to every request by default
+# (X-Forwarded-For, -Proto and -Host, Forwarded, Via, X-Request-Id when the
+# client sent none), for HAProxy's frontends.
+haproxy_forwarding() {
+    cat <<RULES
+    http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }
+    http-request add-header Forwarded "for=%[src];proto=$1;host=\\"%[req.hdr(host)]\\""
+    http-request add-header Via "1.1 foobar"
+    http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }
+RULES
+}
+
 cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread 1
@@ -113,13 +125,19 @@ defaults
     timeout server 30s
     http-reuse always
     option http-keep-alive
-    # foobar adds X-Forwarded-For (and more) to every request: so do these.
+    # The same request reaches the backends from all three balancers: the
+    # headers foobar's proxy adds by default are added here too.
     option forwardfor
+    unique-id-format %{+X}o%pid%Ts%rt
 frontend plain
     bind 127.0.0.1:$HAPROXY_HTTP
+    http-request set-header X-Forwarded-Proto http
+$(haproxy_forwarding http)
     default_backend web
 frontend tls
     bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/haproxy.pem alpn http/1.1
+    http-request set-header X-Forwarded-Proto https
+$(haproxy_forwarding https)
     default_backend web
 backend web
     balance roundrobin
@@ -140,6 +158,10 @@ events { worker_connections 8192; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    map \$http_x_request_id \$forwarded_request_id {
+        default \$http_x_request_id;
+        "" \$request_id;
+    }
     upstream web {
         server 127.0.0.1:${BACKEND_PORTS[0]};
         server 127.0.0.1:${BACKEND_PORTS[1]};
@@ -154,7 +176,14 @@ http {
             proxy_pass http://web;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            # The headers foobar's proxy adds by default, as for HAProxy.
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\\"\$http_host\\"";
+            proxy_set_header Via "1.1 foobar";
+            proxy_set_header X-Request-Id \$forwarded_request_id;
         }
     }
 }
