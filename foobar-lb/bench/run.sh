@@ -241,7 +241,10 @@ echo "running: ${ROUNDS} rounds x ${DURATION}s, connections: ${CONNS}, foobar wo
 for round in $(seq 1 "$ROUNDS"); do
     for conns in $CONNS; do
         for mode in http tls; do
-            for target in "${TARGETS[@]}"; do
+            # Each round starts with another target, so none always runs
+            # first (right after a switch of mode or connection count).
+            for i in "${!TARGETS[@]}"; do
+                target=${TARGETS[$(((i + round) % ${#TARGETS[@]}))]}
                 if [ "$mode" = http ]; then url=${URL_HTTP[$target]}; else url=${URL_TLS[$target]}; fi
                 result=$(run_wrk "$url" "$conns" "${PID_OF[$target]}")
                 RESULTS["$target,$mode,$conns,$round"]=$result
@@ -256,22 +259,32 @@ stat() { # target mode conns field(1=rps 2=p50 3=p99 4=cpu) -> median over round
         awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}"
     done | median
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# The machine's speed drifts over minutes: a ratio is taken within each
+# round, where the targets ran back to back, and the median of those is shown.
+ratio() { # target mode conns field -> median over rounds of foobar / target
+    for round in $(seq 1 "$ROUNDS"); do
+        local mine theirs
+        mine=$(awk -v f="$4" '{print $f}' <<<"${RESULTS["foobar,$2,$3,$round"]}")
+        theirs=$(awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}")
+        awk -v a="$mine" -v b="$theirs" 'BEGIN { if (b > 0) printf "%.4f\n", a / b; else print 0 }'
+    done | median | awk '{printf "%.2f", $1}'
+}
 
 printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | foobar req/s ratio | foobar p99 ratio | foobar CPU/req ratio |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for conns in $CONNS; do
     for mode in http tls; do
-        f_rps=$(stat foobar "$mode" "$conns" 1); f_p99=$(stat foobar "$mode" "$conns" 3); f_cpu=$(stat foobar "$mode" "$conns" 4)
         for target in "${TARGETS[@]}"; do
             rps=$(stat "$target" "$mode" "$conns" 1)
             p50=$(stat "$target" "$mode" "$conns" 2)
             p99=$(stat "$target" "$mode" "$conns" 3)
             cpu=$(stat "$target" "$mode" "$conns" 4)
             if [ "$target" = foobar ]; then r1="1.00"; r2="1.00"; r3="1.00"; else
-                r1=$(ratio "$f_rps" "$rps"); r2=$(ratio "$f_p99" "$p99"); r3=$(ratio "$f_cpu" "$cpu"); fi
+                r1=$(ratio "$target" "$mode" "$conns" 1); r2=$(ratio "$target" "$mode" "$conns" 3)
+                r3=$(ratio "$target" "$mode" "$conns" 4); fi
             printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$cpu" "$r1" "$r2" "$r3"
         done
     done
 done
-echo "(ratios are foobar / other: req/s above 1, p99 and CPU per request below 1 favour foobar)"
+echo "(values: medians over rounds; ratios: foobar / other, the median of the per-round ratios;"
+echo " req/s above 1, p99 and CPU per request below 1 favour foobar)"
