@@ -63,6 +63,11 @@ impl HttpConfig {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .keep_alive(self.keep_alive)
+            // One buffer per write: a response head and a small body go out
+            // without building an iovec list (about 2 % of a proxied request's
+            // instructions, with the client side's own); large bodies are
+            // copied once more, in chunks bounded by `max_buf_size`.
+            .writev(false)
             .max_buf_size(self.max_header_bytes.max(Self::MIN_HTTP1_BUFFER));
         if self.max_headers != Self::HYPER_MAX_HEADERS {
             http1.max_headers(self.max_headers);
