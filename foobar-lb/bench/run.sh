@@ -6,6 +6,7 @@
 #
 # Run from anywhere:  foobar-lb/bench/run.sh
 # Knobs (environment): DURATION=10 (s per run)  ROUNDS=3  CONNS="64 256"
+#                      MODES="http tls"
 #                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
 # Runs much shorter than 10 s let the opening burst of TLS handshakes (one
 # per connection, all at once) dominate p99 at 256 connections.
@@ -16,6 +17,7 @@ set -euo pipefail
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
+MODES=${MODES:-"http tls"}
 WORKERS=${WORKERS:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -240,7 +242,7 @@ declare -A URL_TLS=([foobar]="https://127.0.0.1:$FOOBAR_TLS/" [haproxy]="https:/
 echo "running: ${ROUNDS} rounds x ${DURATION}s, connections: ${CONNS}, foobar workers: ${WORKERS}" >&2
 for round in $(seq 1 "$ROUNDS"); do
     for conns in $CONNS; do
-        for mode in http tls; do
+        for mode in $MODES; do
             # Each round starts with another target, so none always runs
             # first (right after a switch of mode or connection count).
             for i in "${!TARGETS[@]}"; do
@@ -273,7 +275,7 @@ ratio() { # target mode conns field -> median over rounds of foobar / target
 printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | foobar req/s ratio | foobar p99 ratio | foobar CPU/req ratio |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for conns in $CONNS; do
-    for mode in http tls; do
+    for mode in $MODES; do
         for target in "${TARGETS[@]}"; do
             rps=$(stat "$target" "$mode" "$conns" 1)
             p50=$(stat "$target" "$mode" "$conns" 2)
