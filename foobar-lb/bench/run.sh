@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of foobar's lb example, HAProxy and nginx, each
 # balancing round robin over the same two nginx backends, driven by wrk over
-# plain HTTP and with TLS termination. Prints req/s, p50, p99 (medians over
-# interleaved rounds) and foobar's ratio to each.
+# plain HTTP and with TLS termination. All three send the backends the same
+# forwarding headers (those foobar's proxy adds by default). Prints req/s,
+# p50, p99 and CPU per request (medians over interleaved rounds) and
+# foobar's ratio to each (the median of the per-round ratios).
 #
 # Run from anywhere:  foobar-lb/bench/run.sh
 # Knobs (environment): DURATION=10 (s per run)  ROUNDS=3  CONNS="64 256"
