@@ -105,9 +105,10 @@ RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
 PIDS+=($!)
 FOOBAR_PID=$!
 
-# The forwarding headers foobar's proxy adds to every request by default
-# (X-Forwarded-For, -Proto and -Host, Forwarded, Via, X-Request-Id when the
-# client sent none), for HAProxy's frontends.
+# HAProxy rules for the forwarding headers foobar's proxy adds by default,
+# beyond X-Forwarded-For (`option forwardfor`) and X-Forwarded-Proto (set
+# per frontend): X-Forwarded-Host, Forwarded, Via, and X-Request-Id when the
+# client sent none.
 haproxy_forwarding() {
     cat <<RULES
     http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }

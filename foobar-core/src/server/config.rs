@@ -65,8 +65,8 @@ impl HttpConfig {
             .keep_alive(self.keep_alive)
             // One buffer per write: a response head and a small body go out
             // without building an iovec list (about 2 % of a proxied request's
-            // instructions, with the client side's own); large bodies are
-            // copied once more, in chunks bounded by `max_buf_size`.
+            // instructions, with the client side's own); bodies are copied
+            // into that buffer, which hyper keeps near `max_buf_size`.
             .writev(false)
             .max_buf_size(self.max_header_bytes.max(Self::MIN_HTTP1_BUFFER));
         if self.max_headers != Self::HYPER_MAX_HEADERS {
