@@ -37,11 +37,11 @@ impl StackProcess {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `N` distinct free ports on 127.0.0.1. All are held until the last is
+/// chosen: released one by one, the kernel could hand out the same port twice.
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let held: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|listener| listener.local_addr().unwrap())
 }
 
 impl Stack {
@@ -49,8 +49,8 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("foobar-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (lb, lb_admin) = (free_port(), free_port());
-        let webs = [(free_port(), free_port()), (free_port(), free_port())];
+        let [lb, lb_admin, web1, web1_admin, web2, web2_admin] = free_ports();
+        let webs = [(web1, web1_admin), (web2, web2_admin)];
         let mut command = Command::new(env!("CARGO_BIN_EXE_stack"));
         command
             .arg(format!("--dir={}", dir.display()))
