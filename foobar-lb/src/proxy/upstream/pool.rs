@@ -208,3 +208,115 @@ impl Http1Pool {
         Ok(self.pooled(sender))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A keep-alive backend on a real socket: `200 ok` to every request.
+    async fn backend() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// One complete exchange; the connection goes back to the pool.
+    async fn exchange(mut conn: PooledConn) {
+        let response = conn.send(Request::new(ProxyBody::empty())).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        conn.release();
+    }
+
+    fn ready_count(pool: &Http1Pool) -> usize {
+        pool.idle().iter().filter(|c| c.sender.is_ready()).count()
+    }
+
+    async fn until_all_ready(pool: &Http1Pool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ready_count(pool) < pool.idle().len() {
+            assert!(
+                Instant::now() < deadline,
+                "pooled connections never became ready"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A checkout that looks past a connection whose last exchange is not
+    /// wound up yet must leave it in place: moved to the front, it would
+    /// shield older connections behind it from the idle-timeout expiry,
+    /// and a later checkout would hand out one idle for too long.
+    #[tokio::test]
+    async fn skipping_a_busy_connection_keeps_the_idle_order_for_expiry() {
+        let addr = backend().await;
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let idle_timeout = Duration::from_secs(1);
+        let pool = Arc::new(Http1Pool::new(
+            &authority,
+            Some(addr),
+            Duration::from_secs(3),
+            idle_timeout,
+            16,
+        ));
+
+        // Two connections idle from `start`: the oldest in the pool.
+        let (first, second) = (pool.connect().await.unwrap(), pool.connect().await.unwrap());
+        exchange(first).await;
+        exchange(second).await;
+        until_all_ready(&pool).await;
+        let start = Instant::now();
+        tokio::time::sleep(idle_timeout / 2).await;
+
+        // A third, checked in as soon as it is open: its connection task
+        // has not run yet, so it is not ready (as one is between the end of
+        // an exchange and its task winding it up).
+        pool.connect().await.unwrap().release();
+        let ready = ready_count(&pool);
+        assert_eq!((pool.idle().len(), ready), (3, 2));
+        let taken = pool.checkout().expect("a ready connection");
+        drop(taken); // not released: closed, not returned
+        assert_eq!(pool.idle().len(), 2);
+
+        // Past the older one's timeout, well before the newer one's: the
+        // older one goes, the newer one is handed out.
+        let expired = start + idle_timeout + Duration::from_millis(100);
+        tokio::time::sleep_until(expired.into()).await;
+        until_all_ready(&pool).await;
+        assert!(
+            Instant::now() < start + idle_timeout + idle_timeout / 2,
+            "too slow to tell the two connections apart"
+        );
+        let reused = pool.checkout().expect("the newer connection");
+        assert_eq!(
+            pool.idle().len(),
+            0,
+            "the expired connection is still pooled"
+        );
+        exchange(reused).await;
+    }
+}
