@@ -259,9 +259,12 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-stat() { # target mode conns field(1=rps 2=p50 3=p99 4=cpu) -> median over rounds
+field() { # target mode conns round field(1=rps 2=p50 3=p99 4=cpu) -> value
+    awk -v f="$5" '{print $f}' <<<"${RESULTS["$1,$2,$3,$4"]}"
+}
+stat() { # target mode conns field -> median over rounds
     for round in $(seq 1 "$ROUNDS"); do
-        awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}"
+        field "$1" "$2" "$3" "$round" "$4"
     done | median
 }
 # The machine's speed drifts over minutes: a ratio is taken within each
@@ -269,8 +272,8 @@ stat() { # target mode conns field(1=rps 2=p50 3=p99 4=cpu) -> median over round
 ratio() { # target mode conns field -> median over rounds of foobar / target
     for round in $(seq 1 "$ROUNDS"); do
         local mine theirs
-        mine=$(awk -v f="$4" '{print $f}' <<<"${RESULTS["foobar,$2,$3,$round"]}")
-        theirs=$(awk -v f="$4" '{print $f}' <<<"${RESULTS["$1,$2,$3,$round"]}")
+        mine=$(field foobar "$2" "$3" "$round" "$4")
+        theirs=$(field "$1" "$2" "$3" "$round" "$4")
         awk -v a="$mine" -v b="$theirs" 'BEGIN { if (b > 0) printf "%.4f\n", a / b; else print 0 }'
     done | median | awk '{printf "%.2f", $1}'
 }
