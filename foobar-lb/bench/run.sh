@@ -3,8 +3,9 @@
 # balancing round robin over the same two nginx backends, driven by wrk over
 # plain HTTP and with TLS termination. All three send the backends the same
 # forwarding headers (those foobar's proxy adds by default). Prints req/s,
-# p50, p99 and CPU per request (medians over interleaved rounds) and
-# foobar's ratio to each (the median of the per-round ratios).
+# p50, p99, CPU per request and the kernel's share of it (medians over
+# interleaved rounds), and foobar's ratio to each (the median of the
+# per-round ratios).
 #
 # Run from anywhere:  foobar-lb/bench/run.sh
 # Knobs (environment): DURATION=10 (s per run)  ROUNDS=3  CONNS="64 256"
@@ -212,17 +213,18 @@ to_ms() {
         if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
         printf "%.3f", n }'
 }
-# CPU time (user + system) a process has used, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time a process has used, in clock ticks: "user system".
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-# Runs wrk; prints "req/s p50_ms p99_ms cpu_us_per_request" (CPU of the
-# balancer process only: the less, the more room on a shared machine).
+# Runs wrk; prints "req/s p50_ms p99_ms cpu_us_per_request kernel_percent"
+# (CPU of the balancer process only: the less, the more room on a shared
+# machine; the kernel's share of it is mostly the socket calls).
 run_wrk() {
-    local url=$1 conns=$2 pid=$3 out before after
-    before=$(cpu_ticks "$pid")
+    local url=$1 conns=$2 pid=$3 out user0 sys0 user1 sys1
+    read -r user0 sys0 < <(cpu_ticks "$pid")
     out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" 2>&1)
-    after=$(cpu_ticks "$pid")
+    read -r user1 sys1 < <(cpu_ticks "$pid")
     local rps p50 p99 errors total cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -230,7 +232,9 @@ run_wrk() {
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     [ -n "$errors" ] && echo "  warning ($url c$conns): $errors" >&2
-    cpu=$(awk -v t=$((after - before)) -v us="$TICK_US" -v n="${total:-0}" 'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print 0 }')
+    cpu=$(awk -v u=$((user1 - user0)) -v s=$((sys1 - sys0)) -v us="$TICK_US" -v n="${total:-0}" 'BEGIN {
+        if (n > 0) printf "%.1f", (u + s) * us / n; else printf "0";
+        if (u + s > 0) printf " %.0f", 100 * s / (u + s); else printf " 0" }')
     echo "${rps:-0} $(to_ms "${p50:-0ms}") $(to_ms "${p99:-0ms}") $cpu"
 }
 
@@ -259,7 +263,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-field() { # target mode conns round field(1=rps 2=p50 3=p99 4=cpu) -> value
+field() { # target mode conns round field(1=rps 2=p50 3=p99 4=cpu 5=kernel%) -> value
     awk -v f="$5" '{print $f}' <<<"${RESULTS["$1,$2,$3,$4"]}"
 }
 stat() { # target mode conns field -> median over rounds
@@ -278,8 +282,8 @@ ratio() { # target mode conns field -> median over rounds of foobar / target
     done | median | awk '{printf "%.2f", $1}'
 }
 
-printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | foobar req/s ratio | foobar p99 ratio | foobar CPU/req ratio |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|\n'
+printf '\n| mode | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | kernel %% | foobar req/s ratio | foobar p99 ratio | foobar CPU/req ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for conns in $CONNS; do
     for mode in $MODES; do
         for target in "${TARGETS[@]}"; do
@@ -287,10 +291,11 @@ for conns in $CONNS; do
             p50=$(stat "$target" "$mode" "$conns" 2)
             p99=$(stat "$target" "$mode" "$conns" 3)
             cpu=$(stat "$target" "$mode" "$conns" 4)
+            kernel=$(stat "$target" "$mode" "$conns" 5)
             if [ "$target" = foobar ]; then r1="1.00"; r2="1.00"; r3="1.00"; else
                 r1=$(ratio "$target" "$mode" "$conns" 1); r2=$(ratio "$target" "$mode" "$conns" 3)
                 r3=$(ratio "$target" "$mode" "$conns" 4); fi
-            printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$cpu" "$r1" "$r2" "$r3"
+            printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$mode" "$conns" "$target" "$rps" "$p50" "$p99" "$cpu" "$kernel" "$r1" "$r2" "$r3"
         done
     done
 done
