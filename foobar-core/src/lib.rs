@@ -16,6 +16,8 @@ pub mod tls;
 
 pub use conn::{Accepted, ConnInfo, TlsInfo};
 pub use error::{BoxError, Error, Result};
-pub use server::{HttpConfig, PlainTcp, Server, ServerBuilder};
+pub use server::{
+    DirectToHttp, Handled, HttpConfig, PlainTcp, RawConnection, Server, ServerBuilder,
+};
 pub use shutdown::Shutdown;
 pub use status::{Snapshot, StatusSource};

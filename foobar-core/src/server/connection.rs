@@ -17,15 +17,19 @@ use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
+use super::handoff::{Handled, RawConnection};
+use super::HttpConfig;
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::BoxError;
 use crate::io::Rewind;
 use crate::shutdown::Shutdown;
 
 /// What every connection task of one server shares.
-pub(crate) struct Shared<C, S> {
+pub(crate) struct Shared<C, H, S> {
     pub(crate) conn_stage: C,
+    pub(crate) handler: H,
     pub(crate) http: S,
+    pub(crate) http_config: Arc<HttpConfig>,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) first_bytes_timeout: Option<Duration>,
     pub(crate) drain: Shutdown,
@@ -35,11 +39,17 @@ pub(crate) struct Shared<C, S> {
 /// How much of a new connection's first bytes the server reads itself.
 const FIRST_READ: usize = 4096;
 
-pub(crate) async fn serve<C, IO, S, B>(stream: TcpStream, info: ConnInfo, shared: Arc<Shared<C, S>>)
-where
+pub(crate) async fn serve<C, H, IO, S, B>(
+    stream: TcpStream,
+    info: ConnInfo,
+    shared: Arc<Shared<C, H, S>>,
+) where
     C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
+    H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + 'static,
+    H::Error: Into<BoxError>,
+    H::Future: Send,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -101,11 +111,36 @@ where
         }
     }
 
+    // The connection handler first; it may serve the whole connection. It
+    // obeys the drain signal itself, finishing the request in progress.
+    let raw = RawConnection {
+        io,
+        info: info.clone(),
+        buffered: first,
+        http: shared.http_config.clone(),
+        drain: shared.drain.clone(),
+    };
+    let handled = async {
+        tokio::select! {
+            result = shared.handler.clone().oneshot(raw) => Some(result),
+            () = shared.force.cancelled() => None,
+        }
+    };
+    let (io, buffered) = match handled.await {
+        None => return,
+        Some(Ok(Handled::Http { io, buffered })) => (io, buffered),
+        Some(Ok(Handled::Closed)) => return,
+        Some(Err(error)) => {
+            tracing::debug!(%peer, error = %error.into(), "connection handler failed");
+            return;
+        }
+    };
+
     let service = WithConnInfo {
         inner: shared.http.clone(),
         info,
     };
-    let io = TokioIo::new(Rewind::new(first.freeze(), io));
+    let io = TokioIo::new(Rewind::new(buffered, io));
     let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
     let mut drain = pin!(shared.drain.wait());
     let mut drain_registered = false;

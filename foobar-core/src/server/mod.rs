@@ -31,6 +31,7 @@
 
 mod config;
 mod connection;
+mod handoff;
 mod listener;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -48,6 +49,7 @@ use tower::Service;
 pub use self::config::HttpConfig;
 pub use self::connection::PlainTcp;
 use self::connection::Shared;
+pub use self::handoff::{DirectToHttp, Handled, RawConnection};
 use self::listener::{AcceptBackoff, ListenOptions};
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::{BoxError, Error, Result};
@@ -233,6 +235,40 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        self.serve_connections_with(conn_stage, DirectToHttp, http)
+            .await
+    }
+
+    /// Like [`serve_connections`](Self::serve_connections), with a
+    /// connection handler in front of HTTP: `handler` receives every
+    /// connection once its first bytes have arrived (within the header
+    /// timeout) and serves it, or returns [`Handled::Http`] to have `http`
+    /// serve the rest (see [`RawConnection`]). Per-request tower layers
+    /// around `http` do not see what the handler serves itself.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if a listener cannot be registered with the runtime.
+    pub async fn serve_connections_with<C, H, IO, S, B>(
+        self,
+        conn_stage: C,
+        handler: H,
+        http: S,
+    ) -> Result<()>
+    where
+        C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + Sync + 'static,
+        C::Error: Into<BoxError>,
+        C::Future: Send,
+        H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + Sync + 'static,
+        H::Error: Into<BoxError>,
+        H::Future: Send,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let listeners = self
             .listeners
             .into_iter()
@@ -242,7 +278,9 @@ impl Server {
             .collect::<Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             conn_stage,
+            handler,
             http,
+            http_config: Arc::new(self.http.clone()),
             builder: self.http.builder(),
             first_bytes_timeout: self.http.header_read_timeout,
             drain: self.shutdown.clone(),
@@ -268,14 +306,17 @@ impl Server {
     }
 }
 
-async fn accept_loop<C, IO, S, B>(
+async fn accept_loop<C, H, IO, S, B>(
     listener: TcpListener,
-    shared: Arc<Shared<C, S>>,
+    shared: Arc<Shared<C, H, S>>,
     tracker: TaskTracker,
 ) where
     C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + Sync + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
+    H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + Sync + 'static,
+    H::Error: Into<BoxError>,
+    H::Future: Send,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
