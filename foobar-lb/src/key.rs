@@ -39,13 +39,7 @@ pub enum HttpKey {
 impl<B> RequestKey<http::Request<B>> for HttpKey {
     fn key(&self, req: &http::Request<B>) -> Option<u64> {
         match self {
-            Self::ClientIp => {
-                let info = req.extensions().get::<ConnInfo>()?;
-                Some(match info.client_addr().ip() {
-                    std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
-                    std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
-                })
-            }
+            Self::ClientIp => req.extensions().get::<ConnInfo>().map(hash_ip),
             Self::Header(name) => req.headers().get(name).map(|v| hash_bytes(v.as_bytes())),
             Self::Cookie(name) => req
                 .headers()
@@ -54,6 +48,49 @@ impl<B> RequestKey<http::Request<B>> for HttpKey {
                 .find_map(|value| cookie_value(value.as_bytes(), name.as_bytes()))
                 .map(hash_bytes),
         }
+    }
+}
+
+/// A request head as the HTTP/1 relay parsed it, for affinity keys: the
+/// relay hashes keys from this instead of a built `http::Request`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    pub(crate) info: &'a ConnInfo,
+    pub(crate) headers: &'a [httparse::Header<'a>],
+}
+
+impl<'a> RequestHead<'a> {
+    /// The connection the request came on.
+    pub fn conn_info(&self) -> &'a ConnInfo {
+        self.info
+    }
+
+    /// The values of the header `name` (case-insensitive), in order.
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+impl<'a> RequestKey<RequestHead<'a>> for HttpKey {
+    fn key(&self, head: &RequestHead<'a>) -> Option<u64> {
+        match self {
+            Self::ClientIp => Some(hash_ip(head.info)),
+            Self::Header(name) => head.header_values(name.as_str()).next().map(hash_bytes),
+            Self::Cookie(name) => head
+                .header_values("cookie")
+                .find_map(|value| cookie_value(value, name.as_bytes()))
+                .map(hash_bytes),
+        }
+    }
+}
+
+fn hash_ip(info: &ConnInfo) -> u64 {
+    match info.client_addr().ip() {
+        std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
     }
 }
 

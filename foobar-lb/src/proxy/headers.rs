@@ -35,8 +35,12 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    list_items(value.as_bytes())
+}
+
+/// The items of a comma-separated header value, trimmed, empty ones left out.
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
-        .as_bytes()
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
@@ -147,6 +151,17 @@ impl Forwarding {
         }
     }
 
+    /// The proxy's `Via` entry for an HTTP/1.0 message.
+    pub(crate) fn via_http10(&self) -> &HeaderValue {
+        &self.via[0]
+    }
+
+    /// The proxy's `Via` entry for an HTTP/1.1 message.
+    pub(crate) fn via_http11(&self) -> &HeaderValue {
+        &self.via[1]
+    }
+
+    /// The proxy's `Via` entry for a message of `version`.
     pub(crate) fn via(&self, version: Version) -> HeaderValue {
         match version {
             Version::HTTP_10 | Version::HTTP_09 => self.via[0].clone(),
@@ -182,7 +197,9 @@ impl Forwarding {
             let ip_text = match ip {
                 IpAddr::V4(ip) => {
                     element.push_str("for=");
-                    push_ipv4(&mut element, ip);
+                    let (text, len) = ipv4_text(ip);
+                    // Digits and dots only.
+                    element.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
                     4..element.len()
                 }
                 IpAddr::V6(ip) => {
@@ -245,26 +262,39 @@ fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
     }
 }
 
-/// Writes an IPv4 address in dotted decimal, as its `Display` does but
-/// without the formatting machinery (this runs for every request).
-fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+/// An IPv4 address in dotted decimal, as its `Display` writes it but
+/// without the formatting machinery (this runs for every request): the
+/// bytes and how many of them are used.
+pub(crate) fn ipv4_text(ip: Ipv4Addr) -> ([u8; 15], usize) {
+    let mut text = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            text[len] = b'.';
+            len += 1;
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            text[len] = b'0' + octet / 100;
+            len += 1;
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
         }
-        out.push(char::from(b'0' + octet % 10));
+        text[len] = b'0' + octet % 10;
+        len += 1;
     }
+    (text, len)
 }
 
 /// A unique request id: 16 hex digits random per process, then 16 of a
 /// counter.
 fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_text()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The text of a new request id (see [`new_request_id`]).
+pub(crate) fn request_id_text() -> [u8; 32] {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random);
@@ -276,7 +306,7 @@ fn new_request_id() -> HeaderValue {
         let shift = 60 - 4 * (i % 16);
         *byte = HEX[((word >> shift) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    buf
 }
 
 #[cfg(test)]
@@ -325,9 +355,8 @@ mod tests {
             [1, 20, 205, 99],
         ] {
             let ip = Ipv4Addr::from(octets);
-            let mut written = String::new();
-            push_ipv4(&mut written, ip);
-            assert_eq!(written, ip.to_string());
+            let (text, len) = ipv4_text(ip);
+            assert_eq!(&text[..len], ip.to_string().as_bytes());
         }
     }
 

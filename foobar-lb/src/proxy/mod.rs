@@ -21,6 +21,7 @@
 
 mod body;
 pub mod headers;
+mod relay;
 mod upstream;
 
 use std::future::Future;
@@ -41,6 +42,7 @@ use tower::Service;
 
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
+pub use self::relay::Relay;
 pub use self::upstream::Upstream;
 use self::upstream::{Exchange, UpstreamConfig, UpstreamUrl};
 use crate::backend::{Backend, BackendConfig};
@@ -347,6 +349,39 @@ enum Failure {
     Upstream(UpstreamError),
 }
 
+/// The proxy's own answers, the same on the hyper path and the relay.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    NoBackend,
+    ConnectTimeout,
+    Connect,
+    ResponseTimeout,
+    Upstream,
+    BadRequestBody,
+}
+
+impl Fault {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ConnectTimeout | Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
+            Self::BadRequestBody => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::NoBackend => "no healthy backend\n",
+            Self::ConnectTimeout => "gateway timeout: cannot connect to the backend in time\n",
+            Self::Connect => "bad gateway: cannot connect to the backend\n",
+            Self::ResponseTimeout => "gateway timeout: the backend did not answer in time\n",
+            Self::Upstream => "bad gateway: the backend connection failed\n",
+            Self::BadRequestBody => "bad request: malformed chunked body\n",
+        }
+    }
+}
+
 impl<P: Policy, K> Shared<P, K>
 where
     K: RequestKey<Request<ProxyBody>>,
@@ -383,11 +418,7 @@ where
                 });
             let Some((mut in_flight, upstream)) = picked else {
                 metrics::counter!("foobar_lb_no_backend_total").increment(1);
-                return self.error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no healthy backend\n",
-                    &request_id,
-                );
+                return self.error(Fault::NoBackend, &request_id);
             };
             // Boxed once here rather than moved, large, through the timeout
             // and this future's own state.
@@ -406,11 +437,7 @@ where
                 }
                 Err(Failure::Timeout) => {
                     in_flight.record(true);
-                    return self.error(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "gateway timeout: the backend did not answer in time\n",
-                        &request_id,
-                    );
+                    return self.error(Fault::ResponseTimeout, &request_id);
                 }
                 Err(Failure::Upstream(error)) => {
                     in_flight.record(true);
@@ -428,25 +455,14 @@ where
                             continue;
                         }
                     }
-                    return if error.is_timeout() {
-                        self.error(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "gateway timeout: cannot connect to the backend in time\n",
-                            &request_id,
-                        )
+                    let fault = if error.is_timeout() {
+                        Fault::ConnectTimeout
                     } else if error.is_connect() {
-                        self.error(
-                            StatusCode::BAD_GATEWAY,
-                            "bad gateway: cannot connect to the backend\n",
-                            &request_id,
-                        )
+                        Fault::Connect
                     } else {
-                        self.error(
-                            StatusCode::BAD_GATEWAY,
-                            "bad gateway: the backend connection failed\n",
-                            &request_id,
-                        )
+                        Fault::Upstream
                     };
+                    return self.error(fault, &request_id);
                 }
             }
         }
@@ -480,14 +496,10 @@ where
         }
     }
 
-    fn error(
-        &self,
-        status: StatusCode,
-        message: &'static str,
-        request_id: &HeaderValue,
-    ) -> Response<ProxyBody> {
+    fn error(&self, fault: Fault, request_id: &HeaderValue) -> Response<ProxyBody> {
+        let message = fault.message();
         let mut resp = Response::new(ProxyBody::full(Bytes::from_static(message.as_bytes())));
-        *resp.status_mut() = status;
+        *resp.status_mut() = fault.status();
         let headers = resp.headers_mut();
         headers.insert(
             CONTENT_TYPE,

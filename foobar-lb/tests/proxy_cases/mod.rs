@@ -1,20 +1,19 @@
 //! Reverse-proxy semantics: headers, errors, timeouts, retries, streaming,
-//! protocol upgrades.
-
-mod support;
+//! protocol upgrades; run against the `Proxy` service (`tests/proxy.rs`)
+//! and against the HTTP/1 relay in front of it (`tests/relay.rs`).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,7 +55,7 @@ async fn proxy_to(
     for url in urls {
         proxy.add_backend(url).unwrap();
     }
-    let front = serve_proxy(proxy.clone()).await;
+    let front = crate::serve_front(proxy.clone()).await;
     (proxy, front)
 }
 

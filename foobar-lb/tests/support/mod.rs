@@ -273,3 +273,33 @@ pub fn rss_bytes() -> u64 {
         .expect("VmRSS value");
     kb * 1024
 }
+
+/// Serves a proxy through its HTTP/1 relay (hyper for what it hands over)
+/// on a free port.
+pub async fn serve_relay<P, K>(proxy: foobar_lb::Proxy<P, K>) -> TestServer
+where
+    P: foobar_lb::Policy,
+    K: for<'a> foobar_lb::RequestKey<foobar_lb::RequestHead<'a>>
+        + foobar_lb::RequestKey<Request<foobar_lb::proxy::ProxyBody>>,
+{
+    let shutdown = Shutdown::new();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .expect("valid address")
+        .shutdown(shutdown.clone())
+        .grace_period(Duration::from_millis(200))
+        .build()
+        .expect("bind test server");
+    let addr = server.local_addr();
+    let task = tokio::spawn(async move {
+        server
+            .serve_connections_with(foobar_core::PlainTcp, proxy.relay(), proxy)
+            .await
+            .expect("serve");
+    });
+    TestServer {
+        addr,
+        shutdown,
+        task,
+    }
+}

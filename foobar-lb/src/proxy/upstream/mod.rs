@@ -20,8 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use tower::Service;
 
-pub(crate) use self::pool::PooledConn;
-use self::pool::{Http1Pool, SendError};
+use self::pool::SendError;
+pub(crate) use self::pool::{Http1Pool, PooledConn};
 use super::body::ProxyBody;
 use crate::error::{Error, UpstreamError};
 
@@ -165,6 +165,14 @@ impl Upstream {
                 Version::HTTP_11
             },
         })
+    }
+
+    /// The pool of a plain HTTP/1.1 backend, which the relay can use.
+    pub(crate) fn http1_pool(&self) -> Option<&Arc<Http1Pool>> {
+        match &*self.client {
+            Pool::Http1(pool) => Some(pool),
+            _ => None,
+        }
     }
 
     /// Sends a request to this backend.

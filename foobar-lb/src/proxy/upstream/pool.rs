@@ -4,6 +4,9 @@
 //! future, no task spawned per request. A connection is checked out for one
 //! exchange and goes back when the response body has been read to its end;
 //! the last one returned is the first reused (warm, and the oldest expire).
+//!
+//! The HTTP/1 relay keeps bare TCP connections to the same backend in a
+//! second list: it speaks HTTP/1.1 on them itself.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,6 +31,13 @@ pub(crate) struct Http1Pool {
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<VecDeque<Idle>>,
+    raw: Mutex<VecDeque<RawIdle>>,
+}
+
+#[derive(Debug)]
+struct RawIdle {
+    stream: TcpStream,
+    since: Instant,
 }
 
 /// Where the backend is: an address, or a host name resolved per connect.
@@ -117,7 +127,78 @@ impl Http1Pool {
             idle_timeout,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
+            raw: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn raw(&self) -> MutexGuard<'_, VecDeque<RawIdle>> {
+        self.raw
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle bare connection for the relay, if there is one that has not
+    /// expired and shows no sign of having been closed.
+    pub(crate) fn checkout_raw(&self) -> Option<TcpStream> {
+        let now = Instant::now();
+        let mut idle = self.raw();
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        while let Some(entry) = idle.pop_back() {
+            // An idle connection has nothing to read: readiness means the
+            // backend closed it (or sent something unasked). The runtime
+            // tracks readiness from its last poll, so this costs no system
+            // call; a close it has not seen yet shows up as a failed
+            // exchange, which the proxy may retry.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if entry.stream.poll_read_ready(&mut cx).is_pending() {
+                return Some(entry.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a bare connection after a complete exchange.
+    pub(crate) fn put_raw(&self, stream: TcpStream) {
+        let mut idle = self.raw();
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(RawIdle {
+            stream,
+            since: Instant::now(),
+        });
+    }
+
+    /// Opens a bare connection for the relay.
+    pub(crate) async fn connect_raw(&self) -> Result<TcpStream, UpstreamError> {
+        self.open_tcp().await
+    }
+
+    /// Opens a TCP connection (TCP_NODELAY, TCP keep-alive) under the
+    /// connect timeout.
+    async fn open_tcp(&self) -> Result<TcpStream, UpstreamError> {
+        let connect = async {
+            match &self.target {
+                Target::Addr(addr) => TcpStream::connect(addr).await,
+                Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(UpstreamError::Connect(source)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
+        };
+        // Small requests must not wait for Nagle; keep-alive probes find
+        // backends that vanished without a FIN.
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
     }
 
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
@@ -173,26 +254,10 @@ impl Http1Pool {
         }
     }
 
-    /// Opens a new connection (TCP_NODELAY, TCP keep-alive) under the
-    /// connect timeout; its connection task runs until the peer or the
-    /// last sender goes away.
+    /// Opens a new connection; its connection task runs until the peer or
+    /// the last sender goes away.
     pub(crate) async fn connect(self: &Arc<Self>) -> Result<PooledConn, UpstreamError> {
-        let connect = async {
-            match &self.target {
-                Target::Addr(addr) => TcpStream::connect(addr).await,
-                Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
-            }
-        };
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(UpstreamError::Connect(source)),
-            Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
-        };
-        // Small requests must not wait for Nagle; keep-alive probes find
-        // backends that vanished without a FIN.
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let stream = self.open_tcp().await?;
         let (sender, connection) = http1::Builder::new()
             // Head and body copied into one buffer per write, cheaper than an
             // iovec list for the small messages a proxy mostly relays.

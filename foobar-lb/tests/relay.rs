@@ -1,0 +1,488 @@
+//! The reverse proxy served through its HTTP/1 relay: the proxy cases
+//! again, then what only the relay's own HTTP/1 handling can get wrong.
+
+mod proxy_cases;
+mod support;
+
+use foobar_lb::Proxy;
+use support::{serve_relay, TestServer};
+
+async fn serve_front(proxy: Proxy) -> TestServer {
+    serve_relay(proxy).await
+}
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foobar_core::{PlainTcp, Server, Shutdown};
+use foobar_lb::policy::RoundRobin;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What a scripted backend does with one request it has read: the bytes to
+/// answer, and whether to close the connection after them.
+type Script = Arc<dyn Fn(&[u8]) -> (Vec<u8>, bool) + Send + Sync>;
+
+/// A backend on a raw socket. `complete` tells where a request ends in the
+/// bytes read so far; `respond` answers it (an empty answer closes the
+/// Every request's bytes are recorded.
+async fn scripted_backend(
+    complete: fn(&[u8]) -> Option<usize>,
+    respond: Script,
+) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (respond, record) = (respond.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 16 * 1024];
+                loop {
+                    if let Some(end) = complete(&buf) {
+                        let request: Vec<u8> = buf.drain(..end).collect();
+                        let (answer, close) = respond(&request);
+                        record.lock().unwrap().push(request);
+                        if stream.write_all(&answer).await.is_err() || close {
+                            return;
+                        }
+                        continue;
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A request is its head (no body).
+fn head_only(buf: &[u8]) -> Option<usize> {
+    find(buf, b"\r\n\r\n").map(|at| at + 4)
+}
+
+/// A request is its head and a chunked body ending in an empty trailer.
+fn chunked_request(buf: &[u8]) -> Option<usize> {
+    let head = head_only(buf)?;
+    find(&buf[head..], b"\r\n0\r\n\r\n").map(|at| head + at + 7)
+}
+
+async fn relay_to(url: &str) -> TestServer {
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    proxy.add_backend(url).unwrap();
+    serve_relay(proxy).await
+}
+
+/// Reads from `stream` until `done` holds for what was read, or it closes;
+/// fails after 10 s.
+async fn read_until(stream: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done(&got) {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("answer within 10 s");
+    got
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_relayed_both_ways_as_sent() {
+    let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+        5;note=first\r\nhello\r\n6\r\n world\r\n0\r\nx-digest: 1\r\n\r\n";
+    let (url, seen) = scripted_backend(
+        chunked_request,
+        Arc::new(move |_: &[u8]| (answer.to_vec(), false)),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    let body = b"3;ext\r\nabc\r\n0\r\n\r\n";
+    let request = [
+        b"POST /upload HTTP/1.1\r\nhost: example\r\ntransfer-encoding: chunked\r\n\r\n".as_slice(),
+        body,
+    ]
+    .concat();
+    // Split so the body arrives after the head, in two pieces.
+    client.write_all(&request[..40]).await.unwrap();
+    client.write_all(&request[40..70]).await.unwrap();
+    client.write_all(&request[70..]).await.unwrap();
+    let got = read_until(&mut client, |got| got.ends_with(b"x-digest: 1\r\n\r\n")).await;
+    let got = text(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("\r\ntransfer-encoding: chunked\r\n"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\n5;note=first\r\nhello\r\n6\r\n world\r\n0\r\nx-digest: 1\r\n\r\n"),
+        "chunks, extensions and trailers unchanged: {got}"
+    );
+    let seen = seen.lock().unwrap();
+    let upstream = text(&seen[0]);
+    assert!(
+        upstream.starts_with("POST /upload HTTP/1.1\r\n"),
+        "{upstream}"
+    );
+    assert!(
+        upstream.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{upstream}"
+    );
+    assert!(
+        upstream.ends_with("\r\n\r\n3;ext\r\nabc\r\n0\r\n\r\n"),
+        "{upstream}"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (url, _) = scripted_backend(
+        head_only,
+        Arc::new(|req: &[u8]| {
+            let path = text(req).split(' ').nth(1).unwrap_or("?").to_owned();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            (answer.into_bytes(), false)
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    let three = b"GET /one HTTP/1.1\r\nhost: a\r\n\r\nGET /two HTTP/1.1\r\nhost: a\r\n\r\nGET /three HTTP/1.1\r\nhost: a\r\n\r\n";
+    client.write_all(three).await.unwrap();
+    let got = read_until(&mut client, |got| got.ends_with(b"/three")).await;
+    let got = text(&got);
+    let bodies: Vec<&str> = got
+        .split("HTTP/1.1 200 OK")
+        .skip(1)
+        .map(|r| r.rsplit("\r\n\r\n").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["/one", "/two", "/three"], "{got}");
+}
+
+#[tokio::test]
+async fn what_the_relay_does_not_handle_is_served_by_the_proxy_service() {
+    let (url, seen) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+
+    // HTTP/1.0: answered through hyper, the hop upstream is HTTP/1.1.
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET /old HTTP/1.0\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"ok")).await);
+    assert!(got.starts_with("HTTP/1.0 200 OK\r\n"), "{got}");
+    assert!(text(&seen.lock().unwrap()[0]).starts_with("GET /old HTTP/1.1\r\n"));
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET /x HTTP/1.1\r\nbad header\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"400 Bad Request").is_some()).await);
+    assert!(got.contains("HTTP/1.1 400 Bad Request\r\n"), "alone: {got}");
+
+    // A request relayed first, then a malformed one on the same
+    // connection: hyper answers 400.
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET /fine HTTP/1.1\r\nhost: a\r\n\r\nGET /x HTTP/1.1\r\nbad header\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"400 Bad Request").is_some()).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("HTTP/1.1 400 Bad Request\r\n"), "{got}");
+
+    // A head over the server's limit: 431 from hyper.
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    let huge = format!(
+        "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let _ = client.write_all(huge.as_bytes()).await;
+    let got = text(&read_until(&mut client, |got| find(got, b"\r\n\r\n").is_some()).await);
+    assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+}
+
+#[tokio::test]
+async fn expect_continue_uploads_work() {
+    let (url, seen) = scripted_backend(
+        |buf: &[u8]| {
+            let head = head_only(buf)?;
+            (buf.len() >= head + 4).then_some(head + 4)
+        },
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /e HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"\r\n\r\n").is_some()).await);
+    assert!(got.starts_with("HTTP/1.1 100 Continue\r\n"), "{got}");
+    client.write_all(b"data").await.unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"201 Created").is_some()).await);
+    assert!(got.contains("HTTP/1.1 201 Created\r\n"), "{got}");
+    assert!(text(&seen.lock().unwrap()[0]).ends_with("\r\n\r\ndata"));
+}
+
+#[tokio::test]
+async fn an_early_response_ends_the_upload_and_the_connection() {
+    let (url, _) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 9\r\n\r\ntoo large";
+            (answer.to_vec(), false)
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"PUT /big HTTP/1.1\r\nhost: a\r\ncontent-length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    client.write_all(&[0u8; 1024]).await.unwrap();
+    // The rest of the body never comes: the answer must not wait for it.
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"too large")).await);
+    assert!(
+        got.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    let rest = read_until(&mut client, |_| false).await;
+    assert!(rest.is_empty(), "connection closed after the early answer");
+}
+
+#[tokio::test]
+async fn a_response_delimited_by_close_is_relayed_and_closes_the_client() {
+    let (url, _) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end".to_vec(),
+                true,
+            )
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Read to the end: the relay closes once the backend has.
+    let got = text(&read_until(&mut client, |_| false).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nuntil the end"), "{got}");
+}
+
+#[tokio::test]
+async fn informational_heads_come_before_the_answer_and_head_answers_have_no_body() {
+    let (url, _) = scripted_backend(
+        head_only,
+        Arc::new(|req: &[u8]| {
+            let answer: &[u8] = if req.starts_with(b"HEAD ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"
+            } else {
+                b"HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\n\
+                  HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            };
+            (answer.to_vec(), false)
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"HEAD /h HTTP/1.1\r\nhost: a\r\n\r\nGET /g HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"\r\n\r\nok")).await);
+    let parts: Vec<&str> = got.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(parts.len(), 3, "{got}");
+    assert!(parts[0].starts_with("200 OK\r\n") && parts[0].contains("content-length: 1000"));
+    assert!(
+        parts[0].ends_with("\r\n\r\n"),
+        "no body after a HEAD answer: {got}"
+    );
+    assert!(parts[1].starts_with("103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\n"));
+    assert!(parts[2].starts_with("200 OK\r\n"), "{got}");
+}
+
+#[tokio::test]
+async fn malformed_backend_answers_are_502s() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
+        b"HTTP/1.1 2000 Nope\r\n\r\n",
+        b"not http at all\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    ] {
+        let (url, _) = scripted_backend(
+            head_only,
+            Arc::new(move |_: &[u8]| (answer.to_vec(), false)),
+        )
+        .await;
+        let front = relay_to(&url).await;
+        let mut client = TcpStream::connect(front.addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let got = text(&read_until(&mut client, |got| got.ends_with(b"failed\n")).await);
+        assert!(
+            got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+            "{:?} gave {got}",
+            text(answer)
+        );
+        assert!(
+            got.ends_with("bad gateway: the backend connection failed\n"),
+            "{got}"
+        );
+    }
+}
+
+/// A relay server with a short header timeout and a shutdown signal.
+async fn relay_with(
+    url: &str,
+    header_timeout: Duration,
+    shutdown: Shutdown,
+) -> std::net::SocketAddr {
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    proxy.add_backend(url).unwrap();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .header_read_timeout(Some(header_timeout))
+        .shutdown(shutdown)
+        .grace_period(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve_connections_with(PlainTcp, proxy.relay(), proxy));
+    addr
+}
+
+#[tokio::test]
+async fn idle_and_slow_clients_are_closed_after_the_header_timeout() {
+    let (url, _) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await;
+    let addr = relay_with(&url, Duration::from_millis(300), Shutdown::new()).await;
+    // Idle after one request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = read_until(&mut idle, |_| false).await;
+    assert!(text(&got).ends_with("ok"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed too early"
+    );
+    // Half a head, then nothing.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let got = read_until(&mut slow, |_| false).await;
+    assert!(got.is_empty(), "{}", text(&got));
+}
+
+#[tokio::test]
+async fn a_drain_finishes_the_request_in_flight_then_closes() {
+    // A backend that answers only when told to, and says when a request
+    // has arrived.
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (a, r) = (arrived.clone(), release.clone());
+    let backend = support::serve(
+        "127.0.0.1:0",
+        tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let (a, r) = (a.clone(), r.clone());
+            async move {
+                if req.uri().path() == "/held" {
+                    a.notify_one();
+                    r.notified().await;
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"ok"),
+                )))
+            }
+        }),
+    )
+    .await;
+    let shutdown = Shutdown::new();
+    let addr = relay_with(&backend.url(), Duration::from_secs(10), shutdown.clone()).await;
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_until(&mut idle, |got| got.ends_with(b"ok")).await;
+    assert!(text(&first).starts_with("HTTP/1.1 200 OK\r\n"));
+
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    busy.write_all(b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified())
+        .await
+        .expect("the request reached the backend");
+    shutdown.trigger();
+    // The idle connection closes at once; the busy one gets its answer.
+    assert!(
+        read_until(&mut idle, |_| false).await.is_empty(),
+        "idle connection closed"
+    );
+    release.notify_one();
+    let got = text(&read_until(&mut busy, |_| false).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(got.ends_with("ok"), "{got}");
+}
