@@ -162,7 +162,7 @@ fn main() -> ExitCode {
                 .reuse_port(true)
                 .shutdown(shutdown.clone())
                 .build()?
-                .serve(proxy.clone());
+                .serve_connections_with(PlainTcp, proxy.relay(), proxy.clone());
             match (&options.tls_listen, tls) {
                 (Some(addr), Some(tls)) => {
                     let stage = ServiceBuilder::new()
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
                         .reuse_port(true)
                         .shutdown(shutdown.clone())
                         .build()?
-                        .serve_connections(stage, proxy);
+                        .serve_connections_with(stage, proxy.relay(), proxy);
                     tokio::try_join!(plain, secure).map(|_| ())
                 }
                 _ => plain.await,
