@@ -228,3 +228,36 @@ async fn user_policies_plug_in() {
     assert_eq!(count(&front.url(), 10).await["b"], 10);
     assert_eq!(proxy.backends().status().policy, "last");
 }
+
+#[tokio::test]
+async fn the_relay_and_the_proxy_service_place_a_key_on_the_same_backend() {
+    let (a, b, c) = (named("a").await, named("b").await, named("c").await);
+    let proxy = Proxy::builder(ConsistentHash::new())
+        .key(HttpKey::Cookie("session".to_owned()))
+        .build()
+        .unwrap();
+    for backend in [&a, &b, &c] {
+        proxy.add_backend(&backend.url()).unwrap();
+    }
+    let service_front = serve_proxy(proxy.clone()).await;
+    let relay_front = serve_relay(proxy).await;
+    let client = client();
+    let mut seen = HashMap::new();
+    for i in 0..20 {
+        let cookie = format!("theme=dark; session=user{i}");
+        let ask = |url: String| {
+            let req = http::Request::get(url)
+                .header("cookie", cookie.as_str())
+                .body(empty())
+                .unwrap();
+            send(&client, req)
+        };
+        let (_, _, by_service) = ask(service_front.url()).await;
+        for _ in 0..3 {
+            let (_, _, by_relay) = ask(relay_front.url()).await;
+            assert_eq!(by_relay, by_service, "session=user{i}");
+        }
+        *seen.entry(by_service).or_insert(0) += 1;
+    }
+    assert!(seen.len() >= 2, "20 sessions all on one backend: {seen:?}");
+}

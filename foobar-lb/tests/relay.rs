@@ -486,3 +486,89 @@ async fn a_drain_finishes_the_request_in_flight_then_closes() {
     assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
     assert!(got.ends_with("ok"), "{got}");
 }
+
+#[tokio::test]
+async fn tls_clients_are_relayed_and_http2_ones_handed_to_the_proxy_service() {
+    use foobar_guard::tls::{TlsConfig, TlsLayer};
+    use rustls_pki_types::ServerName;
+
+    let (url, seen) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await;
+    let ca = foobar_core::tls::DevCa::new().unwrap();
+    let identity = ca.server_cert(["127.0.0.1"]).unwrap().identity().unwrap();
+    let tls = TlsConfig::builder().identity(identity).build().unwrap();
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    proxy.add_backend(&url).unwrap();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    let stage = tower::ServiceBuilder::new()
+        .layer(TlsLayer::new(tls))
+        .service(PlainTcp);
+    tokio::spawn(server.serve_connections_with(stage, proxy.relay(), proxy));
+
+    let connect = |alpn: &'static [u8]| {
+        let ca = &ca;
+        async move {
+            let mut config = (*ca.client_tls().build().unwrap()).clone();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            connector.connect(name, tcp).await.unwrap()
+        }
+    };
+
+    // HTTP/1.1 over TLS: relayed, and the backend learns the scheme.
+    let mut h1 = connect(b"http/1.1").await;
+    h1.write_all(b"GET /secure HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    while !got.ends_with(b"ok") {
+        let n = tokio::time::timeout(Duration::from_secs(10), h1.read(&mut chunk))
+            .await
+            .expect("answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", text(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(text(&got).starts_with("HTTP/1.1 200 OK\r\n"));
+    let upstream = text(&seen.lock().unwrap()[0]);
+    assert!(
+        upstream.contains("\r\nx-forwarded-proto: https\r\n"),
+        "{upstream}"
+    );
+    assert!(upstream.contains(";proto=https;"), "{upstream}");
+
+    // HTTP/2 by ALPN: the proxy service answers.
+    let h2 = connect(b"h2").await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(h2),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://127.0.0.1/two")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let upstream = text(&seen.lock().unwrap()[1]);
+    assert!(upstream.starts_with("GET /two HTTP/1.1\r\n"), "{upstream}");
+    assert!(upstream.contains("\r\nvia: 2 foobar\r\n"), "{upstream}");
+}

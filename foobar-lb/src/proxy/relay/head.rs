@@ -489,3 +489,123 @@ pub(crate) fn write_error(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::NoKey;
+
+    fn info() -> ConnInfo {
+        ConnInfo::new(
+            "[2001:db8::7]:5000".parse().unwrap(),
+            "127.0.0.1:80".parse().unwrap(),
+        )
+    }
+
+    fn request(input: &[u8]) -> (Option<RequestPlan>, String) {
+        let forwarding = Forwarding::new("foobar", false);
+        let mut out = Vec::new();
+        match prepare_request(input, &mut out, &forwarding, &info(), &NoKey) {
+            Parse::Done(plan) => (Some(plan), String::from_utf8(out).unwrap()),
+            Parse::Partial => panic!("partial"),
+            Parse::HandOver => (None, String::new()),
+        }
+    }
+
+    #[test]
+    fn ambiguous_framing_goes_to_hyper() {
+        for input in [
+            &b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            b"GET http://elsewhere/ HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            assert!(
+                request(input).0.is_none(),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn requests_are_rewritten_like_the_hyper_path_does() {
+        let (plan, out) = request(
+            b"DELETE /x?y HTTP/1.1\r\nHost: shop\r\nConnection: close, x-hop\r\nx-hop: 1\r\n\
+              X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\nx-forwarded-proto: gopher\r\n\
+              Proxy-Authorization: secret\r\nTE: trailers\r\nContent-Length: 0\r\n\r\n",
+        );
+        let plan = plan.unwrap();
+        assert!(plan.close && plan.idempotent && plan.body == RequestBody::None);
+        assert!(
+            out.starts_with("DELETE /x?y HTTP/1.1\r\nHost: shop\r\n"),
+            "{out}"
+        );
+        for gone in ["Connection", "x-hop", "Proxy-Authorization", "gopher"] {
+            assert!(!out.contains(gone), "{gone} left in {out}");
+        }
+        assert!(out.contains("\r\nTE: trailers\r\n"), "{out}");
+        assert!(
+            out.contains("\r\nx-forwarded-for: 10.0.0.1, 10.0.0.2, 2001:db8::7\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\r\nforwarded: for=\"[2001:db8::7]\";proto=http;host=\"shop\"\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nx-forwarded-proto: http\r\n"), "{out}");
+        assert!(out.contains("\r\nx-forwarded-host: shop\r\n"), "{out}");
+        assert!(out.contains("\r\nvia: 1.1 foobar\r\n"), "{out}");
+        assert!(out.contains("\r\nx-request-id: "), "{out}");
+        assert!(out.ends_with("\r\n\r\n"));
+    }
+
+    fn response(input: &[u8], head_request: bool) -> Result<(ResponsePlan, String), BadResponse> {
+        let forwarding = Forwarding::new("foobar", false);
+        let verb: &[u8] = if head_request { b"HEAD" } else { b"GET" };
+        let req = [verb, b" / HTTP/1.1\r\nx-request-id: r1\r\n\r\n"].concat();
+        let plan = request(&req).0.unwrap();
+        let mut out = Vec::new();
+        let parsed = prepare_response(input, &mut out, &plan, &forwarding, false)?;
+        Ok((parsed.expect("complete"), String::from_utf8(out).unwrap()))
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let (plan, out) = response(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(plan.body, ResponseBody::Chunked);
+        assert!(!out.contains("content-length"), "{out}");
+        assert!(out.contains("transfer-encoding: chunked"), "{out}");
+        let (plan, _) = response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true).unwrap();
+        assert_eq!(plan.body, ResponseBody::None);
+        let (plan, out) = response(b"HTTP/1.0 200 OK\r\n\r\n", false).unwrap();
+        assert_eq!(plan.body, ResponseBody::UntilClose);
+        assert!(!plan.reusable && plan.closes_client);
+        assert!(out.contains("\r\nvia: 1.0 foobar\r\n"), "{out}");
+        assert!(out.contains("\r\nconnection: close\r\n"), "{out}");
+        assert!(out.contains("\r\nx-request-id: r1\r\n"), "{out}");
+        assert!(out.contains("\r\ndate: "), "{out}");
+        let (plan, _) = response(
+            b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(plan.body, ResponseBody::None);
+        assert!(!plan.reusable && !plan.closes_client);
+        assert_eq!(
+            response(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                false
+            )
+            .unwrap_err(),
+            BadResponse::Length
+        );
+    }
+}

@@ -392,6 +392,12 @@ where
         }
     }
 
+    /// Whether the connection closes after this request: the client asked,
+    /// keep-alive is off, or the server is draining.
+    fn closing(&self, plan: &RequestPlan) -> bool {
+        plan.close || !self.http.keep_alive || self.drain.is_triggered()
+    }
+
     /// Answers a failed exchange with its error page.
     async fn fail(
         &mut self,
@@ -429,7 +435,7 @@ where
     /// Writes an error page. A request with a body closes the connection:
     /// its body was not read to its end, or only partly sent.
     async fn answer(&mut self, fault: Fault, plan: &RequestPlan, consumed: bool) -> Next {
-        let close = plan.body != RequestBody::None || plan.close || self.drain.is_triggered();
+        let close = plan.body != RequestBody::None || self.closing(plan);
         head::write_error(
             &mut self.response_out,
             fault.status(),
@@ -532,7 +538,7 @@ where
         loop {
             // Checked as late as possible: a drain that started while the
             // request was in flight closes the connection after it.
-            let close = close || plan.close || self.drain.is_triggered();
+            let close = close || self.closing(plan);
             match head::prepare_response(
                 &self.upstream_in,
                 &mut self.response_out,
