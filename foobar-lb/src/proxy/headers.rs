@@ -295,18 +295,22 @@ fn new_request_id() -> HeaderValue {
 
 /// The text of a new request id (see [`new_request_id`]).
 pub(crate) fn request_id_text() -> [u8; 32] {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(rand::random);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
-    for (i, byte) in buf.iter_mut().enumerate() {
-        let word = if i < 16 { prefix } else { n };
-        let shift = 60 - 4 * (i % 16);
-        *byte = HEX[((word >> shift) & 0xf) as usize];
-    }
+    buf[..16].copy_from_slice(PREFIX.get_or_init(|| hex16(rand::random())));
+    buf[16..].copy_from_slice(&hex16(COUNTER.fetch_add(1, Ordering::Relaxed)));
     buf
+}
+
+/// `n` as 16 lowercase hex digits.
+fn hex16(n: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    digits
 }
 
 #[cfg(test)]

@@ -231,7 +231,11 @@ where
             return self.hand_over();
         }
         let drain = self.drain.clone();
-        let mut drain_signal = pin!(drain.wait());
+        let mut drain_signal = DrainSignal {
+            wait: pin!(drain.wait()),
+            shutdown: &drain,
+            registered: false,
+        };
         loop {
             if let Some(limit) = self.http.header_read_timeout {
                 self.header_deadline.arm(limit);
@@ -267,7 +271,7 @@ where
                         Ok(0) | Err(_) => return Handled::Closed,
                         Ok(_) => {}
                     },
-                    () = drain_signal.as_mut(), if idle => return Handled::Closed,
+                    () = &mut drain_signal, if idle => return Handled::Closed,
                     () = self.header_deadline.expired(), if timed => {
                         if !idle {
                             metrics::counter!("foobar_header_timeouts_total").increment(1);
@@ -624,6 +628,27 @@ where
             }
         }
         self.client.flush().await.is_ok()
+    }
+}
+
+/// The drain signal, polled through its lock only until it has the task's
+/// waker: a task's waker does not change, so later polls (one per request)
+/// need only the flag.
+struct DrainSignal<'a, F> {
+    wait: Pin<&'a mut F>,
+    shutdown: &'a Shutdown,
+    registered: bool,
+}
+
+impl<F: Future<Output = ()>> Future for DrainSignal<'_, F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered && !self.shutdown.is_triggered() {
+            return Poll::Pending;
+        }
+        self.registered = true;
+        self.wait.as_mut().poll(cx)
     }
 }
 
