@@ -11,6 +11,7 @@
 # Knobs (environment): DURATION=10 (s per run)  ROUNDS=3  CONNS="64 256"
 #                      MODES="http tls"
 #                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
+#                      FOOBAR_ARGS= (more lb-bench flags, e.g. --no-relay)
 # Runs much shorter than 10 s let the opening burst of TLS handshakes (one
 # per connection, all at once) dominate p99 at 256 connections.
 # Everything listens on 127.0.0.1, on free high ports; all processes and
@@ -22,6 +23,7 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
 MODES=${MODES:-"http tls"}
 WORKERS=${WORKERS:-1}
+FOOBAR_ARGS=${FOOBAR_ARGS:-}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 need=()
@@ -99,7 +101,8 @@ FOOBAR_HTTP=$(free_port); FOOBAR_TLS=$(free_port)
 HAPROXY_HTTP=$(free_port); HAPROXY_TLS=$(free_port)
 NGINX_HTTP=$(free_port); NGINX_TLS=$(free_port)
 
-RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
+# shellcheck disable=SC2086 # FOOBAR_ARGS is a list of flags
+RUST_LOG=error "$LB_BIN" --workers "$WORKERS" $FOOBAR_ARGS \
     --listen "127.0.0.1:$FOOBAR_HTTP" --tls-listen "127.0.0.1:$FOOBAR_TLS" \
     --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
     --backend "http://127.0.0.1:${BACKEND_PORTS[0]}" --backend "http://127.0.0.1:${BACKEND_PORTS[1]}" &

@@ -62,6 +62,8 @@ impl RequestId {
 pub(crate) struct RequestPlan {
     /// Bytes of the head in the input.
     pub(crate) head_len: usize,
+    /// Header fields in the head.
+    pub(crate) fields: usize,
     pub(crate) body: RequestBody,
     pub(crate) is_head: bool,
     pub(crate) idempotent: bool,
@@ -283,6 +285,7 @@ where
     let key = key.key(&RequestHead { info, headers });
     Parse::Done(RequestPlan {
         head_len,
+        fields: headers.len(),
         body,
         is_head: method == "HEAD",
         idempotent: matches!(

@@ -248,8 +248,11 @@ where
                     &self.info,
                     &self.shared.key,
                 ) {
-                    // Over the size limit: hyper answers `431`.
-                    Parse::Done(plan) if plan.head_len > self.http.max_header_bytes => {
+                    // Over the server's limits: hyper answers `431`.
+                    Parse::Done(plan)
+                        if plan.head_len > self.http.max_header_bytes
+                            || plan.fields > self.http.max_headers =>
+                    {
                         return self.hand_over()
                     }
                     Parse::Done(plan) => break plan,
