@@ -231,6 +231,53 @@ async fn what_the_relay_does_not_handle_is_served_by_the_proxy_service() {
 }
 
 #[tokio::test]
+async fn heads_with_more_fields_than_the_server_allows_get_431() {
+    let (url, seen) = scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await;
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    proxy.add_backend(&url).unwrap();
+    let mut http = foobar_core::HttpConfig::default();
+    http.max_headers = 8;
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .http(http)
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve_connections_with(PlainTcp, proxy.relay(), proxy));
+    let head = |fields: usize| {
+        let mut head = String::from("GET / HTTP/1.1\r\nhost: a\r\n");
+        for i in 1..fields {
+            head.push_str(&format!("x-field-{i}: {i}\r\n"));
+        }
+        head + "\r\n"
+    };
+
+    // At the limit: relayed.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(head(8).as_bytes()).await.unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"ok")).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(text(&seen.lock().unwrap()[0]).contains("x-field-7: 7\r\n"));
+
+    // One over: hyper answers 431 and the backend sees nothing.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(head(9).as_bytes()).await.unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"\r\n\r\n").is_some()).await);
+    assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn expect_continue_uploads_work() {
     let (url, seen) = scripted_backend(
         |buf: &[u8]| {
