@@ -336,6 +336,126 @@ async fn an_early_response_ends_the_upload_and_the_connection() {
     assert!(rest.is_empty(), "connection closed after the early answer");
 }
 
+/// A request is its head and the body its head frames.
+fn framed_request(buf: &[u8]) -> Option<usize> {
+    let head = head_only(buf)?;
+    let lower = text(&buf[..head]).to_ascii_lowercase();
+    if lower.contains("\r\ntransfer-encoding: chunked\r\n") {
+        return chunked_request(buf);
+    }
+    let length = lower
+        .split("\r\ncontent-length: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next())
+        .map_or(Some(0), |value| value.parse::<usize>().ok())?;
+    (buf.len() >= head + length).then_some(head + length)
+}
+
+#[tokio::test]
+async fn interim_answers_during_an_upload_are_relayed_and_the_upload_goes_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let backend = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 1024];
+        while head_only(&got).is_none() {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the head");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n")
+            .await
+            .unwrap();
+        // The rest of the body comes only after the client saw the 103.
+        while framed_request(&got).is_none() {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the body's end");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        got
+    });
+    let front = relay_to(&url).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: 8\r\n\r\nfour")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| find(got, b"\r\n\r\n").is_some()).await);
+    assert!(got.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{got}");
+    client.write_all(b"more").await.unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"ok")).await);
+    assert!(got.contains("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(!got.contains("connection: close"), "{got}");
+    let request = text(&backend.await.unwrap());
+    assert!(request.ends_with("\r\n\r\nfourmore"), "{request}");
+}
+
+#[tokio::test]
+async fn connection_naming_the_framing_cannot_split_a_request_or_a_response() {
+    let (url, seen) = scripted_backend(
+        framed_request,
+        Arc::new(|_: &[u8]| {
+            let answer =
+                b"HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: 5\r\n\r\nhello";
+            (answer.to_vec(), false)
+        }),
+    )
+    .await;
+    let front = relay_to(&url).await;
+
+    // The response's length stays, so the connection can carry another.
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| text(got).matches("hello").count() == 2).await);
+    assert_eq!(got.matches("\r\ncontent-length: 5\r\n").count(), 2, "{got}");
+
+    // A request's length named in `Connection`: its body stays its body.
+    let inner = "GET /admin HTTP/1.1\r\nhost: a\r\n\r\n";
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    let outer = format!(
+        "POST / HTTP/1.1\r\nhost: a\r\nconnection: content-length\r\ncontent-length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    client.write_all(outer.as_bytes()).await.unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"hello")).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "the backend saw one request, not two");
+    let posted = text(&seen[2]);
+    assert!(posted.starts_with("POST / HTTP/1.1\r\n"), "{posted}");
+    assert!(posted.ends_with(inner), "{posted}");
+}
+
+#[tokio::test]
+async fn error_pages_for_head_requests_have_no_body() {
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    let front = serve_relay(proxy).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"HEAD / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"no healthy backend\n")).await);
+    let second = got
+        .find("\r\n\r\n")
+        .map(|end| &got[end + 4..])
+        .unwrap_or("");
+    assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+    assert!(
+        second.starts_with("HTTP/1.1 503 "),
+        "HEAD answer had a body: {got}"
+    );
+}
+
 #[tokio::test]
 async fn a_response_delimited_by_close_is_relayed_and_closes_the_client() {
     let (url, _) = scripted_backend(

@@ -16,7 +16,7 @@ pub(crate) struct Deadline {
 impl Deadline {
     /// A deadline not armed yet.
     pub(crate) fn new() -> Self {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let far = far_future();
         Self {
             sleep: Box::pin(tokio::time::sleep_until(far)),
             due: far,
@@ -25,7 +25,8 @@ impl Deadline {
 
     /// Sets the deadline to `after` from now.
     pub(crate) fn arm(&mut self, after: Duration) {
-        self.due = Instant::now() + after;
+        // A timeout too long for the clock is as good as none.
+        self.due = Instant::now().checked_add(after).unwrap_or_else(far_future);
         if self.sleep.deadline() > self.due {
             self.sleep.as_mut().reset(self.due);
         }
@@ -41,4 +42,9 @@ impl Deadline {
             self.sleep.as_mut().reset(self.due);
         }
     }
+}
+
+/// A due time that never comes in practice: a year from now.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
 }

@@ -149,7 +149,6 @@ where
 
     // One scan for what decides the framing and the edits.
     let mut close = false;
-    let mut named: Vec<&[u8]> = Vec::new();
     let (mut lengths, mut encodings, mut chunked) = (0, 0, false);
     let mut length = 0;
     let (mut host, mut client_id) = (None, None);
@@ -161,7 +160,10 @@ where
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                    named.push(token);
+                    // Naming fields to drop: they could be the framing
+                    // (`Content-Length`) or what the edits read; hyper and
+                    // the proxy service rebuild both.
+                    return Parse::HandOver;
                 }
             }
         } else if is(name, "upgrade") || is(name, "expect") {
@@ -192,11 +194,6 @@ where
         (1, 0) if chunked => RequestBody::Chunked,
         _ => return Parse::HandOver,
     };
-    let is_named = |name: &str| {
-        named
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-    };
     let trust = forwarding.trust_forwarded;
     let replace_proto = !trust || !has_proto;
     let replace_host = host.is_some() && (!trust || !has_fwd_host);
@@ -206,12 +203,10 @@ where
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let xff_named = !named.is_empty() && is_named("x-forwarded-for");
     for h in headers {
         let name = h.name;
         if is_hop_by_hop(name)
             || (is(name, "te") && !te_is_trailers(h.value))
-            || (!named.is_empty() && is_named(name))
             || (replace_proto && is(name, "x-forwarded-proto"))
             || (replace_host && is(name, "x-forwarded-host"))
             // Written below, joined with this hop's address in one field.
@@ -241,10 +236,7 @@ where
     };
     let proto: &[u8] = if info.is_tls() { b"https" } else { b"http" };
     out.extend_from_slice(b"x-forwarded-for: ");
-    for h in headers
-        .iter()
-        .filter(|h| !xff_named && is(h.name, "x-forwarded-for"))
-    {
+    for h in headers.iter().filter(|h| is(h.name, "x-forwarded-for")) {
         out.extend_from_slice(h.value);
         out.extend_from_slice(b", ");
     }
@@ -353,7 +345,6 @@ pub(crate) fn prepare_response(
     let (mut keep_alive, mut backend_closes) = (false, false);
     let (mut encoded, mut chunked_last) = (false, false);
     let mut length: Option<u64> = None;
-    let (mut has_id, mut has_date) = (false, false);
     for h in headers {
         let name = h.name;
         if is(name, "connection") {
@@ -377,10 +368,6 @@ pub(crate) fn prepare_response(
                 return Err(BadResponse::Length);
             }
             length = Some(n);
-        } else if is(name, "x-request-id") {
-            has_id = true;
-        } else if is(name, "date") {
-            has_date = true;
         }
     }
     let body = if informational || request.is_head || status == 204 || status == 304 {
@@ -409,13 +396,16 @@ pub(crate) fn prepare_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let (mut has_id, mut has_date) = (false, false);
     for h in headers {
         let name = h.name;
-        let framing = is(name, "transfer-encoding");
-        // The body is relayed as it came, so its Transfer-Encoding stays.
+        // The body is relayed as it came, so its framing headers stay,
+        // whatever `Connection` names.
+        let framing = is(name, "transfer-encoding") || is(name, "content-length");
         if (is_hop_by_hop(name) && !framing)
             || (is(name, "te") && !te_is_trailers(h.value))
-            || (!named.is_empty()
+            || (!framing
+                && !named.is_empty()
                 && named
                     .iter()
                     .any(|n| n.eq_ignore_ascii_case(name.as_bytes())))
@@ -423,6 +413,8 @@ pub(crate) fn prepare_response(
         {
             continue;
         }
+        has_id |= is(name, "x-request-id");
+        has_date |= is(name, "date");
         push_header(out, name.as_bytes(), h.value);
     }
     if !informational {
@@ -472,6 +464,7 @@ pub(crate) fn write_error(
     request_id: Option<&RequestId>,
     forwarding: &Forwarding,
     close: bool,
+    head_only: bool,
 ) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -490,7 +483,10 @@ pub(crate) fn write_error(
         push_header(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(message.as_bytes());
+    // A `HEAD` answer has the length of the body it would have had.
+    if !head_only {
+        out.extend_from_slice(message.as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -516,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn ambiguous_framing_goes_to_hyper() {
+    fn heads_the_relay_does_not_handle_go_to_hyper() {
         for input in [
             &b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
@@ -525,6 +521,9 @@ mod tests {
             b"GET http://elsewhere/ HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            // Fields named in `Connection`: hyper rebuilds the framing.
+            b"POST / HTTP/1.1\r\nconnection: content-length\r\ncontent-length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nconnection: keep-alive, x-request-id\r\n\r\n",
         ] {
             assert!(
                 request(input).0.is_none(),
@@ -537,7 +536,7 @@ mod tests {
     #[test]
     fn requests_are_rewritten_like_the_hyper_path_does() {
         let (plan, out) = request(
-            b"DELETE /x?y HTTP/1.1\r\nHost: shop\r\nConnection: close, x-hop\r\nx-hop: 1\r\n\
+            b"DELETE /x?y HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\
               X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\nx-forwarded-proto: gopher\r\n\
               Proxy-Authorization: secret\r\nTE: trailers\r\nContent-Length: 0\r\n\r\n",
         );
@@ -547,7 +546,7 @@ mod tests {
             out.starts_with("DELETE /x?y HTTP/1.1\r\nHost: shop\r\n"),
             "{out}"
         );
-        for gone in ["Connection", "x-hop", "Proxy-Authorization", "gopher"] {
+        for gone in ["Connection", "Proxy-Authorization", "gopher"] {
             assert!(!out.contains(gone), "{gone} left in {out}");
         }
         assert!(out.contains("\r\nTE: trailers\r\n"), "{out}");
@@ -602,6 +601,17 @@ mod tests {
         .unwrap();
         assert_eq!(plan.body, ResponseBody::None);
         assert!(!plan.reusable && !plan.closes_client);
+        // `Connection` drops the fields it names, but not the framing.
+        let (plan, out) = response(
+            b"HTTP/1.1 200 OK\r\nconnection: content-length, date, x-hop\r\n\
+              content-length: 5\r\ndate: then\r\nx-hop: 1\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(plan.body, ResponseBody::Length(5));
+        assert!(out.contains("\r\ncontent-length: 5\r\n"), "{out}");
+        assert!(!out.contains("x-hop") && !out.contains("then"), "{out}");
+        assert!(out.contains("\r\ndate: "), "a date of its own: {out}");
         assert_eq!(
             response(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",

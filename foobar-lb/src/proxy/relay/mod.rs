@@ -450,6 +450,7 @@ where
             Some(&plan.request_id),
             &self.shared.forwarding,
             close,
+            plan.is_head,
         );
         if !consumed {
             self.input.advance(plan.head_len.min(self.input.len()));
@@ -500,6 +501,7 @@ where
             if pending == 0 {
                 reserve(input);
             }
+            let mut answered = false;
             tokio::select! {
                 biased;
                 ready = upstream.readable() => {
@@ -507,7 +509,7 @@ where
                     reserve(upstream_in);
                     match upstream.try_read_buf(upstream_in) {
                         Ok(0) => return Err(Failure::Upstream(closed_early())),
-                        Ok(_) => return Ok(BodySent::Interrupted),
+                        Ok(_) => answered = true,
                         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(error) => return Err(Failure::Upstream(error)),
                     }
@@ -529,7 +531,37 @@ where
                 },
                 () = response_deadline.expired(), if timed => return Err(Failure::Timeout),
             }
+            if answered && self.relay_interim(plan).await? {
+                return Ok(BodySent::Interrupted);
+            }
         }
+    }
+
+    /// Relays the `1xx` heads a backend sent while the request body was
+    /// still going; whether a final answer has begun, which ends the
+    /// upload.
+    async fn relay_interim(&mut self, plan: &RequestPlan) -> Result<bool, Failure> {
+        while !self.upstream_in.is_empty() {
+            match head::prepare_response(
+                &self.upstream_in,
+                &mut self.response_out,
+                plan,
+                &self.shared.forwarding,
+                false,
+            ) {
+                Ok(Some(response)) if response.informational => {
+                    self.upstream_in.advance(response.head_len);
+                    self.client
+                        .write_all(&self.response_out)
+                        .await
+                        .map_err(|_| Failure::ClientGone)?;
+                }
+                // Part of a head: keep sending until it is complete.
+                Ok(None) => return Ok(self.upstream_in.len() >= self.http.max_header_bytes),
+                Ok(Some(_)) | Err(_) => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     /// Reads the final response head, relaying `1xx` heads before it;

@@ -164,14 +164,21 @@ impl Http1Pool {
 
     /// Returns a bare connection after a complete exchange.
     pub(crate) fn put_raw(&self, stream: TcpStream) {
+        if self.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
         let mut idle = self.raw();
-        if idle.len() >= self.max_idle {
+        // The oldest first: expired ones go now, not at the next checkout,
+        // so sockets the backend closed do not linger while traffic lasts.
+        while idle.len() >= self.max_idle
+            || idle
+                .front()
+                .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
             idle.pop_front();
         }
-        idle.push_back(RawIdle {
-            stream,
-            since: Instant::now(),
-        });
+        idle.push_back(RawIdle { stream, since: now });
     }
 
     /// Opens a bare connection for the relay.
@@ -236,6 +243,9 @@ impl Http1Pool {
     }
 
     fn put(&self, sender: SendRequest<ProxyBody>) {
+        if self.max_idle == 0 {
+            return;
+        }
         let mut idle = self.idle();
         if idle.len() >= self.max_idle {
             idle.pop_front();
