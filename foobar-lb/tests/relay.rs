@@ -14,7 +14,7 @@ async fn serve_front(proxy: Proxy) -> TestServer {
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foobar_core::{PlainTcp, Server, Shutdown};
+use foobar_core::{HttpConfig, PlainTcp, Server, Shutdown};
 use foobar_lb::policy::RoundRobin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,6 +74,20 @@ fn head_only(buf: &[u8]) -> Option<usize> {
 fn chunked_request(buf: &[u8]) -> Option<usize> {
     let head = head_only(buf)?;
     find(&buf[head..], b"\r\n0\r\n\r\n").map(|at| head + at + 7)
+}
+
+/// A backend answering every request `200 ok`.
+async fn ok_backend() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    scripted_backend(
+        head_only,
+        Arc::new(|_: &[u8]| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        }),
+    )
+    .await
 }
 
 async fn relay_to(url: &str) -> TestServer {
@@ -179,16 +193,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn what_the_relay_does_not_handle_is_served_by_the_proxy_service() {
-    let (url, seen) = scripted_backend(
-        head_only,
-        Arc::new(|_: &[u8]| {
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-                false,
-            )
-        }),
-    )
-    .await;
+    let (url, seen) = ok_backend().await;
     let front = relay_to(&url).await;
 
     // HTTP/1.0: answered through hyper, the hop upstream is HTTP/1.1.
@@ -232,28 +237,10 @@ async fn what_the_relay_does_not_handle_is_served_by_the_proxy_service() {
 
 #[tokio::test]
 async fn heads_with_more_fields_than_the_server_allows_get_431() {
-    let (url, seen) = scripted_backend(
-        head_only,
-        Arc::new(|_: &[u8]| {
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-                false,
-            )
-        }),
-    )
-    .await;
-    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
-    proxy.add_backend(&url).unwrap();
-    let mut http = foobar_core::HttpConfig::default();
+    let (url, seen) = ok_backend().await;
+    let mut http = HttpConfig::default();
     http.max_headers = 8;
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .http(http)
-        .build()
-        .unwrap();
-    let addr = server.local_addr();
-    tokio::spawn(server.serve_connections_with(PlainTcp, proxy.relay(), proxy));
+    let addr = relay_with(&url, http, Shutdown::new()).await;
     let head = |fields: usize| {
         let mut head = String::from("GET / HTTP/1.1\r\nhost: a\r\n");
         for i in 1..fields {
@@ -547,18 +534,14 @@ async fn malformed_backend_answers_are_502s() {
     }
 }
 
-/// A relay server with a short header timeout and a shutdown signal.
-async fn relay_with(
-    url: &str,
-    header_timeout: Duration,
-    shutdown: Shutdown,
-) -> std::net::SocketAddr {
+/// A relay server with these HTTP settings and shutdown signal.
+async fn relay_with(url: &str, http: HttpConfig, shutdown: Shutdown) -> std::net::SocketAddr {
     let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
     proxy.add_backend(url).unwrap();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .unwrap()
-        .header_read_timeout(Some(header_timeout))
+        .http(http)
         .shutdown(shutdown)
         .grace_period(Duration::from_secs(5))
         .build()
@@ -570,17 +553,10 @@ async fn relay_with(
 
 #[tokio::test]
 async fn idle_and_slow_clients_are_closed_after_the_header_timeout() {
-    let (url, _) = scripted_backend(
-        head_only,
-        Arc::new(|_: &[u8]| {
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-                false,
-            )
-        }),
-    )
-    .await;
-    let addr = relay_with(&url, Duration::from_millis(300), Shutdown::new()).await;
+    let (url, _) = ok_backend().await;
+    let mut http = HttpConfig::default();
+    http.header_read_timeout = Some(Duration::from_millis(300));
+    let addr = relay_with(&url, http, Shutdown::new()).await;
     // Idle after one request.
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -626,7 +602,7 @@ async fn a_drain_finishes_the_request_in_flight_then_closes() {
     )
     .await;
     let shutdown = Shutdown::new();
-    let addr = relay_with(&backend.url(), Duration::from_secs(10), shutdown.clone()).await;
+    let addr = relay_with(&backend.url(), HttpConfig::default(), shutdown.clone()).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
@@ -659,16 +635,7 @@ async fn tls_clients_are_relayed_and_http2_ones_handed_to_the_proxy_service() {
     use foobar_guard::tls::{TlsConfig, TlsLayer};
     use rustls_pki_types::ServerName;
 
-    let (url, seen) = scripted_backend(
-        head_only,
-        Arc::new(|_: &[u8]| {
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-                false,
-            )
-        }),
-    )
-    .await;
+    let (url, seen) = ok_backend().await;
     let ca = foobar_core::tls::DevCa::new().unwrap();
     let identity = ca.server_cert(["127.0.0.1"]).unwrap().identity().unwrap();
     let tls = TlsConfig::builder().identity(identity).build().unwrap();

@@ -531,23 +531,30 @@ where
                 },
                 () = response_deadline.expired(), if timed => return Err(Failure::Timeout),
             }
-            if answered && self.relay_interim(plan).await? {
+            // A final answer, or a head too long, ends the upload.
+            if answered
+                && (self.relay_interim(plan, false).await?.is_some()
+                    || self.upstream_in.len() >= self.http.max_header_bytes)
+            {
                 return Ok(BodySent::Interrupted);
             }
         }
     }
 
-    /// Relays the `1xx` heads a backend sent while the request body was
-    /// still going; whether a final answer has begun, which ends the
-    /// upload.
-    async fn relay_interim(&mut self, plan: &RequestPlan) -> Result<bool, Failure> {
-        while !self.upstream_in.is_empty() {
+    /// Relays the complete `1xx` heads at the front of what the backend
+    /// sent; the final response head once it has fully arrived.
+    async fn relay_interim(
+        &mut self,
+        plan: &RequestPlan,
+        close: bool,
+    ) -> Result<Option<ResponsePlan>, Failure> {
+        loop {
             match head::prepare_response(
                 &self.upstream_in,
                 &mut self.response_out,
                 plan,
                 &self.shared.forwarding,
-                false,
+                close,
             ) {
                 Ok(Some(response)) if response.informational => {
                     self.upstream_in.advance(response.head_len);
@@ -556,12 +563,10 @@ where
                         .await
                         .map_err(|_| Failure::ClientGone)?;
                 }
-                // Part of a head: keep sending until it is complete.
-                Ok(None) => return Ok(self.upstream_in.len() >= self.http.max_header_bytes),
-                Ok(Some(_)) | Err(_) => return Ok(true),
+                Ok(head) => return Ok(head),
+                Err(bad) => return Err(Failure::BadResponse(bad)),
             }
         }
-        Ok(false)
     }
 
     /// Reads the final response head, relaying `1xx` heads before it;
@@ -578,24 +583,8 @@ where
             // Checked as late as possible: a drain that started while the
             // request was in flight closes the connection after it.
             let close = close || self.closing(plan);
-            match head::prepare_response(
-                &self.upstream_in,
-                &mut self.response_out,
-                plan,
-                &self.shared.forwarding,
-                close,
-            ) {
-                Ok(Some(response)) if response.informational => {
-                    self.upstream_in.advance(response.head_len);
-                    self.client
-                        .write_all(&self.response_out)
-                        .await
-                        .map_err(|_| Failure::ClientGone)?;
-                    continue;
-                }
-                Ok(Some(response)) => return Ok(response),
-                Ok(None) => {}
-                Err(bad) => return Err(Failure::BadResponse(bad)),
+            if let Some(response) = self.relay_interim(plan, close).await? {
+                return Ok(response);
             }
             if self.upstream_in.len() >= self.http.max_header_bytes {
                 return Err(Failure::BadResponse(BadResponse::Malformed));
