@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+/// Longer than any timeout anyone means.
+const A_YEAR: Duration = Duration::from_secs(86_400 * 365);
+
 /// A timeout re-armed per request. Arming only records the new due time;
 /// the timer keeps the earlier one and, when it fires early, moves itself
 /// to the recorded time. A connection busy with back-to-back requests so
@@ -16,7 +19,7 @@ pub(crate) struct Deadline {
 impl Deadline {
     /// A deadline not armed yet.
     pub(crate) fn new() -> Self {
-        let far = far_future();
+        let far = Instant::now() + A_YEAR;
         Self {
             sleep: Box::pin(tokio::time::sleep_until(far)),
             due: far,
@@ -25,8 +28,8 @@ impl Deadline {
 
     /// Sets the deadline to `after` from now.
     pub(crate) fn arm(&mut self, after: Duration) {
-        // A timeout too long for the clock is as good as none.
-        self.due = Instant::now().checked_add(after).unwrap_or_else(far_future);
+        // A timeout too long for the clock is as good as a year.
+        self.due = Instant::now() + after.min(A_YEAR);
         if self.sleep.deadline() > self.due {
             self.sleep.as_mut().reset(self.due);
         }
@@ -42,9 +45,4 @@ impl Deadline {
             self.sleep.as_mut().reset(self.due);
         }
     }
-}
-
-/// A due time that never comes in practice: a year from now.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
 }

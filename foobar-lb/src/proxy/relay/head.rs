@@ -3,6 +3,7 @@
 //! [`headers`](super::super::headers): hop-by-hop headers removed,
 //! `X-Forwarded-*`, `Forwarded`, `Via` and `X-Request-Id` added.
 
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 use foobar_core::ConnInfo;
@@ -132,9 +133,11 @@ pub(crate) fn prepare_request<K>(
 where
     K: for<'a> RequestKey<RequestHead<'a>>,
 {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(input) {
+    // Slots left uninitialised: filling 100 of them costs more than
+    // parsing a typical head.
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(input, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parse::Partial,
         Err(_) => return Parse::HandOver,
@@ -325,9 +328,11 @@ pub(crate) fn prepare_response(
     forwarding: &Forwarding,
     close: bool,
 ) -> Result<Option<ResponsePlan>, BadResponse> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let head_len = match resp.parse(input) {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, input, &mut slots);
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(BadResponse::Malformed),

@@ -241,13 +241,18 @@ where
                 self.header_deadline.arm(limit);
             }
             let plan = loop {
-                match head::prepare_request(
-                    &self.input,
-                    &mut self.request_out,
-                    &self.shared.forwarding,
-                    &self.info,
-                    &self.shared.key,
-                ) {
+                let parsed = if self.input.is_empty() {
+                    Parse::Partial
+                } else {
+                    head::prepare_request(
+                        &self.input,
+                        &mut self.request_out,
+                        &self.shared.forwarding,
+                        &self.info,
+                        &self.shared.key,
+                    )
+                };
+                match parsed {
                     // Over the server's limits: hyper answers `431`.
                     Parse::Done(plan)
                         if plan.head_len > self.http.max_header_bytes
@@ -548,7 +553,7 @@ where
         plan: &RequestPlan,
         close: bool,
     ) -> Result<Option<ResponsePlan>, Failure> {
-        loop {
+        while !self.upstream_in.is_empty() {
             match head::prepare_response(
                 &self.upstream_in,
                 &mut self.response_out,
@@ -567,6 +572,7 @@ where
                 Err(bad) => return Err(Failure::BadResponse(bad)),
             }
         }
+        Ok(None)
     }
 
     /// Reads the final response head, relaying `1xx` heads before it;
@@ -583,8 +589,10 @@ where
             // Checked as late as possible: a drain that started while the
             // request was in flight closes the connection after it.
             let close = close || self.closing(plan);
-            if let Some(response) = self.relay_interim(plan, close).await? {
-                return Ok(response);
+            if !self.upstream_in.is_empty() {
+                if let Some(response) = self.relay_interim(plan, close).await? {
+                    return Ok(response);
+                }
             }
             if self.upstream_in.len() >= self.http.max_header_bytes {
                 return Err(Failure::BadResponse(BadResponse::Malformed));

@@ -167,18 +167,14 @@ impl Http1Pool {
         if self.max_idle == 0 {
             return;
         }
-        let now = Instant::now();
         let mut idle = self.raw();
-        // The oldest first: expired ones go now, not at the next checkout,
-        // so sockets the backend closed do not linger while traffic lasts.
-        while idle.len() >= self.max_idle
-            || idle
-                .front()
-                .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
-        {
+        if idle.len() >= self.max_idle {
             idle.pop_front();
         }
-        idle.push_back(RawIdle { stream, since: now });
+        idle.push_back(RawIdle {
+            stream,
+            since: Instant::now(),
+        });
     }
 
     /// Opens a bare connection for the relay.
