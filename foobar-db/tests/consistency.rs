@@ -123,8 +123,11 @@ async fn gtid_mode_falls_back_to_the_primary_when_the_replica_is_behind() {
 
 #[tokio::test]
 async fn gtid_mode_waits_on_the_replica_when_it_catches_up_in_time() {
+    // The replica's delay counts from the event's timestamp in whole
+    // seconds: 1 s could hold the row back for only a few milliseconds,
+    // 2 s holds it back for more than one.
     let (cluster, pool, shutdown) =
-        delayed_notes(Consistency::gtid(Duration::from_secs(10)), 1).await;
+        delayed_notes(Consistency::gtid(Duration::from_secs(10)), 2).await;
 
     pool.query_drop("INSERT INTO notes VALUES (1)")
         .await
