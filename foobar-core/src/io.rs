@@ -1,11 +1,14 @@
 //! Stream adapters shared by the server and connection layers.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// Implements `AsyncWrite` for a wrapper by passing every call to its
 /// `inner` stream (the wrappers here only change reading, or nothing).
@@ -139,6 +142,112 @@ impl<IO: AsyncRead + Unpin, T: Unpin> AsyncRead for Holding<IO, T> {
 
 delegate_write!(Holding, T);
 
+/// A stream whose writes fail with [`io::ErrorKind::TimedOut`] once one has
+/// waited `timeout` for the peer to take bytes: a client that stops reading
+/// cannot hold its connection, and what is relayed to it, forever. Reads go
+/// straight to the stream, and a stream with no write waiting never times
+/// out, so idle keep-alive connections and quiet WebSockets are left alone.
+#[derive(Debug)]
+pub struct WriteTimeout<IO> {
+    inner: IO,
+    timeout: Option<Duration>,
+    /// Started when a write first finds the stream full; dropped as soon as
+    /// one goes through.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<IO> WriteTimeout<IO> {
+    /// `inner` with a write timeout; `None` waits forever.
+    pub fn new(inner: IO, timeout: Option<Duration>) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &IO {
+        &self.inner
+    }
+
+    /// The underlying stream, mutably.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> IO {
+        self.inner
+    }
+
+    /// Passes on a write's result; a write that cannot go through starts
+    /// (or checks) the timer.
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Some(limit) = self.timeout else {
+            return poll;
+        };
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the peer took no bytes for {limit:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteTimeout<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.guard(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.guard(cx, poll)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +264,24 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_take_times_out_and_reads_do_not() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut b) = tokio::io::duplex(16);
+        let mut s = WriteTimeout::new(a, Some(Duration::from_millis(50)));
+        // Nothing to read and no write waiting: no timeout.
+        let idle = tokio::time::timeout(Duration::from_millis(120), s.read_u8()).await;
+        assert!(idle.is_err(), "a read is not timed");
+        // A write the peer takes goes through; one it does not take fails.
+        s.write_all(&[1; 16]).await.unwrap();
+        let mut got = [0; 16];
+        b.read_exact(&mut got).await.unwrap();
+        s.write_all(&[2; 16]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let error = s.write_all(&[3; 16]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }

@@ -47,6 +47,9 @@ pub enum UpstreamError {
     /// The pooled HTTPS / HTTP/2 client failed (connecting or exchanging).
     #[error("backend request failed: {0}")]
     Client(#[source] hyper_util::client::legacy::Error),
+    /// A response body's next bytes did not come within the body timeout.
+    #[error("the backend sent no body bytes for {0:?}")]
+    BodyTimeout(std::time::Duration),
 }
 
 impl UpstreamError {
@@ -54,7 +57,7 @@ impl UpstreamError {
     pub fn is_connect(&self) -> bool {
         match self {
             Self::Connect(_) | Self::ConnectTimeout(_) => true,
-            Self::Http(_) => false,
+            Self::Http(_) | Self::BodyTimeout(_) => false,
             Self::Client(error) => error.is_connect(),
         }
     }
@@ -62,7 +65,7 @@ impl UpstreamError {
     /// Whether a timeout ran out (connecting included).
     pub fn is_timeout(&self) -> bool {
         let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
-            Self::ConnectTimeout(_) => return true,
+            Self::ConnectTimeout(_) | Self::BodyTimeout(_) => return true,
             Self::Connect(error) => Some(error),
             Self::Http(error) => Some(error),
             Self::Client(error) => Some(error),

@@ -5,10 +5,14 @@ mod proxy_cases;
 mod support;
 
 use foobar_lb::Proxy;
-use support::{serve_relay, TestServer};
+use support::{serve_relay, serve_relay_with, TestServer};
 
 async fn serve_front(proxy: Proxy) -> TestServer {
     serve_relay(proxy).await
+}
+
+async fn serve_front_with(proxy: Proxy, http: HttpConfig) -> TestServer {
+    serve_relay_with(proxy, http).await
 }
 
 use std::sync::{Arc, Mutex};

@@ -20,6 +20,11 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Most header fields in one HTTP/1 request. Default: 100.
     pub max_headers: usize,
+    /// Longest a write to the client may wait for the client to take bytes
+    /// (a response, or a tunnel's data); the connection is closed after it.
+    /// A connection with nothing to send is not affected. `None` waits
+    /// forever. Default: 60 s.
+    pub write_timeout: Option<Duration>,
     /// Most concurrent HTTP/2 streams per connection. Default: 256.
     pub max_concurrent_streams: u32,
     /// Interval of HTTP/2 keep-alive pings that detect dead peers; `None`
@@ -36,6 +41,7 @@ impl Default for HttpConfig {
             keep_alive: true,
             max_header_bytes: 64 * 1024,
             max_headers: Self::HYPER_MAX_HEADERS,
+            write_timeout: Some(Duration::from_secs(60)),
             max_concurrent_streams: 256,
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),

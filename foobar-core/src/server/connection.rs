@@ -21,7 +21,7 @@ use super::handoff::{Handled, RawConnection};
 use super::HttpConfig;
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::BoxError;
-use crate::io::Rewind;
+use crate::io::{Rewind, WriteTimeout};
 use crate::shutdown::Shutdown;
 
 /// What every connection task of one server shares.
@@ -140,7 +140,10 @@ pub(crate) async fn serve<C, H, IO, S, B>(
         inner: shared.http.clone(),
         info,
     };
-    let io = TokioIo::new(Rewind::new(buffered, io));
+    let io = TokioIo::new(WriteTimeout::new(
+        Rewind::new(buffered, io),
+        shared.http_config.write_timeout,
+    ));
     let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
     let mut drain = pin!(shared.drain.wait());
     let mut drain_registered = false;

@@ -110,6 +110,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Shorthand for the write timeout to clients that stop reading; `None`
+    /// disables it.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.http.write_timeout = timeout;
+        self
+    }
+
     /// The signal that starts a graceful shutdown. Default: none (serve
     /// until the future is dropped).
     pub fn shutdown(mut self, signal: Shutdown) -> Self {

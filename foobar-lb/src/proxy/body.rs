@@ -1,7 +1,9 @@
 //! The body type the proxy sends upstream and returns downstream.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use foobar_core::BoxError;
@@ -9,9 +11,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use super::upstream::PooledConn;
 use crate::backends::InFlight;
+use crate::error::UpstreamError;
 
 /// A streamed body: a peer's body passed through untouched, or a small
 /// body the proxy made itself (error pages). Never buffered.
@@ -55,16 +59,20 @@ impl ProxyBody {
 
     /// A backend's response body, keeping its request in flight and its
     /// connection checked out until read to the end.
+    /// A body whose next bytes do not come within `stall` ends in an error.
     pub(crate) fn upstream(
         body: Incoming,
         in_flight: Option<InFlight>,
         conn: Option<PooledConn>,
+        stall: Option<Duration>,
     ) -> Self {
         Self {
             kind: Kind::Incoming(UpstreamBody {
                 body,
                 in_flight,
                 conn,
+                stall,
+                stalled: None,
             }),
         }
     }
@@ -72,7 +80,7 @@ impl ProxyBody {
 
 impl From<Incoming> for ProxyBody {
     fn from(body: Incoming) -> Self {
-        Self::upstream(body, None, None)
+        Self::upstream(body, None, None, None)
     }
 }
 
@@ -84,9 +92,30 @@ struct UpstreamBody {
     body: Incoming,
     in_flight: Option<InFlight>,
     conn: Option<PooledConn>,
+    /// Longest wait for the next frame.
+    stall: Option<Duration>,
+    /// Started when a poll finds no frame ready; dropped when one comes.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
+    /// Polls the next frame, failing when none has come within `stall`.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let poll = Pin::new(&mut self.body).poll_frame(cx);
+        let Some(limit) = self.stall else {
+            return poll.map(|frame| frame.map(|f| f.map_err(Into::into)));
+        };
+        if let Poll::Ready(frame) = poll {
+            self.stalled = None;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Some(Err(UpstreamError::BodyTimeout(limit).into())))
+    }
+
     /// The exchange is over: its connection can serve the next request.
     fn finish(&mut self) {
         self.in_flight.take();
@@ -118,7 +147,7 @@ impl Body for ProxyBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming(upstream) => {
-                let frame = ready!(Pin::new(&mut upstream.body).poll_frame(cx));
+                let frame = ready!(upstream.poll_next(cx));
                 match frame {
                     Some(Ok(frame)) => {
                         if upstream.body.is_end_stream() {
@@ -130,7 +159,7 @@ impl Body for ProxyBody {
                         // Not reusable: dropped without `finish`.
                         upstream.in_flight.take();
                         upstream.conn.take();
-                        Poll::Ready(Some(Err(error.into())))
+                        Poll::Ready(Some(Err(error)))
                     }
                     None => {
                         upstream.finish();

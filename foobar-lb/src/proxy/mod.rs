@@ -163,6 +163,15 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
         self
     }
 
+    /// Longest wait for the next bytes of a backend's response body once
+    /// its head has come; after it the response is cut off and the client
+    /// connection closed. `None` waits forever (long polls, event streams
+    /// with rare events). Default: 60 s.
+    pub fn response_body_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.upstream.body_timeout = timeout;
+        self
+    }
+
     /// How long an idle pooled upstream connection is kept. Default: 60 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.upstream.idle_timeout = timeout;
@@ -492,7 +501,9 @@ where
                 tokio::spawn(tunnel(downstream, upstream, in_flight, shutdown));
                 resp.map(|_| ProxyBody::empty())
             }
-            _ => resp.map(|body| ProxyBody::upstream(body, Some(in_flight), conn)),
+            _ => resp.map(|body| {
+                ProxyBody::upstream(body, Some(in_flight), conn, self.upstream.body_timeout)
+            }),
         }
     }
 

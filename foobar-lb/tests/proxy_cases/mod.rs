@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use bytes::Bytes;
+use foobar_core::HttpConfig;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use http::{Request, Response, StatusCode};
@@ -190,6 +191,102 @@ async fn a_closed_port_is_a_502() {
     let (status, body) = get(&client(), &front.url()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(body.contains("cannot connect"), "{body}");
+}
+
+/// Accepts one connection and reads a request head from it.
+async fn accept_one_request(listener: &TcpListener) -> TcpStream {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before a request head");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    stream
+}
+
+#[tokio::test]
+async fn a_backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut stream = accept_one_request(&listener).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+            .await
+            .unwrap();
+        // Half the body, then silence until the proxy hangs up.
+        let _ = stream.read(&mut [0u8; 16]).await;
+    });
+    let (_proxy, front) = proxy_to(&[&url], |b| {
+        b.response_body_timeout(Some(Duration::from_millis(300)))
+    })
+    .await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got)).await;
+    assert!(ended.is_ok(), "the client connection ends within 10 s");
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\nhello"),
+        "half the body, then the end: {got}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    const ANNOUNCED: usize = 1 << 30;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (outcome_tx, outcome_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut stream = accept_one_request(&listener).await;
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {ANNOUNCED}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        // Bounded by the announced length; ends early when the proxy hangs up.
+        let outcome = loop {
+            if sent >= ANNOUNCED {
+                break Ok(sent);
+            }
+            match stream.write_all(&chunk).await {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break Err(sent),
+            }
+        };
+        let _ = outcome_tx.send(outcome);
+    });
+    let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
+    proxy.add_backend(&url).unwrap();
+    let mut http = HttpConfig::default();
+    http.write_timeout = Some(Duration::from_millis(300));
+    let front = crate::serve_front_with(proxy, http).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut status = [0u8; 12];
+    client.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    // The client reads nothing more: the proxy gives up on it, and on the
+    // backend's connection with it.
+    let outcome = tokio::time::timeout(Duration::from_secs(10), outcome_rx)
+        .await
+        .expect("the backend's writes fail within 10 s")
+        .unwrap();
+    let sent = outcome.expect_err("the backend could not send the whole body");
+    assert!(sent < ANNOUNCED);
+    drop(client);
 }
 
 #[tokio::test]

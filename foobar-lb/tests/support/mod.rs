@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use foobar_core::{BoxError, Server, Shutdown};
+use foobar_core::{BoxError, HttpConfig, Server, Shutdown};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
@@ -58,10 +58,24 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    serve_with(addr, svc, HttpConfig::default()).await
+}
+
+/// Serves `svc` with these HTTP settings.
+pub async fn serve_with<S, B>(addr: &str, svc: S, http: HttpConfig) -> TestServer
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let shutdown = Shutdown::new();
     let server = Server::builder()
         .bind(addr)
         .expect("valid address")
+        .http(http)
         .shutdown(shutdown.clone())
         .grace_period(Duration::from_millis(200))
         .build()
@@ -282,10 +296,21 @@ where
     K: for<'a> foobar_lb::RequestKey<foobar_lb::RequestHead<'a>>
         + foobar_lb::RequestKey<Request<foobar_lb::proxy::ProxyBody>>,
 {
+    serve_relay_with(proxy, HttpConfig::default()).await
+}
+
+/// Serves a proxy through its HTTP/1 relay with these HTTP settings.
+pub async fn serve_relay_with<P, K>(proxy: foobar_lb::Proxy<P, K>, http: HttpConfig) -> TestServer
+where
+    P: foobar_lb::Policy,
+    K: for<'a> foobar_lb::RequestKey<foobar_lb::RequestHead<'a>>
+        + foobar_lb::RequestKey<Request<foobar_lb::proxy::ProxyBody>>,
+{
     let shutdown = Shutdown::new();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .expect("valid address")
+        .http(http)
         .shutdown(shutdown.clone())
         .grace_period(Duration::from_millis(200))
         .build()

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
+use foobar_core::io::WriteTimeout;
 use foobar_core::{ConnInfo, Handled, HttpConfig, RawConnection, Shutdown};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -181,7 +182,7 @@ enum BodySent {
 
 struct Session<'s, P: Policy, K, IO> {
     shared: &'s Shared<P, K>,
-    client: IO,
+    client: WriteTimeout<IO>,
     info: ConnInfo,
     http: Arc<HttpConfig>,
     drain: Shutdown,
@@ -206,7 +207,7 @@ where
     fn new(shared: &'s Shared<P, K>, conn: RawConnection<IO>) -> Self {
         Self {
             shared,
-            client: conn.io,
+            client: WriteTimeout::new(conn.io, conn.http.write_timeout),
             info: conn.info,
             http: conn.http,
             drain: conn.drain,
@@ -221,7 +222,7 @@ where
 
     fn hand_over(self) -> Handled<IO> {
         Handled::Http {
-            io: self.client,
+            io: self.client.into_inner(),
             buffered: self.input.freeze(),
         }
     }
@@ -638,6 +639,7 @@ where
         if self.client.write_all(&self.response_out).await.is_err() {
             return false;
         }
+        let stall = self.shared.upstream.body_timeout;
         if let Some(mut left) = left {
             while !left.is_done() {
                 if !self.upstream_in.is_empty() {
@@ -645,7 +647,18 @@ where
                     return false;
                 }
                 reserve(&mut self.upstream_in);
-                match upstream.read_buf(&mut self.upstream_in).await {
+                if let Some(limit) = stall {
+                    self.response_deadline.arm(limit);
+                }
+                let read = tokio::select! {
+                    biased;
+                    read = upstream.read_buf(&mut self.upstream_in) => read,
+                    () = self.response_deadline.expired(), if stall.is_some() => {
+                        tracing::debug!("relay: the backend's body stalled past the body timeout");
+                        return false;
+                    }
+                };
+                match read {
                     Ok(0) if until_close => break,
                     Ok(0) | Err(_) => return false,
                     Ok(_) => {}

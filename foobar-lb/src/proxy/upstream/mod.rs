@@ -33,6 +33,8 @@ pub(crate) struct UpstreamConfig {
     pub(crate) max_idle_per_backend: usize,
     pub(crate) http2_only: bool,
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// Longest wait for the next bytes of a response body.
+    pub(crate) body_timeout: Option<Duration>,
 }
 
 impl Default for UpstreamConfig {
@@ -43,6 +45,7 @@ impl Default for UpstreamConfig {
             max_idle_per_backend: 1024,
             http2_only: false,
             tls: None,
+            body_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Upstream {
     authority: Authority,
     /// The version the general client is asked for.
     version: Version,
+    /// Longest wait for the next bytes of a response body.
+    body_timeout: Option<Duration>,
 }
 
 /// The backend's connections: plain HTTP/1.1 backends get a lean pool of
@@ -164,6 +169,7 @@ impl Upstream {
             } else {
                 Version::HTTP_11
             },
+            body_timeout: config.body_timeout,
         })
     }
 
@@ -323,7 +329,8 @@ impl Service<Request<ProxyBody>> for Upstream {
         let upstream = self.clone();
         Box::pin(async move {
             let Exchange { response, conn } = upstream.send(req).await?;
-            Ok(response.map(|body| ProxyBody::upstream(body, None, conn)))
+            let stall = upstream.body_timeout;
+            Ok(response.map(|body| ProxyBody::upstream(body, None, conn, stall)))
         })
     }
 }
