@@ -151,9 +151,18 @@ delegate_write!(Holding, T);
 pub struct WriteTimeout<IO> {
     inner: IO,
     timeout: Option<Duration>,
-    /// Started when a write first finds the stream full; dropped as soon as
-    /// one goes through.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// Started when a write (or flush) first cannot go through, with which
+    /// of the two started it; dropped once one of that kind goes through.
+    stalled: Option<(Pin<Box<Sleep>>, Op)>,
+}
+
+/// What kind of call started a [`WriteTimeout`]'s timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Write,
+    /// A flush or a shutdown: on plain TCP always ready, so one going
+    /// through says nothing of a write still waiting.
+    Flush,
 }
 
 impl<IO> WriteTimeout<IO> {
@@ -181,19 +190,27 @@ impl<IO> WriteTimeout<IO> {
         self.inner
     }
 
-    /// Passes on a write's result; a write that cannot go through starts
-    /// (or checks) the timer.
-    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// Passes on a call's result; one that cannot go through starts (or
+    /// checks) the timer.
+    fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: Op,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         let Some(limit) = self.timeout else {
             return poll;
         };
         if poll.is_ready() {
-            self.stalled = None;
+            // Bytes taken end any stall; a flush only the one it started.
+            if op == Op::Write || self.stalled.as_ref().is_some_and(|(_, by)| *by == op) {
+                self.stalled = None;
+            }
             return poll;
         }
-        let stalled = self
+        let (stalled, _) = self
             .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(limit)), op));
         match stalled.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -221,7 +238,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, poll)
+        self.guard(cx, Op::Write, poll)
     }
 
     fn poll_write_vectored(
@@ -230,7 +247,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.guard(cx, poll)
+        self.guard(cx, Op::Write, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -239,12 +256,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.guard(cx, poll)
+        self.guard(cx, Op::Flush, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.guard(cx, poll)
+        self.guard(cx, Op::Flush, poll)
     }
 }
 
@@ -283,5 +300,27 @@ mod tests {
         let error = s.write_all(&[3; 16]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_flush_going_through_does_not_end_a_writes_stall() {
+        use tokio::io::AsyncWriteExt;
+        let (a, _b) = tokio::io::duplex(4);
+        let mut s = WriteTimeout::new(a, Some(Duration::from_millis(50)));
+        s.write_all(&[0; 4]).await.unwrap();
+        // A caller that flushes (always ready here) while its write waits.
+        let stalled = std::future::poll_fn(|cx| {
+            let mut s = Pin::new(&mut s);
+            match s.as_mut().poll_write(cx, &[1]) {
+                Poll::Pending => {
+                    let _ = s.as_mut().poll_flush(cx);
+                    Poll::Pending
+                }
+                ready => ready,
+            }
+        });
+        let result = tokio::time::timeout(Duration::from_secs(5), stalled).await;
+        let error = result.expect("timed out by the write timeout").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 }

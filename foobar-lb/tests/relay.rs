@@ -448,7 +448,7 @@ async fn error_pages_for_head_requests_have_no_body() {
 }
 
 #[tokio::test]
-async fn a_response_delimited_by_close_is_relayed_and_closes_the_client() {
+async fn a_response_delimited_by_close_is_relayed_chunked() {
     let (url, _) = scripted_backend(
         head_only,
         Arc::new(|_: &[u8]| {
@@ -465,11 +465,22 @@ async fn a_response_delimited_by_close_is_relayed_and_closes_the_client() {
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
         .unwrap();
-    // Read to the end: the relay closes once the backend has.
-    let got = text(&read_until(&mut client, |_| false).await);
+    // The backend's close ends the body: the client gets a last chunk
+    // and keeps its connection.
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"\r\n0\r\n\r\n")).await);
     assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
-    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
-    assert!(got.ends_with("\r\n\r\nuntil the end"), "{got}");
+    assert!(got.contains("\r\ntransfer-encoding: chunked\r\n"), "{got}");
+    assert!(!got.contains("connection: close"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\nd\r\nuntil the end\r\n0\r\n\r\n"),
+        "{got}"
+    );
+    client
+        .write_all(b"GET /again HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let again = text(&read_until(&mut client, |got| got.ends_with(b"\r\n0\r\n\r\n")).await);
+    assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
 }
 
 #[tokio::test]

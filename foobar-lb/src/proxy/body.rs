@@ -73,6 +73,7 @@ impl ProxyBody {
                 conn,
                 stall,
                 stalled: None,
+                waiting: false,
             }),
         }
     }
@@ -94,8 +95,11 @@ struct UpstreamBody {
     conn: Option<PooledConn>,
     /// Longest wait for the next frame.
     stall: Option<Duration>,
-    /// Started when a poll finds no frame ready; dropped when one comes.
+    /// Set to `stall` from now when a poll finds no frame ready; kept (not
+    /// re-allocated) for the next wait.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Whether `stalled` times the current wait.
+    waiting: bool,
 }
 
 impl UpstreamBody {
@@ -106,8 +110,15 @@ impl UpstreamBody {
             return poll.map(|frame| frame.map(|f| f.map_err(Into::into)));
         };
         if let Poll::Ready(frame) = poll {
-            self.stalled = None;
+            self.waiting = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if !self.waiting {
+            self.waiting = true;
+            match &mut self.stalled {
+                Some(sleep) => sleep.set(tokio::time::sleep(limit)),
+                None => self.stalled = Some(Box::pin(tokio::time::sleep(limit))),
+            }
         }
         let stalled = self
             .stalled

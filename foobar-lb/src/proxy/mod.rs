@@ -164,9 +164,10 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
     }
 
     /// Longest wait for the next bytes of a backend's response body once
-    /// its head has come; after it the response is cut off and the client
-    /// connection closed. `None` waits forever (long polls, event streams
-    /// with rare events). Default: 60 s.
+    /// its head has come; after it the response is cut off (an HTTP/1
+    /// client's connection closed, an HTTP/2 client's stream reset).
+    /// `None` waits forever (long polls, event streams with rare events).
+    /// Default: 60 s.
     pub fn response_body_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.upstream.body_timeout = timeout;
         self

@@ -40,7 +40,7 @@ pub(crate) enum ResponseBody {
     None,
     Length(u64),
     Chunked,
-    /// Until the backend closes the connection.
+    /// Until the backend closes the connection; relayed chunked.
     UntilClose,
 }
 
@@ -393,7 +393,7 @@ pub(crate) fn prepare_response(
     };
     let reusable =
         !backend_closes && (version == 1 || keep_alive) && body != ResponseBody::UntilClose;
-    let closes_client = !informational && (close || body == ResponseBody::UntilClose);
+    let closes_client = !informational && close;
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -435,6 +435,10 @@ pub(crate) fn prepare_response(
         if !has_date {
             push_header(out, b"date", http_date().as_bytes());
         }
+        if body == ResponseBody::UntilClose {
+            // Relayed chunked, after any coding the backend named.
+            push_header(out, b"transfer-encoding", b"chunked");
+        }
         if closes_client {
             push_header(out, b"connection", b"close");
         }
@@ -448,6 +452,17 @@ pub(crate) fn prepare_response(
         reusable,
         closes_client,
     }))
+}
+
+/// Appends `data` as one chunk of a chunked body (nothing if it is empty:
+/// an empty chunk would end the body).
+pub(crate) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A status code's three digits (httparse accepts exactly three).
@@ -594,9 +609,10 @@ mod tests {
         assert_eq!(plan.body, ResponseBody::None);
         let (plan, out) = response(b"HTTP/1.0 200 OK\r\n\r\n", false).unwrap();
         assert_eq!(plan.body, ResponseBody::UntilClose);
-        assert!(!plan.reusable && plan.closes_client);
+        assert!(!plan.reusable && !plan.closes_client);
         assert!(out.contains("\r\nvia: 1.0 foobar\r\n"), "{out}");
-        assert!(out.contains("\r\nconnection: close\r\n"), "{out}");
+        assert!(out.contains("\r\ntransfer-encoding: chunked\r\n"), "{out}");
+        assert!(!out.contains("connection: close"), "{out}");
         assert!(out.contains("\r\nx-request-id: r1\r\n"), "{out}");
         assert!(out.contains("\r\ndate: "), "{out}");
         let (plan, _) = response(

@@ -624,6 +624,9 @@ where
             }
             ResponseBody::UntilClose => Some(BodyLeft::Length(u64::MAX)),
         };
+        // A body that ends when the backend closes goes to the client
+        // chunked: its end (or a cut) is then visible, and the client
+        // connection can stay open.
         let until_close = response.body == ResponseBody::UntilClose;
         // The head and the body bytes read with it, in one write.
         let first = match &mut left {
@@ -633,8 +636,12 @@ where
             },
             None => 0,
         };
-        self.response_out
-            .extend_from_slice(&self.upstream_in[..first]);
+        if until_close {
+            head::push_chunk(&mut self.response_out, &self.upstream_in[..first]);
+        } else {
+            self.response_out
+                .extend_from_slice(&self.upstream_in[..first]);
+        }
         self.upstream_in.advance(first);
         if self.client.write_all(&self.response_out).await.is_err() {
             return false;
@@ -659,14 +666,26 @@ where
                     }
                 };
                 match read {
-                    Ok(0) if until_close => break,
+                    Ok(0) if until_close => {
+                        if self.client.write_all(b"0\r\n\r\n").await.is_err() {
+                            return false;
+                        }
+                        break;
+                    }
                     Ok(0) | Err(_) => return false,
                     Ok(_) => {}
                 }
                 let Ok(n) = left.claim(&self.upstream_in) else {
                     return false;
                 };
-                if self.client.write_all(&self.upstream_in[..n]).await.is_err() {
+                let written = if until_close {
+                    self.response_out.clear();
+                    head::push_chunk(&mut self.response_out, &self.upstream_in[..n]);
+                    self.client.write_all(&self.response_out).await
+                } else {
+                    self.client.write_all(&self.upstream_in[..n]).await
+                };
+                if written.is_err() {
                     return false;
                 }
                 self.upstream_in.advance(n);
