@@ -10,6 +10,22 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// Implements `AsyncRead` for a wrapper by passing reads to its `inner`
+/// stream (the wrappers that only change writing, or nothing).
+macro_rules! delegate_read {
+    ($wrapper:ident $(, $extra:ident)?) => {
+        impl<IO: AsyncRead + Unpin $(, $extra: Unpin)?> AsyncRead for $wrapper<IO $(, $extra)?> {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.inner).poll_read(cx, buf)
+            }
+        }
+    };
+}
+
 /// Implements `AsyncWrite` for a wrapper by passing every call to its
 /// `inner` stream (the wrappers here only change reading, or nothing).
 macro_rules! delegate_write {
@@ -130,15 +146,7 @@ impl<IO, T> Holding<IO, T> {
     }
 }
 
-impl<IO: AsyncRead + Unpin, T: Unpin> AsyncRead for Holding<IO, T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
+delegate_read!(Holding, T);
 
 delegate_write!(Holding, T);
 
@@ -221,15 +229,7 @@ impl<IO> WriteTimeout<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for WriteTimeout<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
+delegate_read!(WriteTimeout);
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
     fn poll_write(
