@@ -58,8 +58,8 @@ impl ProxyBody {
     }
 
     /// A backend's response body, keeping its request in flight and its
-    /// connection checked out until read to the end.
-    /// A body whose next bytes do not come within `stall` ends in an error.
+    /// connection checked out until read to the end; a body whose next
+    /// bytes do not come within `stall` ends in an error.
     pub(crate) fn upstream(
         body: Incoming,
         in_flight: Option<InFlight>,
