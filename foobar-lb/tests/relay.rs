@@ -567,6 +567,48 @@ async fn relay_with(url: &str, http: HttpConfig, shutdown: Shutdown) -> std::net
 }
 
 #[tokio::test]
+async fn idle_backend_connections_are_let_go_without_traffic() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let got = read_until(&mut stream, |got| head_only(got).is_some()).await;
+        assert!(head_only(&got).is_some(), "a request head");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        // The backend ends keep-alive on its side, then waits for the
+        // proxy to close its own.
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest).await;
+        let _ = closed_tx.send(read.map(|_| rest.len()).ok());
+    });
+    let proxy = Proxy::builder(RoundRobin::new())
+        .idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    proxy.add_backend(&url).unwrap();
+    let front = serve_relay(proxy).await;
+    let mut client = TcpStream::connect(front.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let got = text(&read_until(&mut client, |got| got.ends_with(b"ok")).await);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    // No request comes to check the pooled connection out: the proxy
+    // closes it on its own.
+    let closed = tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the proxy closes its side within 10 s")
+        .unwrap();
+    assert_eq!(closed, Some(0), "closed, with nothing sent");
+}
+
+#[tokio::test]
 async fn idle_and_slow_clients_are_closed_after_the_header_timeout() {
     let (url, _) = ok_backend().await;
     let mut http = HttpConfig::default();

@@ -10,7 +10,8 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -32,12 +33,53 @@ pub(crate) struct Http1Pool {
     max_idle: usize,
     idle: Mutex<VecDeque<Idle>>,
     raw: Mutex<VecDeque<RawIdle>>,
+    /// A task sweeps `raw` while it holds connections.
+    sweeping: AtomicBool,
 }
 
 #[derive(Debug)]
 struct RawIdle {
     stream: TcpStream,
     since: Instant,
+}
+
+/// Whether an idle connection has nothing to read: readiness means the
+/// backend closed it (or sent something unasked). The runtime tracks
+/// readiness from its last poll, so this costs no system call; a close it
+/// has not seen yet shows up as a failed exchange, which the proxy may
+/// retry.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    stream.poll_read_ready(&mut cx).is_pending()
+}
+
+/// Closes the bare idle connections the backend has closed, or that have
+/// expired, while any are idle: no request looks at them when traffic
+/// stops, and a closed one would wait in CLOSE_WAIT until the next. Ends
+/// when none are left (the next return starts it again) or the pool is
+/// gone.
+async fn sweep(pool: Weak<Http1Pool>) {
+    loop {
+        let Some(period) = pool
+            .upgrade()
+            .map(|p| (p.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5)))
+        else {
+            return;
+        };
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut idle = pool.raw();
+        idle.retain(|c| now.duration_since(c.since) <= pool.idle_timeout && is_quiet(&c.stream));
+        if idle.is_empty() {
+            // Under the lock: a connection returned after this starts a
+            // new sweep.
+            pool.sweeping.store(false, Ordering::Release);
+            return;
+        }
+    }
 }
 
 /// Where the backend is: an address, or a host name resolved per connect.
@@ -128,6 +170,7 @@ impl Http1Pool {
             max_idle,
             idle: Mutex::new(VecDeque::new()),
             raw: Mutex::new(VecDeque::new()),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -149,13 +192,7 @@ impl Http1Pool {
             idle.pop_front();
         }
         while let Some(entry) = idle.pop_back() {
-            // An idle connection has nothing to read: readiness means the
-            // backend closed it (or sent something unasked). The runtime
-            // tracks readiness from its last poll, so this costs no system
-            // call; a close it has not seen yet shows up as a failed
-            // exchange, which the proxy may retry.
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            if entry.stream.poll_read_ready(&mut cx).is_pending() {
+            if is_quiet(&entry.stream) {
                 return Some(entry.stream);
             }
         }
@@ -163,7 +200,7 @@ impl Http1Pool {
     }
 
     /// Returns a bare connection after a complete exchange.
-    pub(crate) fn put_raw(&self, stream: TcpStream) {
+    pub(crate) fn put_raw(self: &Arc<Self>, stream: TcpStream) {
         if self.max_idle == 0 {
             return;
         }
@@ -175,6 +212,10 @@ impl Http1Pool {
             stream,
             since: Instant::now(),
         });
+        drop(idle);
+        if !self.sweeping.load(Ordering::Relaxed) && !self.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
     }
 
     /// Opens a bare connection for the relay.
