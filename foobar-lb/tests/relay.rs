@@ -95,9 +95,13 @@ async fn ok_backend() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
 }
 
 async fn relay_to(url: &str) -> TestServer {
+    relay_to_with(url, HttpConfig::default()).await
+}
+
+async fn relay_to_with(url: &str, http: HttpConfig) -> TestServer {
     let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
     proxy.add_backend(url).unwrap();
-    serve_relay(proxy).await
+    serve_relay_with(proxy, http).await
 }
 
 /// Reads from `stream` until `done` holds for what was read, or it closes;
@@ -244,7 +248,8 @@ async fn heads_with_more_fields_than_the_server_allows_get_431() {
     let (url, seen) = ok_backend().await;
     let mut http = HttpConfig::default();
     http.max_headers = 8;
-    let addr = relay_with(&url, http, Shutdown::new()).await;
+    let front = relay_to_with(&url, http).await;
+    let addr = front.addr;
     let head = |fields: usize| {
         let mut head = String::from("GET / HTTP/1.1\r\nhost: a\r\n");
         for i in 1..fields {
@@ -549,14 +554,14 @@ async fn malformed_backend_answers_are_502s() {
     }
 }
 
-/// A relay server with these HTTP settings and shutdown signal.
-async fn relay_with(url: &str, http: HttpConfig, shutdown: Shutdown) -> std::net::SocketAddr {
+/// A relay server that gives a request in flight 5 s to finish once
+/// `shutdown` fires.
+async fn draining_relay(url: &str, shutdown: Shutdown) -> std::net::SocketAddr {
     let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
     proxy.add_backend(url).unwrap();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .unwrap()
-        .http(http)
         .shutdown(shutdown)
         .grace_period(Duration::from_secs(5))
         .build()
@@ -613,7 +618,8 @@ async fn idle_and_slow_clients_are_closed_after_the_header_timeout() {
     let (url, _) = ok_backend().await;
     let mut http = HttpConfig::default();
     http.header_read_timeout = Some(Duration::from_millis(300));
-    let addr = relay_with(&url, http, Shutdown::new()).await;
+    let front = relay_to_with(&url, http).await;
+    let addr = front.addr;
     // Idle after one request.
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -659,7 +665,7 @@ async fn a_drain_finishes_the_request_in_flight_then_closes() {
     )
     .await;
     let shutdown = Shutdown::new();
-    let addr = relay_with(&backend.url(), HttpConfig::default(), shutdown.clone()).await;
+    let addr = draining_relay(&backend.url(), shutdown.clone()).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .await

@@ -113,16 +113,16 @@ impl UpstreamBody {
             self.waiting = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if !self.waiting {
-            self.waiting = true;
-            match &mut self.stalled {
-                Some(sleep) => sleep.set(tokio::time::sleep(limit)),
-                None => self.stalled = Some(Box::pin(tokio::time::sleep(limit))),
+        let restart = !std::mem::replace(&mut self.waiting, true);
+        let stalled = match &mut self.stalled {
+            Some(sleep) => {
+                if restart {
+                    sleep.set(tokio::time::sleep(limit));
+                }
+                sleep
             }
-        }
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            None => self.stalled.insert(Box::pin(tokio::time::sleep(limit))),
+        };
         ready!(stalled.as_mut().poll(cx));
         Poll::Ready(Some(Err(UpstreamError::BodyTimeout(limit).into())))
     }

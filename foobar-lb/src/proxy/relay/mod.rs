@@ -590,6 +590,7 @@ where
             // Checked as late as possible: a drain that started while the
             // request was in flight closes the connection after it.
             let close = close || self.closing(plan);
+            // Checked here too: the call costs instructions on every request.
             if !self.upstream_in.is_empty() {
                 if let Some(response) = self.relay_interim(plan, close).await? {
                     return Ok(response);

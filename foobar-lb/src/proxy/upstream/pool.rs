@@ -72,7 +72,7 @@ async fn sweep(pool: Weak<Http1Pool>) {
         };
         let now = Instant::now();
         let mut idle = pool.raw();
-        idle.retain(|c| now.duration_since(c.since) <= pool.idle_timeout && is_quiet(&c.stream));
+        idle.retain(|c| !pool.expired(c.since, now) && is_quiet(&c.stream));
         if idle.is_empty() {
             // Under the lock: a connection returned after this starts a
             // new sweep.
@@ -174,6 +174,11 @@ impl Http1Pool {
         }
     }
 
+    /// Whether a connection idle since `since` has outlived the idle timeout.
+    fn expired(&self, since: Instant, now: Instant) -> bool {
+        now.duration_since(since) > self.idle_timeout
+    }
+
     fn raw(&self) -> MutexGuard<'_, VecDeque<RawIdle>> {
         self.raw
             .lock()
@@ -185,10 +190,7 @@ impl Http1Pool {
     pub(crate) fn checkout_raw(&self) -> Option<TcpStream> {
         let now = Instant::now();
         let mut idle = self.raw();
-        while idle
-            .front()
-            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
-        {
+        while idle.front().is_some_and(|c| self.expired(c.since, now)) {
             idle.pop_front();
         }
         while let Some(entry) = idle.pop_back() {
@@ -257,10 +259,7 @@ impl Http1Pool {
         let now = Instant::now();
         let mut idle = self.idle();
         // The longest idle are at the front: drop those past the timeout.
-        while idle
-            .front()
-            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
-        {
+        while idle.front().is_some_and(|c| self.expired(c.since, now)) {
             idle.pop_front();
         }
         // A connection whose last exchange the connection task has not
