@@ -19,6 +19,7 @@ const TOO_LARGE: Rejection = Rejection {
     status: StatusCode::PAYLOAD_TOO_LARGE,
     message: "request body too large\n",
     retry_after: None,
+    grpc: false,
 };
 
 /// Limits request bodies to a number of bytes. See the
