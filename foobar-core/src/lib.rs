@@ -2,6 +2,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "access-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "access-log")))]
+pub mod access_log;
 pub mod admin;
 pub mod conn;
 mod error;
@@ -14,7 +17,7 @@ pub mod shutdown;
 pub mod status;
 pub mod tls;
 
-pub use conn::{Accepted, ConnInfo, TlsInfo};
+pub use conn::{Accepted, ConnInfo, TlsInfo, UpstreamName};
 pub use error::{BoxError, Error, Result};
 pub use server::{
     DirectToHttp, Handled, HttpConfig, PlainTcp, RawConnection, Server, ServerBuilder,

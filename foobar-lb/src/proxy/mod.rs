@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foobar_core::tls::ClientTls;
-use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource};
+use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource, UpstreamName};
 use http::header::{HeaderValue, CONTENT_TYPE, VIA};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -495,6 +495,9 @@ where
         headers::remove_hop_by_hop(headers, switching);
         headers.append(VIA, self.forwarding.via(version));
         headers.entry(X_REQUEST_ID).or_insert(request_id);
+        // For the access log: which backend answered.
+        resp.extensions_mut()
+            .insert(UpstreamName(in_flight.backend().shared_id()));
         match (switching, downstream) {
             (true, Some(downstream)) => {
                 let upstream = hyper::upgrade::on(&mut resp);
