@@ -10,7 +10,7 @@
 //! | `stack` | the whole topology on one machine |
 
 pub mod certs;
-pub mod cli;
+pub mod config;
 pub mod lb;
 pub mod stack;
 pub mod web;

@@ -71,6 +71,27 @@ async fn records_are_read_back_at_once_across_both_web_servers() {
     assert_eq!(status, StatusCode::OK);
     let listed: Vec<Entry> = serde_json::from_str(&body).unwrap();
     assert_eq!(listed.len(), 40);
+
+    // Every write is in the load balancer's access log, naming the web
+    // server that took it.
+    let web_addrs: Vec<String> = stack
+        .info
+        .webs
+        .iter()
+        .map(|w| format!("https://{}", w.listen))
+        .collect();
+    let logged = support::wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(stack.dir().join("lb-access.log")).unwrap_or_default();
+        let writes = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v["method"] == "POST" && v["status"] == 201)
+            .filter(|v| web_addrs.iter().any(|w| v["upstream"] == w.as_str()))
+            .count();
+        async move { writes == 40 }
+    })
+    .await;
+    assert!(logged, "the access log lacks the writes: {}", stack.log());
 }
 
 #[tokio::test]

@@ -179,6 +179,20 @@ impl TrustedProxies {
         self.set.load().is_allowed(addr)
     }
 
+    /// The client of a request with these extensions and headers: a
+    /// [`ClientAddr`] already there, else the
+    /// [connection's peer](ClientAddr::connection_peer) resolved through
+    /// these proxies. For code outside the guard layers, such as an
+    /// access log in front of the firewall.
+    pub fn client_of(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+        match extensions.get::<ClientAddr>() {
+            Some(client) => Some(client.0),
+            None => {
+                ClientAddr::connection_peer(extensions).map(|peer| self.resolve(peer.ip(), headers))
+            }
+        }
+    }
+
     /// Whether no proxy is trusted.
     pub fn is_empty(&self) -> bool {
         self.set.load().is_empty()

@@ -1,12 +1,14 @@
 //! The layer, its service and its response future.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderName, REFERER, USER_AGENT};
-use http::{Request, Response, StatusCode};
+use http::{Extensions, HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -19,18 +21,55 @@ use crate::conn::{ConnInfo, UpstreamName};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Finds a request's client address: see [`AccessLogLayer::client`].
+type ClientFn = dyn Fn(&Extensions, &HeaderMap) -> Option<IpAddr> + Send + Sync;
+
 /// Writes one access log line per request of the wrapped service. See the
 /// [module docs](super).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccessLogLayer {
-    writer: AccessLogWriter,
+    writer: Option<AccessLogWriter>,
     format: Format,
+    client: Option<Arc<ClientFn>>,
+}
+
+impl std::fmt::Debug for AccessLogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogLayer")
+            .field("writer", &self.writer)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AccessLogLayer {
     /// Logs to `writer` in `format`.
     pub fn new(writer: AccessLogWriter, format: Format) -> Self {
-        Self { writer, format }
+        Self::optional(Some(writer), format)
+    }
+
+    /// Logs to `writer` if there is one, else logs nothing: one service
+    /// type whether or not a configuration asks for an access log.
+    pub fn optional(writer: Option<AccessLogWriter>, format: Format) -> Self {
+        Self {
+            writer,
+            format,
+            client: None,
+        }
+    }
+
+    /// Finds the client address with `client` (given the request's
+    /// extensions and headers) instead of [`ConnInfo::client_addr`]: for
+    /// servers that record the peer elsewhere (axum's `ConnectInfo`), or
+    /// to log the client behind trusted proxies. foobar-guard's
+    /// `TrustedProxies::client_of` does both.
+    #[must_use]
+    pub fn client(
+        mut self,
+        client: impl Fn(&Extensions, &HeaderMap) -> Option<IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.client = Some(Arc::new(client));
+        self
     }
 }
 
@@ -42,16 +81,28 @@ impl<S> Layer<S> for AccessLogLayer {
             inner,
             writer: self.writer.clone(),
             format: self.format,
+            client: self.client.clone(),
         }
     }
 }
 
 /// The access log service; made by [`AccessLogLayer`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
-    writer: AccessLogWriter,
+    writer: Option<AccessLogWriter>,
     format: Format,
+    client: Option<Arc<ClientFn>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for AccessLog<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("inner", &self.inner)
+            .field("writer", &self.writer)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> AccessLog<S> {
@@ -59,8 +110,9 @@ impl<S> AccessLog<S> {
     pub fn new(inner: S, writer: AccessLogWriter, format: Format) -> Self {
         Self {
             inner,
-            writer,
+            writer: Some(writer),
             format,
+            client: None,
         }
     }
 
@@ -119,11 +171,20 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let Some(writer) = &self.writer else {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                pending: None,
+            };
+        };
         let info = req.extensions().get::<ConnInfo>();
         let headers = req.headers();
         let entry = Box::new(Entry {
             time: SystemTime::now(),
-            client: info.map(|info| info.client_addr().ip()),
+            client: match &self.client {
+                Some(client) => client(req.extensions(), headers),
+                None => info.map(|info| info.client_addr().ip()),
+            },
             method: req.method().clone(),
             uri: req.uri().clone(),
             protocol: req.version(),
@@ -140,7 +201,7 @@ where
         let pending = Pending {
             entry,
             started: Instant::now(),
-            writer: self.writer.clone(),
+            writer: writer.clone(),
             format: self.format,
         };
         ResponseFuture {
@@ -192,7 +253,7 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let Some(mut pending) = this.pending.take() else {
-            // Polled after completion: the inner future decides what that means.
+            // Logging is off.
             return Poll::Ready(result.map(|response| response.map(AccessLogBody::unlogged)));
         };
         match result {

@@ -13,7 +13,7 @@
 //! | field | JSON key | from |
 //! |---|---|---|
 //! | time the request arrived | `time` (RFC 3339, UTC) | the system clock |
-//! | client | `client` | [`ConnInfo::client_addr`] |
+//! | client | `client` | [`ConnInfo::client_addr`], or what [`AccessLogLayer::client`] finds |
 //! | method, path and query, protocol | `method`, `path`, `protocol` | the request |
 //! | status | `status` | the response (`499`: the client left before it; `500`: the service failed) |
 //! | bytes in | `bytes_in` | the request's `Content-Length` (`null` for a streamed upload of unknown length) |
