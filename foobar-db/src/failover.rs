@@ -33,13 +33,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foobar_core::status::{DbRole, Health};
+use foobar_core::status::Health;
 use foobar_core::Shutdown;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::Mutex;
 
 use crate::monitor::{self, MonitorConfig, Observation};
+use crate::status::DbRole;
 use crate::topology::{Host, RoleHint, Topology};
 use crate::Error;
 

@@ -12,6 +12,7 @@ pub mod route;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
+pub mod status;
 pub mod topology;
 
 pub use consistency::Consistency;

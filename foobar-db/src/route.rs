@@ -28,7 +28,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foobar_core::status::{DbRole, DbStatus, Snapshot, StatusSource};
+use foobar_core::status::{Snapshot, StatusSource};
 use foobar_core::Shutdown;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, Row};
@@ -39,6 +39,7 @@ use crate::failover::{Control, FailoverConfig};
 use crate::monitor::{self, MonitorConfig};
 use crate::pool::DbTls;
 use crate::pool::{self, Manager, Object, PoolConfig};
+use crate::status::DbRole;
 use crate::topology::{Host, HostConfig, RoleHint, Topology};
 use crate::{Error, Result};
 
@@ -720,32 +721,7 @@ impl StatusSource for RwPool {
     }
 
     fn snapshot(&self) -> Snapshot {
-        use std::sync::atomic::Ordering;
-        let topology = &self.inner.topology;
-        let hosts = topology
-            .hosts
-            .iter()
-            .map(|host| {
-                let status = host.pool.status();
-                foobar_core::status::DbHostStatus {
-                    id: host.id.clone(),
-                    role: host.role(),
-                    health: host.health(),
-                    lag_seconds: host.lag().map(|lag| lag.as_secs_f64()),
-                    pool_size: status.size as u64,
-                    pool_in_use: status.size.saturating_sub(status.available) as u64,
-                    pool_waiting: status.waiting as u64,
-                    queries_total: host.queries.load(Ordering::Relaxed),
-                    server_questions_total: host.server_questions.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        Snapshot::Database(DbStatus {
-            writer: topology.writer().map(str::to_owned),
-            hosts,
-            failovers_total: topology.failovers(),
-            events: topology.events(),
-        })
+        crate::status::snapshot(&self.inner.topology)
     }
 
     fn ready(&self) -> bool {

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foobar_core::status::{DbRole, Health, StatusEvent};
+use foobar_core::status::{Health, StatusEvent};
 use metrics::{Counter, Histogram};
 use mysql_async::Opts;
 use tokio::sync::Notify;
 
 use crate::pool::Pool;
+use crate::status::DbRole;
 
 /// How a host is expected to start out. Only a hint: the monitor reads the
 /// real role from the server.
@@ -320,7 +321,7 @@ impl Topology {
     }
 
     /// Logs and counts a transition.
-    pub(crate) fn record(&self, kind: &str, message: String) {
+    pub(crate) fn record(&self, kind: &'static str, message: String) {
         self.transitions.increment(1);
         if let Ok(mut events) = self.events.lock() {
             if events.len() == MAX_EVENTS {

@@ -5,11 +5,12 @@ mod support;
 
 use std::time::Duration;
 
-use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+use foobar_core::status::{Health, StatusSource};
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::Opts;
 use foobar_db::pool::Manager;
 use foobar_db::sandbox::{wait_for, MONITOR};
+use foobar_db::status::DbRole;
 use foobar_db::{Error, PoolConfig, ResetPolicy};
 use support::cluster_and_pool;
 
@@ -135,23 +136,22 @@ async fn status_snapshot_and_monitor_shutdown() {
     wait_for("server counters", Duration::from_secs(5), move || {
         let p = p.clone();
         async move {
-            let Snapshot::Database(status) = p.snapshot() else {
-                return false;
-            };
-            status.hosts.iter().all(|h| h.server_questions_total > 0)
+            p.status()
+                .hosts
+                .iter()
+                .all(|h| h.server_questions_total > 0)
         }
     })
     .await
     .unwrap();
-    let Snapshot::Database(status) = pool.snapshot() else {
-        panic!("a database snapshot")
-    };
+    let status = pool.status();
     assert_eq!(
         status.writer.as_deref(),
         Some(cluster.primary().address().as_str())
     );
     assert_eq!(status.hosts.len(), 3);
     assert_eq!(status.hosts[0].role, DbRole::Primary);
+    assert!(status.hosts[0].writer && !status.hosts[1].writer);
     assert!(status.hosts[1..]
         .iter()
         .all(|h| h.role == DbRole::Replica && h.health == Health::Up));
@@ -163,7 +163,11 @@ async fn status_snapshot_and_monitor_shutdown() {
         .hosts
         .iter()
         .all(|h| h.pool_in_use == 0 && h.pool_size >= 1 || h.queries_total == 0));
-    let json = serde_json::to_string(&Snapshot::Database(status)).unwrap();
+    let snapshot = pool.snapshot();
+    assert_eq!(snapshot.kind, foobar_db::status::KIND);
+    assert_eq!(snapshot.health, Health::Up);
+    assert!(snapshot.events.iter().any(|e| e.kind == "writer"));
+    let json = serde_json::to_string(&snapshot).unwrap();
     assert!(json.contains("\"writer\""));
     assert!(
         !json.contains("sandbox-app"),

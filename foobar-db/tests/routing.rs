@@ -165,10 +165,7 @@ async fn explicit_connections_and_transactions() {
     let replica = cluster.replicas()[0].port();
 
     let queries_on = |port: u16| {
-        use foobar_core::status::{Snapshot, StatusSource};
-        let Snapshot::Database(status) = pool.snapshot() else {
-            panic!("a database snapshot");
-        };
+        let status = pool.status();
         let id = format!("127.0.0.1:{port}");
         status
             .hosts
@@ -235,12 +232,8 @@ async fn a_replica_with_stopped_replication_is_shunned() {
         move || {
             let p = p.clone();
             async move {
-                let foobar_core::status::Snapshot::Database(s) =
-                    foobar_core::status::StatusSource::snapshot(&p)
-                else {
-                    return false;
-                };
-                s.hosts
+                p.status()
+                    .hosts
                     .iter()
                     .any(|h| h.health == foobar_core::status::Health::Shunned)
             }
@@ -395,12 +388,8 @@ async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_fail
         .build(&shutdown)
         .await
         .unwrap();
-    let foobar_core::status::Snapshot::Database(status) =
-        foobar_core::status::StatusSource::snapshot(&pool)
-    else {
-        panic!("a database snapshot");
-    };
-    assert_eq!(status.hosts[1].role, foobar_core::status::DbRole::Replica);
+    let status = pool.status();
+    assert_eq!(status.hosts[1].role, foobar_db::status::DbRole::Replica);
     assert_eq!(status.hosts[1].health, foobar_core::status::Health::Shunned);
     assert_eq!(port_of_read(&pool).await, cluster.primary().port());
     pool.query_drop("CREATE TABLE ok (id INT)").await.unwrap();

@@ -59,15 +59,13 @@ pub async fn cluster_and_pool(
 
 /// Waits until `count` replicas are up (replicating, lag known).
 pub async fn wait_replicas_up(pool: &RwPool, count: usize) {
-    use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+    use foobar_core::status::Health;
+    use foobar_db::status::DbRole;
     let pool = pool.clone();
     foobar_db::sandbox::wait_for("replicas up", Duration::from_secs(15), move || {
         let pool = pool.clone();
         async move {
-            let Snapshot::Database(status) = pool.snapshot() else {
-                return false;
-            };
-            status
+            pool.status()
                 .hosts
                 .iter()
                 .filter(|h| h.role == DbRole::Replica && h.health == Health::Up)
