@@ -1,12 +1,14 @@
 //! The writer: a thread of its own that formats entries and writes lines,
-//! fed through a bounded queue the request path never waits on.
+//! fed through a bounded queue the request path never waits on (and never
+//! wakes: the thread takes what was queued every few milliseconds).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics::Counter;
 
@@ -15,6 +17,10 @@ use crate::Shutdown;
 
 /// Lines queued before new ones are dropped, by default.
 const DEFAULT_CAPACITY: usize = 16 * 1024;
+
+/// How often the writer thread takes what was queued: lines reach the file
+/// within about this long.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
 
 /// Why an access log could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +60,6 @@ struct Shared {
 
 enum Message {
     Line(Box<Entry>, Format),
-    /// Wakes the thread to look at the reopen flag.
-    Wake,
 }
 
 /// The thread's end.
@@ -150,12 +154,11 @@ impl AccessLogWriter {
         }
     }
 
-    /// Makes the writer reopen its file by path before the next line (after
-    /// logrotate renamed it). Lines already queued go to the new file.
+    /// Makes the writer reopen its file by path (after logrotate renamed
+    /// it), within a few milliseconds. Lines still queued go to the new
+    /// file.
     pub fn reopen(&self) {
         self.shared.reopen.store(true, Ordering::Release);
-        // A full queue wakes the thread anyway.
-        let _ = self.shared.queue.try_send(Message::Wake);
     }
 
     /// Reopens the file on every SIGHUP until `shutdown` fires.
@@ -192,26 +195,33 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 impl Sink {
     fn run(mut self, lines: &Receiver<Message>) {
-        // Blocks until a line comes, then takes everything queued before
-        // writing once: one write per burst, not per line.
-        while let Ok(first) = lines.recv() {
-            self.take(first);
-            while let Ok(next) = lines.try_recv() {
-                self.take(next);
-                if self.buffer.len() >= 60 * 1024 {
-                    self.flush();
+        // Wakes on a timer, never on a line: a request that queues a line
+        // then costs no wake-up system call, whatever the load.
+        loop {
+            loop {
+                match lines.try_recv() {
+                    Ok(message) => {
+                        self.take(message);
+                        if self.buffer.len() >= 60 * 1024 {
+                            self.flush();
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.flush();
+                        return;
+                    }
                 }
             }
             self.flush();
+            std::thread::sleep(WRITE_EVERY);
         }
-        self.flush();
     }
 
     fn take(&mut self, message: Message) {
-        if let Message::Line(entry, format) = message {
-            entry.write_line(format, &mut self.buffer);
-            self.written.increment(1);
-        }
+        let Message::Line(entry, format) = message;
+        entry.write_line(format, &mut self.buffer);
+        self.written.increment(1);
     }
 
     /// Writes what is buffered, then reopens the file if asked: what was
