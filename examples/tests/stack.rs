@@ -403,6 +403,9 @@ async fn rotated_certificates_are_served_after_reload_without_failed_requests() 
     std::fs::write(key, rotated.key_pem()).unwrap();
     let lb = pids_with_arg(&format!("--rules={}", dir.join("lb.rules").display()));
     assert_eq!(lb.len(), 1, "one load balancer process: {lb:?}");
+    // logrotate's way: rename the access log, then signal.
+    let access_log = dir.join("lb-access.log");
+    std::fs::rename(&access_log, dir.join("lb-access.log.1")).unwrap();
     signal(lb[0], "-HUP");
 
     let new_served = wait_until(Duration::from_secs(10), || async {
@@ -412,6 +415,11 @@ async fn rotated_certificates_are_served_after_reload_without_failed_requests() 
     .await;
     assert!(new_served, "new connections never saw the new certificate");
     assert_ne!(old, rotated.cert_der().as_ref());
+    let reopened = wait_until(Duration::from_secs(10), || async {
+        std::fs::read_to_string(&access_log).is_ok_and(|text| text.lines().count() > 0)
+    })
+    .await;
+    assert!(reopened, "the access log was not reopened after SIGHUP");
     stop.store(true, Ordering::Relaxed);
     let (ok, errors) = load.await.unwrap();
     assert!(ok > 0);
