@@ -121,6 +121,25 @@ pub enum Refused {
         /// The configured per-client limit.
         limit: usize,
     },
+    /// The client did not finish the TLS handshake in time.
+    #[error("TLS handshake with {peer} timed out after {timeout:?}")]
+    TlsHandshakeTimeout {
+        /// The TCP peer.
+        peer: SocketAddr,
+        /// The configured limit.
+        timeout: std::time::Duration,
+    },
+    /// The TLS handshake failed (protocol error, no shared version or
+    /// cipher, certificate refused, connection closed).
+    #[error("TLS handshake with {peer} failed: {source}")]
+    TlsHandshake {
+        /// The TCP peer.
+        peer: SocketAddr,
+        /// The error from the TLS stack; for TLS failures its inner error
+        /// is a `rustls::Error`.
+        #[source]
+        source: std::io::Error,
+    },
     /// A PROXY protocol header was missing, malformed, late or not allowed.
     #[error("PROXY protocol from {peer}: {reason}")]
     ProxyProtocol {
