@@ -14,6 +14,13 @@ use pin_project_lite::pin_project;
 
 use crate::body::{plain, GuardBody};
 
+/// Whether a request with these headers is gRPC.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// A refusal a layer answers itself.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rejection {
@@ -37,9 +44,7 @@ impl Rejection {
 
     /// The same refusal, in gRPC form when the request is gRPC.
     pub(crate) fn for_request(mut self, headers: &HeaderMap) -> Self {
-        self.grpc = headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        self.grpc = is_grpc(headers);
         self
     }
 
