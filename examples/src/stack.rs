@@ -368,7 +368,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         .map(|(index, web)| {
             RoleProcess::new(
                 web.name.clone(),
-                web_args(web, index, &certs, &web_rules, &database),
+                web_args(&dir, web, index, &certs, &web_rules, &database, config.rate),
             )
         })
         .collect();
@@ -484,11 +484,13 @@ async fn start_database(
 }
 
 fn web_args(
+    dir: &Path,
     web: &WebInfo,
     index: usize,
     certs: &StackCerts,
     rules: &Path,
     db: &Database,
+    rate: u32,
 ) -> Vec<String> {
     let mut args = vec![
         "web".to_owned(),
@@ -502,11 +504,11 @@ fn web_args(
         format!("--db-primary={}", db.primary),
         format!(
             "--access-log={}",
-            certs_dir(certs)
-                .join(format!("{}-access.log", web.name))
-                .display()
+            dir.join(format!("{}-access.log", web.name)).display()
         ),
         "--access-log-format=combined".to_owned(),
+        // The clients behind the load balancer get the same limit there.
+        format!("--rate={rate}"),
     ];
     args.extend(db.replicas.iter().map(|r| format!("--db-replica={r}")));
     if let Some(ca) = &db.ca {
@@ -570,11 +572,6 @@ fn lb_args(
             .map(|w| format!("--backend=https://{}", w.listen)),
     );
     args
-}
-
-/// The stack's directory, where the certificates were written.
-fn certs_dir(certs: &StackCerts) -> &Path {
-    certs.ca.parent().unwrap_or(Path::new("."))
 }
 
 /// A role running as a child process of the stack.
