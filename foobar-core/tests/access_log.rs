@@ -63,7 +63,7 @@ impl tower::Service<Accepted<TcpStream>> for Tls {
 
 /// The application: a fixed body, an upstream name and a request id, as a
 /// proxy would set them.
-async fn app(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn app(req: Request<foobar_core::RequestBody>) -> Result<Response<Full<Bytes>>, Infallible> {
     let status = if req.uri().path() == "/missing" {
         StatusCode::NOT_FOUND
     } else {

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
+use foobar_core::RequestBody;
 use foobar_core::{ConnInfo, Server, Shutdown};
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
 /// A hello server with request metrics and an admin listener.
@@ -28,7 +28,7 @@ struct Args {
     admin: String,
 }
 
-async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn hello(req: Request<RequestBody>) -> Result<Response<Full<Bytes>>, Infallible> {
     let peer = req
         .extensions()
         .get::<ConnInfo>()

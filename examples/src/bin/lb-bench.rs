@@ -6,8 +6,7 @@
 //! plain HTTP on `--listen` and, with `--tls-listen`, `--cert` and
 //! `--key`, TLS termination too. One single-threaded runtime per worker
 //! (`--workers`, default: one per core), the workers sharing the listening
-//! ports through `SO_REUSEPORT`, each with its own upstream pools. Requests
-//! go through the proxy's HTTP/1 relay unless `--no-relay` is given.
+//! ports through `SO_REUSEPORT`, each with its own upstream pools.
 //! Ctrl-C or SIGTERM stops it gracefully.
 
 use std::io::Write as _;
@@ -15,12 +14,11 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use foobar_core::{runtime, DirectToHttp, PlainTcp, Server, Shutdown};
+use foobar_core::{runtime, PlainTcp, Server, Shutdown};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_lb::health::HealthCheck;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
-use tower::util::Either;
 use tower::ServiceBuilder;
 
 /// The benchmark's round-robin HTTP load balancer, with optional TLS termination.
@@ -48,9 +46,6 @@ struct Options {
     /// Check backends with GET PATH every 2 s
     #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
-    /// Serve every request through the Proxy service (hyper)
-    #[arg(long)]
-    no_relay: bool,
 }
 
 fn build_proxy(options: &Options, shutdown: &Shutdown) -> Result<Proxy, foobar_lb::Error> {
@@ -116,17 +111,12 @@ fn main() -> ExitCode {
                     .interval(Duration::from_secs(2))
                     .spawn_http(proxy.backends());
             }
-            let relay = if options.no_relay {
-                Either::Right(DirectToHttp)
-            } else {
-                Either::Left(proxy.relay())
-            };
             let plain = Server::builder()
                 .bind(&options.listen)?
                 .reuse_port(true)
                 .shutdown(shutdown.clone())
                 .build()?
-                .serve_connections_with(PlainTcp, relay.clone(), proxy.clone());
+                .serve_connections(PlainTcp, proxy.clone());
             match (&options.tls_listen, tls) {
                 (Some(addr), Some(tls)) => {
                     let stage = ServiceBuilder::new()
@@ -137,7 +127,7 @@ fn main() -> ExitCode {
                         .reuse_port(true)
                         .shutdown(shutdown.clone())
                         .build()?
-                        .serve_connections_with(stage, relay, proxy);
+                        .serve_connections(stage, proxy);
                     tokio::try_join!(plain, secure).map(|_| ())
                 }
                 _ => plain.await,

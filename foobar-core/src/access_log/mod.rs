@@ -37,7 +37,7 @@
 //! let shutdown = Shutdown::on_signals();
 //! let log = AccessLogWriter::open("/var/log/foobar/access.log")?;
 //! log.reopen_on_sighup(shutdown.clone())?;
-//! let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+//! let app = tower::service_fn(|_req: http::Request<foobar_core::RequestBody>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
 //! });
 //! let app = ServiceBuilder::new()
