@@ -2,6 +2,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "access-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "access-log")))]
+pub mod access_log;
 pub mod admin;
 mod body;
 pub mod conn;
@@ -17,7 +20,7 @@ pub mod status;
 pub mod tls;
 
 pub use body::{BodyError, Interim, RequestBody};
-pub use conn::{Accepted, ConnInfo, TlsInfo};
+pub use conn::{Accepted, ConnInfo, TlsInfo, UpstreamName};
 pub use error::{BoxError, Error, Result};
 pub use server::{HttpConfig, PlainTcp, Server, ServerBuilder};
 pub use shutdown::Shutdown;
