@@ -2,15 +2,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 pub mod conn;
 mod error;
 pub mod io;
 pub mod metrics;
+#[cfg(any(feature = "monitor", feature = "push"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "monitor", feature = "push"))))]
 pub mod monitor;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+#[cfg(feature = "status")]
+#[cfg_attr(docsrs, doc(cfg(feature = "status")))]
 pub mod status;
 pub mod tls;
 
@@ -20,4 +26,5 @@ pub use server::{
     DirectToHttp, Handled, HttpConfig, PlainTcp, RawConnection, Server, ServerBuilder,
 };
 pub use shutdown::Shutdown;
+#[cfg(feature = "status")]
 pub use status::{Snapshot, StatusSource};

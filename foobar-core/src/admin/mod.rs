@@ -61,7 +61,10 @@ use tower_service::Service;
 
 use self::auth::BearerToken;
 use crate::metrics::PrometheusExporter;
-use crate::monitor::{Monitor, PushHandle};
+#[cfg(feature = "monitor")]
+use crate::monitor::Monitor;
+#[cfg(feature = "push")]
+use crate::monitor::PushHandle;
 use crate::status::StatusSource;
 
 /// The status page, served as is.
@@ -72,7 +75,9 @@ const STATUS_PAGE: &str = include_str!("status_page.html");
 pub struct Admin {
     exporter: PrometheusExporter,
     sources: Arc<Vec<Arc<dyn StatusSource>>>,
+    #[cfg(feature = "monitor")]
     monitor: Option<Monitor>,
+    #[cfg(feature = "push")]
     pushes: Arc<Vec<PushHandle>>,
     token: Option<BearerToken>,
 }
@@ -80,10 +85,13 @@ pub struct Admin {
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
-        f.debug_struct("Admin")
-            .field("sources", &names)
-            .field("monitor", &self.monitor.is_some())
-            .field("pushes", &self.pushes.len())
+        let mut debug = f.debug_struct("Admin");
+        debug.field("sources", &names);
+        #[cfg(feature = "monitor")]
+        debug.field("monitor", &self.monitor.is_some());
+        #[cfg(feature = "push")]
+        debug.field("pushes", &self.pushes.len());
+        debug
             .field("token", &self.token.is_some())
             .finish_non_exhaustive()
     }
@@ -96,7 +104,9 @@ impl Admin {
         Self {
             exporter,
             sources: Arc::new(Vec::new()),
+            #[cfg(feature = "monitor")]
             monitor: None,
+            #[cfg(feature = "push")]
             pushes: Arc::new(Vec::new()),
             token: None,
         }
@@ -117,6 +127,8 @@ impl Admin {
     }
 
     /// Shows the monitor's host, process and request-rate figures.
+    #[cfg(feature = "monitor")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "monitor")))]
     #[must_use]
     pub fn with_monitor(mut self, monitor: Monitor) -> Self {
         self.monitor = Some(monitor);
@@ -124,6 +136,8 @@ impl Admin {
     }
 
     /// Shows a push client's counters.
+    #[cfg(feature = "push")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "push")))]
     #[must_use]
     pub fn with_push(mut self, push: PushHandle) -> Self {
         Arc::make_mut(&mut self.pushes).push(push);
@@ -180,7 +194,7 @@ impl Admin {
             "/status.json" => body(
                 StatusCode::OK,
                 "application/json",
-                status_json::render(&self.sources, self.monitor.as_ref(), &self.pushes),
+                status_json::render(self),
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }

@@ -29,11 +29,15 @@
 
 mod future;
 mod layer;
-pub(crate) mod prometheus;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::MetricsLayer;
+#[cfg(feature = "admin")]
 pub(crate) use self::prometheus::CONTENT_TYPE;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use self::prometheus::{MetricsEndpoint, PrometheusExporter};
 pub use self::service::Metrics;
