@@ -39,5 +39,5 @@ pub use self::layer::MetricsLayer;
 pub(crate) use self::prometheus::CONTENT_TYPE;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
-pub use self::prometheus::{MetricsEndpoint, PrometheusExporter};
+pub use self::prometheus::{ExporterError, MetricsEndpoint, PrometheusExporter};
 pub use self::service::Metrics;

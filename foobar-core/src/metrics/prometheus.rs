@@ -1,5 +1,5 @@
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -8,8 +8,6 @@ use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_service::Service;
-
-use crate::error::{Error, Result};
 
 /// Histogram buckets for every `*_seconds` metric: 0.5 ms to 10 s, dense
 /// where web latencies live.
@@ -26,7 +24,20 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 
 /// The outcome of the one installation attempt of this process: a global
 /// recorder can be set only once, so a failure is final too.
-static INSTALLED: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+static INSTALLED: OnceLock<Result<PrometheusHandle, ExporterError>> = OnceLock::new();
+
+/// Why the Prometheus recorder could not be installed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExporterError {
+    /// Another `metrics` recorder was installed first; there can be one per
+    /// process.
+    #[error("another metrics recorder was installed first")]
+    RecorderTaken,
+    /// The thread that folds histogram samples could not be started.
+    #[error("cannot start the metrics upkeep thread: {0}")]
+    UpkeepThread(#[source] Arc<std::io::Error>),
+}
 
 /// The process-wide Prometheus recorder behind the `metrics` facade.
 #[derive(Clone, Debug)]
@@ -40,13 +51,14 @@ impl PrometheusExporter {
     /// thread. Calling it again returns the same exporter.
     ///
     /// # Errors
-    /// [`Error::Exporter`] if another recorder was installed first.
-    pub fn install() -> Result<Self> {
+    /// [`ExporterError::RecorderTaken`] if another recorder was installed
+    /// first (the same error again on every later call).
+    pub fn install() -> Result<Self, ExporterError> {
         match INSTALLED.get_or_init(install_recorder) {
             Ok(handle) => Ok(Self {
                 handle: handle.clone(),
             }),
-            Err(reason) => Err(Error::Exporter(reason.clone())),
+            Err(error) => Err(error.clone()),
         }
     }
 
@@ -88,13 +100,14 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
     }
 }
 
-fn install_recorder() -> Result<PrometheusHandle, String> {
+fn install_recorder() -> Result<PrometheusHandle, ExporterError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-        .map_err(|e| e.to_string())?
+        // It only refuses an empty list.
+        .expect("SECONDS_BUCKETS is not empty")
         .build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    metrics::set_global_recorder(recorder).map_err(|_| ExporterError::RecorderTaken)?;
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("foobar-metrics-upkeep".into())
@@ -102,6 +115,6 @@ fn install_recorder() -> Result<PrometheusHandle, String> {
             std::thread::sleep(UPKEEP_INTERVAL);
             upkeep.run_upkeep();
         })
-        .map_err(|e| format!("cannot start the upkeep thread: {e}"))?;
+        .map_err(|error| ExporterError::UpkeepThread(Arc::new(error)))?;
     Ok(handle)
 }

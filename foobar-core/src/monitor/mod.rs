@@ -64,7 +64,10 @@ pub use self::host::HostSampler;
 #[cfg(feature = "monitor")]
 pub use self::host::{HostSnapshot, ProcessSnapshot};
 #[cfg(feature = "push")]
-pub use self::push::{Push, PushBuilder, PushError, PushHandle, PushStats, PushTarget};
+pub use self::push::{
+    HeaderProblem, Push, PushBuilder, PushError, PushFailure, PushHandle, PushStats, PushTarget,
+    TransportError, UrlProblem,
+};
 #[cfg(feature = "monitor")]
 pub use self::rates::{RequestCounters, RequestRates, ServiceRates};
 #[cfg(feature = "monitor")]

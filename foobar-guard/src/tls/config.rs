@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use foobar_core::tls::{pem, provider, Identity, PROTOCOL_VERSIONS};
+use foobar_core::tls::{pem, provider, Identity, Material, Origin, PemProblem, PROTOCOL_VERSIONS};
 use foobar_core::Shutdown;
 use rustls::server::{
     ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
@@ -90,7 +90,7 @@ impl TlsConfig {
     ///
     /// # Errors
     /// The first problem found, naming the file ([`TlsError::Load`] wraps
-    /// `foobar_core::Error::{ReadFile, Pem, KeyMismatch}`); the old
+    /// `foobar_core::tls::TlsError::{ReadFile, Pem, KeyMismatch}`); the old
     /// configuration then stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         // One reload at a time; readers are never blocked.
@@ -388,25 +388,25 @@ impl TlsConfigBuilder {
             let (identity, origin) = match &entry.source {
                 CertificateSource::Files { cert, key } => (
                     Identity::from_pem_files(cert, key)?,
-                    cert.display().to_string(),
+                    Origin::File(cert.clone()),
                 ),
-                CertificateSource::Loaded(identity) => (identity.clone(), IN_MEMORY.to_owned()),
+                CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
             };
             let key = identity.certified_key();
             match &entry.names {
                 Some(names) => {
                     for name in names {
-                        check_name(name, &origin)?;
+                        check_name(name, &origin.to_string())?;
                         resolver.insert(name, &key);
                     }
                 }
                 None => {
                     let cert = webpki::EndEntityCert::try_from(identity.end_entity()).map_err(
                         |error| {
-                            TlsError::Load(foobar_core::Error::Pem {
-                                what: "certificate",
+                            TlsError::Load(foobar_core::tls::TlsError::Pem {
+                                what: Material::Certificate,
                                 origin: origin.clone(),
-                                reason: format!("{error:?}"),
+                                problem: PemProblem::NotAnEndEntity(error),
                             })
                         },
                     )?;

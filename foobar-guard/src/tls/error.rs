@@ -11,7 +11,7 @@ pub enum TlsError {
     /// (`ReadFile`), damaged (`Pem`), or a key that does not match its
     /// certificate (`KeyMismatch`). The inner error names the file.
     #[error(transparent)]
-    Load(#[from] foobar_core::Error),
+    Load(#[from] foobar_core::tls::TlsError),
     /// The configuration has no certificate at all.
     #[error("TLS configuration has no certificate")]
     NoCertificate,
