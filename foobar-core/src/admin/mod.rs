@@ -47,6 +47,8 @@
 //! ```
 
 mod auth;
+#[cfg(feature = "monitor")]
+mod history;
 mod status_json;
 
 use std::convert::Infallible;
@@ -77,6 +79,9 @@ pub struct Admin {
     sources: Arc<Vec<Arc<dyn StatusSource>>>,
     #[cfg(feature = "monitor")]
     monitor: Option<Monitor>,
+    /// The sources' counter rates, sampled on the monitor's tick.
+    #[cfg(feature = "monitor")]
+    history: Option<Arc<history::RateHistory>>,
     #[cfg(feature = "push")]
     pushes: Arc<Vec<PushHandle>>,
     token: Option<BearerToken>,
@@ -106,6 +111,8 @@ impl Admin {
             sources: Arc::new(Vec::new()),
             #[cfg(feature = "monitor")]
             monitor: None,
+            #[cfg(feature = "monitor")]
+            history: None,
             #[cfg(feature = "push")]
             pushes: Arc::new(Vec::new()),
             token: None,
@@ -122,15 +129,28 @@ impl Admin {
     /// Registers a status source the application also keeps.
     #[must_use]
     pub fn with_shared_source(mut self, source: Arc<dyn StatusSource>) -> Self {
+        #[cfg(feature = "monitor")]
+        if let Some(history) = &self.history {
+            history.add_source(source.clone());
+        }
         Arc::make_mut(&mut self.sources).push(source);
         self
     }
 
-    /// Shows the monitor's host, process and request-rate figures.
+    /// Shows the monitor's host, process and request-rate figures. On its
+    /// tick, the monitor also samples the counters the sources show as
+    /// rates, so the page has their rates and recent history at once.
     #[cfg(feature = "monitor")]
     #[cfg_attr(docsrs, doc(cfg(feature = "monitor")))]
     #[must_use]
     pub fn with_monitor(mut self, monitor: Monitor) -> Self {
+        let history = Arc::new(history::RateHistory::default());
+        for source in self.sources.iter() {
+            history.add_source(source.clone());
+        }
+        let sampled = history.clone();
+        monitor.on_tick(Box::new(move || sampled.sample()));
+        self.history = Some(history);
         self.monitor = Some(monitor);
         self
     }

@@ -28,6 +28,11 @@ struct SourceEntry<'a> {
     name: &'a str,
     ready: bool,
     snapshot: Snapshot,
+    /// Rates of the counters the view shows as rates, when a monitor
+    /// samples them.
+    #[cfg(feature = "monitor")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<super::history::SourceRates>,
 }
 
 pub(super) fn render(admin: &Admin) -> Bytes {
@@ -38,6 +43,8 @@ pub(super) fn render(admin: &Admin) -> Bytes {
             name: s.name(),
             ready: s.ready(),
             snapshot: s.snapshot(),
+            #[cfg(feature = "monitor")]
+            rates: admin.history.as_ref().map(|h| h.rates(s.name())),
         })
         .collect();
     let document = Document {

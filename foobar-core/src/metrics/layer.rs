@@ -16,6 +16,7 @@ pub struct MetricsLayer {
 impl MetricsLayer {
     /// Records metrics labelled `service="<service>"`.
     pub fn new(service: impl Into<String>) -> Self {
+        super::help::describe();
         Self {
             metrics: Arc::new(RequestMetrics::new(service.into())),
         }

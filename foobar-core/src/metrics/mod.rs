@@ -28,6 +28,7 @@
 //! ```
 
 mod future;
+pub(crate) mod help;
 mod layer;
 #[cfg(feature = "prometheus")]
 mod prometheus;
@@ -35,6 +36,8 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::MetricsLayer;
+#[cfg(all(feature = "prometheus", feature = "host-metrics"))]
+pub(crate) use self::prometheus::ProcessCpu;
 #[cfg(feature = "admin")]
 pub(crate) use self::prometheus::CONTENT_TYPE;
 #[cfg(feature = "prometheus")]

@@ -1,4 +1,6 @@
 use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +27,46 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// The outcome of the one installation attempt of this process: a global
 /// recorder can be set only once, so a failure is final too.
 static INSTALLED: OnceLock<Result<PrometheusHandle, ExporterError>> = OnceLock::new();
+
+/// This process's CPU time in seconds (`f64` bits), for the one series the
+/// facade cannot carry: its counters are whole numbers, and
+/// `process_cpu_seconds_total` must be a counter (a Pushgateway exports its
+/// own under that name and refuses another type). `u64::MAX`: not sampled.
+static PROCESS_CPU_SECONDS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// `process_cpu_seconds_total` in fractional seconds, rendered by the
+/// exporter beside what the facade recorded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProcessCpu;
+
+impl ProcessCpu {
+    /// Whether this crate's exporter is the process's recorder: only then
+    /// is the figure rendered (others get it through the facade).
+    #[cfg(feature = "host-metrics")]
+    pub(crate) fn exported() -> bool {
+        matches!(INSTALLED.get(), Some(Ok(_)))
+    }
+
+    /// Records this process's CPU time.
+    #[cfg(feature = "host-metrics")]
+    pub(crate) fn set(seconds: f64) {
+        PROCESS_CPU_SECONDS.store(seconds.to_bits(), Ordering::Relaxed);
+    }
+
+    fn render(text: &mut String) {
+        let bits = PROCESS_CPU_SECONDS.load(Ordering::Relaxed);
+        if bits == u64::MAX {
+            return;
+        }
+        let _ = write!(
+            text,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total {}\n",
+            f64::from_bits(bits)
+        );
+    }
+}
 
 /// Why the Prometheus recorder could not be installed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -64,7 +106,9 @@ impl PrometheusExporter {
 
     /// The current metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        ProcessCpu::render(&mut text);
+        text
     }
 
     /// A service that answers every request with [`render`](Self::render),
@@ -108,6 +152,7 @@ fn install_recorder() -> Result<PrometheusHandle, ExporterError> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| ExporterError::RecorderTaken)?;
+    super::help::describe();
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("foobar-metrics-upkeep".into())

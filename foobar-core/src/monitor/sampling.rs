@@ -27,7 +27,27 @@ struct Shared {
     interval: Duration,
     rates: RequestRates,
     latest: Mutex<Latest>,
+    /// Run on every tick, after the rates advanced.
+    on_tick: TickHooks,
     stopped: CancellationToken,
+}
+
+/// Work the monitor's tick also does (the admin's rate history).
+pub(crate) type TickHook = Box<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct TickHooks(Mutex<Vec<TickHook>>);
+
+impl TickHooks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TickHook>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for TickHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TickHooks({})", self.lock().len())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +111,7 @@ impl MonitorBuilder {
             interval: self.interval,
             rates: self.rates,
             latest: Mutex::new(Latest::default()),
+            on_tick: TickHooks::default(),
             stopped: CancellationToken::new(),
         });
         tokio::spawn(run(shared.clone(), self.host_metrics, shutdown.clone()));
@@ -142,6 +163,12 @@ impl Monitor {
         }
     }
 
+    /// Runs `hook` on every tick from now on.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn on_tick(&self, hook: TickHook) {
+        self.shared.on_tick.lock().push(hook);
+    }
+
     /// Whether the sampling task has stopped (after shutdown).
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.is_cancelled()
@@ -183,6 +210,9 @@ async fn run(shared: Arc<Shared>, host_metrics: bool, shutdown: Shutdown) {
             () = shutdown.wait() => break,
         }
         shared.rates.sample();
+        for hook in shared.on_tick.lock().iter() {
+            hook();
+        }
         let reading = host.sample().await;
         let mut latest = shared.latest.lock().unwrap_or_else(PoisonError::into_inner);
         latest.samples += 1;

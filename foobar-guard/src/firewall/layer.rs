@@ -38,6 +38,7 @@ impl FirewallLayer {
 
     /// Enforces the rules held by `handle` (shared with other layers).
     pub fn with_handle(handle: RulesHandle, trusted: TrustedProxies) -> Self {
+        crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
                 rules: handle,

@@ -10,7 +10,7 @@
 //! | `host_swap_total_bytes`, `host_swap_used_bytes` | gauge | |
 //! | `host_load1`, `host_load5`, `host_load15` | gauge | |
 //! | `host_network_receive_bytes_total`, `host_network_transmit_bytes_total` | counter | `interface` |
-//! | `process_cpu_seconds_total` | counter, whole seconds (the facade's counters are integers; a counter, as every Prometheus client exports it) | |
+//! | `process_cpu_seconds_total` | counter, seconds with fractions when [`PrometheusExporter`](crate::metrics::PrometheusExporter) is the recorder (it renders this one series itself: the facade's counters are whole numbers), whole seconds through other recorders | |
 //! | `process_cpu_usage_ratio` | gauge, 0 to 1 of the whole host | |
 //! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
 //! | `process_open_fds`, `process_max_fds`, `process_threads` | gauge | |

@@ -38,7 +38,9 @@ struct HostGauges {
     swap_total: Gauge,
     swap_used: Gauge,
     load: [Gauge; 3],
-    process_cpu_seconds: Counter,
+    /// Through the facade (whole seconds) unless this crate's exporter
+    /// renders the fractional figure itself.
+    process_cpu_seconds: Option<Counter>,
     process_cpu_ratio: Gauge,
     process_resident: Gauge,
     process_virtual: Gauge,
@@ -57,6 +59,7 @@ impl Default for HostSampler {
 impl HostSampler {
     /// A sampler for this host and process; registers the metrics.
     pub fn new() -> Self {
+        crate::metrics::help::describe();
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
@@ -78,7 +81,8 @@ impl HostSampler {
                 metrics::gauge!("host_load5"),
                 metrics::gauge!("host_load15"),
             ],
-            process_cpu_seconds: metrics::counter!("process_cpu_seconds_total"),
+            process_cpu_seconds: (!exporter_renders_cpu())
+                .then(|| metrics::counter!("process_cpu_seconds_total")),
             process_cpu_ratio: metrics::gauge!("process_cpu_usage_ratio"),
             process_resident: metrics::gauge!("process_resident_memory_bytes"),
             process_virtual: metrics::gauge!("process_virtual_memory_bytes"),
@@ -193,8 +197,10 @@ impl HostSampler {
         for (gauge, load) in g.load.iter().zip(host.load_average) {
             gauge.set(load);
         }
-        g.process_cpu_seconds
-            .absolute(process.cpu_seconds_total as u64);
+        match &g.process_cpu_seconds {
+            Some(counter) => counter.absolute(process.cpu_seconds_total as u64),
+            None => set_exported_cpu(process.cpu_seconds_total),
+        }
         g.process_cpu_ratio.set(process.cpu_usage_ratio);
         g.process_resident.set(process.resident_memory_bytes as f64);
         g.process_virtual.set(process.virtual_memory_bytes as f64);
@@ -209,4 +215,20 @@ impl HostSampler {
         }
         g.process_start.set(process.start_time_seconds as f64);
     }
+}
+
+/// Whether this crate's Prometheus exporter renders
+/// `process_cpu_seconds_total` (in fractional seconds).
+fn exporter_renders_cpu() -> bool {
+    #[cfg(feature = "prometheus")]
+    return crate::metrics::ProcessCpu::exported();
+    #[cfg(not(feature = "prometheus"))]
+    false
+}
+
+fn set_exported_cpu(seconds: f64) {
+    #[cfg(feature = "prometheus")]
+    crate::metrics::ProcessCpu::set(seconds);
+    #[cfg(not(feature = "prometheus"))]
+    let _ = seconds;
 }

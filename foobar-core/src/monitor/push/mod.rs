@@ -268,6 +268,7 @@ impl PushBuilder {
     where
         F: Fn() -> String + Send + 'static,
     {
+        crate::metrics::help::describe();
         let client = self.client()?;
         let shared = Arc::new(Shared::default());
         let handle = PushHandle {
