@@ -241,7 +241,7 @@ impl Control {
                 );
             }
             if old != health {
-                let message = format!("{} is {health:?} (lag {lag:?})", host.id);
+                let message = crate::status::health_message(&host.id, health, lag);
                 tracing::info!(host = %host.id, ?health, ?lag, "replica health changed");
                 self.topology.record("health", message);
             }

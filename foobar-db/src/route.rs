@@ -188,6 +188,7 @@ impl RwPoolBuilder {
     /// tasks (they stop when `shutdown` fires). Succeeds even if hosts are
     /// down: writes then wait for a writer, reads fall back.
     pub async fn build(self, shutdown: &Shutdown) -> Result<RwPool> {
+        crate::metric_help::describe();
         if self.hosts.is_empty() {
             return Err(Error::Config("no database hosts".into()));
         }

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use foobar_core::status::{Format, Health, Snapshot, Table, View};
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,15 @@ fn status(topology: &Topology) -> DbStatus {
     }
 }
 
+/// A health change of a replica, for people: `10.0.0.3:3306 is up, 0.4 s
+/// behind`.
+pub(crate) fn health_message(host: &str, health: Health, lag: Option<Duration>) -> String {
+    match lag {
+        Some(lag) => format!("{host} is {health}, {:.1} s behind", lag.as_secs_f64()),
+        None => format!("{host} is {health}, lag unknown"),
+    }
+}
+
 /// The snapshot of a pool over `topology`.
 pub(crate) fn snapshot(topology: &Topology) -> Snapshot {
     let status = status(topology);
@@ -177,6 +187,22 @@ mod tests {
         assert_eq!(status.health(), Health::Down);
         status.hosts = vec![host("a", Health::Unknown)];
         assert_eq!(status.health(), Health::Unknown);
+    }
+
+    #[test]
+    fn health_changes_read_as_sentences() {
+        assert_eq!(
+            health_message(
+                "10.0.0.3:3306",
+                Health::Up,
+                Some(Duration::from_millis(400))
+            ),
+            "10.0.0.3:3306 is up, 0.4 s behind"
+        );
+        assert_eq!(
+            health_message("10.0.0.3:3306", Health::Shunned, None),
+            "10.0.0.3:3306 is shunned, lag unknown"
+        );
     }
 
     #[test]

@@ -302,14 +302,23 @@ impl Topology {
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let name = |i: usize| self.hosts.get(i).map_or("none", |h| h.id.as_str());
-        let message = format!("writer {} -> {} ({reason})", name(old), name(new));
-        tracing::warn!(
-            old = name(old),
-            new = name(new),
-            reason,
-            "database writer changed"
-        );
         let failover = new != NO_WRITER && self.had_writer.swap(true, Ordering::AcqRel);
+        let message = match (old, new) {
+            (_, NO_WRITER) => format!("no writer: {} lost ({reason})", name(old)),
+            (NO_WRITER, _) => format!("{} is the writer ({reason})", name(new)),
+            _ => format!("writer {} replaced by {} ({reason})", name(old), name(new)),
+        };
+        if old == NO_WRITER && !failover {
+            // Finding the first writer is the normal start, not a warning.
+            tracing::info!(writer = name(new), reason, "database writer found");
+        } else {
+            tracing::warn!(
+                old = name(old),
+                new = name(new),
+                reason,
+                "database writer changed"
+            );
+        }
         if failover {
             self.failovers.fetch_add(1, Ordering::Relaxed);
             self.failover_counter.increment(1);

@@ -9,6 +9,7 @@ mod error;
 pub mod firewall;
 pub mod hygiene;
 pub mod limit;
+mod metric_help;
 pub mod proxy_protocol;
 pub mod rate_limit;
 mod response_future;

@@ -104,8 +104,7 @@ fn main() -> ExitCode {
                     all.trigger();
                 });
             }
-            let proxy = build_proxy(&options, &shutdown)
-                .map_err(|e| foobar_core::Error::Runtime(e.to_string()))?;
+            let proxy = build_proxy(&options, &shutdown)?;
             if let Some(path) = &options.health_path {
                 HealthCheck::http(path.clone())
                     .interval(Duration::from_secs(2))
@@ -128,10 +127,11 @@ fn main() -> ExitCode {
                         .shutdown(shutdown.clone())
                         .build()?
                         .serve_connections(stage, proxy);
-                    tokio::try_join!(plain, secure).map(|_| ())
+                    tokio::try_join!(plain, secure)?;
                 }
-                _ => plain.await,
+                _ => plain.await?,
             }
+            Ok::<(), foobar_core::BoxError>(())
         }
     });
     match result {

@@ -45,6 +45,7 @@ impl FirewallLayer {
     }
 
     fn build(handle: RulesHandle, trusted: TrustedProxies, unknown_client: UnknownClient) -> Self {
+        crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
                 rules: handle,

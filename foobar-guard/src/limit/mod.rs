@@ -83,6 +83,7 @@ impl ConnLimitLayer {
     }
 
     fn build(total: usize, per_client: usize, v6_prefix: u8) -> Self {
+        crate::metric_help::describe();
         Self {
             state: Arc::new(LimitState {
                 total_limit: total,

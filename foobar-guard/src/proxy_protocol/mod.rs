@@ -88,6 +88,7 @@ impl ProxyProtocolLayer {
     }
 
     fn build(trusted: TrustedProxies, read_timeout: Duration) -> Self {
+        crate::metric_help::describe();
         Self {
             config: Arc::new(Config {
                 trusted,

@@ -158,6 +158,7 @@ impl RateLimitLayer<ClientIpKey> {
 
 impl<K: KeyExtractor> RateLimitLayer<K> {
     fn build(quota: Quota, extractor: Arc<K>, max_keys: usize) -> Self {
+        crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
                 limiter: ArcSwap::from_pointee(DefaultKeyedRateLimiter::keyed(quota)),

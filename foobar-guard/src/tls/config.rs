@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use foobar_core::tls::{pem, provider, Identity, PROTOCOL_VERSIONS};
+use foobar_core::tls::{pem, provider, Identity, Material, Origin, PemProblem, PROTOCOL_VERSIONS};
 use foobar_core::Shutdown;
 use rustls::server::{
     ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
@@ -15,7 +15,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::DnsName;
 
 use super::client_auth::AllowedClientNames;
-use super::error::{NameOrigin, PemOrigin, TlsError};
+use super::error::{NameOrigin, TlsError};
 use super::metrics::ReloadMetrics;
 use super::resolver::SniResolver;
 
@@ -88,7 +88,7 @@ impl TlsConfig {
     ///
     /// # Errors
     /// The first problem found, naming the file ([`TlsError::Load`] wraps
-    /// `foobar_core::Error::{ReadFile, Pem, KeyMismatch}`); the old
+    /// `foobar_core::tls::TlsError::{ReadFile, Pem, KeyMismatch}`); the old
     /// configuration then stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         // One reload at a time; readers are never blocked.
@@ -181,8 +181,8 @@ fn load(
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let (roots, origin) = match ca {
-                CaSource::File(path) => (pem::load_ca_bundle(path)?, PemOrigin::File(path.clone())),
-                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, PemOrigin::InMemory),
+                CaSource::File(path) => (pem::load_ca_bundle(path)?, Origin::File(path.clone())),
+                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, Origin::Memory),
             };
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
@@ -385,9 +385,9 @@ impl TlsConfigBuilder {
             let (identity, origin) = match &entry.source {
                 CertificateSource::Files { cert, key } => (
                     Identity::from_pem_files(cert, key)?,
-                    PemOrigin::File(cert.clone()),
+                    Origin::File(cert.clone()),
                 ),
-                CertificateSource::Loaded(identity) => (identity.clone(), PemOrigin::InMemory),
+                CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
             };
             let key = identity.certified_key();
             match &entry.names {
@@ -400,10 +400,10 @@ impl TlsConfigBuilder {
                 None => {
                     let cert = webpki::EndEntityCert::try_from(identity.end_entity()).map_err(
                         |error| {
-                            TlsError::Load(foobar_core::Error::Pem {
-                                what: "certificate",
-                                origin: origin.to_string(),
-                                reason: format!("{error:?}"),
+                            TlsError::Load(foobar_core::tls::TlsError::Pem {
+                                what: Material::Certificate,
+                                origin: origin.clone(),
+                                problem: PemProblem::NotAnEndEntity(error),
                             })
                         },
                     )?;
@@ -421,7 +421,7 @@ impl TlsConfigBuilder {
 }
 
 /// Accepts `host.example` and `*.example`.
-fn check_name(name: &str, origin: &PemOrigin) -> Result<(), TlsError> {
+fn check_name(name: &str, origin: &Origin) -> Result<(), TlsError> {
     let bare = name.strip_prefix("*.").unwrap_or(name);
     if bare.contains('*') || DnsName::try_from(bare).is_err() {
         return Err(TlsError::InvalidName {
