@@ -88,7 +88,8 @@ pub fn parse_response(
 
     let (mut length, mut codings, mut chunked_last) = (None, false, false);
     let (mut close, mut keep_alive) = (false, false);
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    // Room for the fields a proxy adds (`Via`, a request id) without growing.
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| BadResponse::Malformed)?;
         if name == CONTENT_LENGTH {

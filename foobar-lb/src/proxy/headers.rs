@@ -2,15 +2,14 @@
 //! (`X-Forwarded-*`, RFC 7239 `Forwarded`, `Via`) added, a request id
 //! generated when the client sent none.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use foobar_core::ConnInfo;
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE, VIA,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::{HeaderMap, Request, Version};
 
@@ -185,96 +184,210 @@ impl Forwarding {
         }
     }
 
-    /// Adds the forwarding headers to a request about to go upstream and
-    /// returns its request id.
-    pub(crate) fn apply<B>(&self, req: &mut Request<B>, info: Option<&ConnInfo>) -> HeaderValue {
-        let tls = info.is_some_and(ConnInfo::is_tls);
-        let proto = if tls { "https" } else { "http" };
-        let version = req.version();
-        // HTTP/2 clients send :authority instead of Host.
-        let host = match req.headers().get(HOST) {
-            Some(host) => Some(host.clone()),
-            None => {
-                let authority = req
-                    .uri()
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-                if let Some(authority) = &authority {
-                    req.headers_mut().insert(HOST, authority.clone());
-                }
-                authority
+    /// Writes a request's header fields as they go upstream, as HTTP/1
+    /// lines: the client's, less the hop-by-hop ones (but `Upgrade` when
+    /// `keep_upgrade`) and those the proxy replaces, then the proxy's own
+    /// (`X-Forwarded-For` joined with the client's, `Forwarded`,
+    /// `X-Forwarded-Proto` and `-Host`, `Via`, an `X-Request-Id` when the
+    /// client sent none). Framing fields are left to the writer of the
+    /// body. Returns the request id.
+    pub(crate) fn write_request_fields(
+        &self,
+        out: &mut Vec<u8>,
+        headers: &HeaderMap,
+        version: Version,
+        info: Option<&ConnInfo>,
+        keep_upgrade: bool,
+    ) -> HeaderValue {
+        let plan = RequestPlan::new(self, headers, keep_upgrade);
+        for (name, value) in headers {
+            if plan.keeps(name, value) && *name != CONTENT_LENGTH && *name != TRANSFER_ENCODING {
+                push_field(out, name.as_str().as_bytes(), value.as_bytes());
             }
-        };
-        let headers = req.headers_mut();
+        }
+        if keep_upgrade {
+            push_field(out, b"connection", b"upgrade");
+        }
+        self.write_added(out, headers, version, info, &plan)
+    }
 
+    /// The same edits as [`write_request_fields`](Self::write_request_fields),
+    /// made to a request's header map (for HTTP/2 backends). Returns the
+    /// request id.
+    pub(crate) fn apply<B>(&self, req: &mut Request<B>, info: Option<&ConnInfo>) -> HeaderValue {
+        let version = req.version();
+        let headers = req.headers_mut();
+        let plan = RequestPlan::new(self, headers, false);
+        let dropped: Vec<HeaderName> = headers
+            .iter()
+            .filter(|(name, value)| !plan.keeps(name, value))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in dropped {
+            headers.remove(name);
+        }
+        let mut added = Vec::with_capacity(256);
+        let id = self.write_added(&mut added, headers, version, info, &plan);
+        for line in added.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(&line[colon + 2..]),
+            ) else {
+                continue;
+            };
+            headers.append(name, value);
+        }
+        id
+    }
+
+    /// Writes the fields the proxy adds; returns the request id.
+    fn write_added(
+        &self,
+        out: &mut Vec<u8>,
+        headers: &HeaderMap,
+        version: Version,
+        info: Option<&ConnInfo>,
+        plan: &RequestPlan,
+    ) -> HeaderValue {
+        let proto: &[u8] = if info.is_some_and(ConnInfo::is_tls) {
+            b"https"
+        } else {
+            b"http"
+        };
+        let host = headers.get(HOST);
         if let Some(ip) = info.map(|i| i.client_addr().ip()) {
-            let mut element = String::with_capacity(96);
-            let ip_text = match ip {
-                IpAddr::V4(ip) => {
-                    element.push_str("for=");
-                    let (text, len) = ipv4_text(ip);
-                    // Digits and dots only.
-                    element.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
-                    4..element.len()
+            let ip4;
+            let ip6;
+            let ip_text: &[u8] = match ip {
+                IpAddr::V4(v4) => {
+                    ip4 = ipv4_text(v4);
+                    &ip4.0[..ip4.1]
                 }
-                IpAddr::V6(ip) => {
-                    let _ = write!(element, "for=\"[{ip}]\"");
-                    6..element.len() - 2
+                IpAddr::V6(v6) => {
+                    ip6 = v6.to_string();
+                    ip6.as_bytes()
                 }
             };
-            append_to_list(headers, X_FORWARDED_FOR, &element[ip_text]);
-            element.push_str(";proto=");
-            element.push_str(proto);
-            if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
-                if !host.contains(['"', '\\']) {
-                    element.push_str(";host=\"");
-                    element.push_str(host);
-                    element.push('"');
-                }
+            // One `X-Forwarded-For` field: the client's list, then this hop.
+            out.extend_from_slice(b"x-forwarded-for: ");
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b", ");
             }
-            if let Ok(value) = HeaderValue::try_from(element) {
-                headers.append(FORWARDED, value);
+            out.extend_from_slice(ip_text);
+            out.extend_from_slice(b"\r\nforwarded: for=");
+            if ip.is_ipv6() {
+                out.extend_from_slice(b"\"[");
+                out.extend_from_slice(ip_text);
+                out.extend_from_slice(b"]\"");
+            } else {
+                out.extend_from_slice(ip_text);
             }
-        }
-        if !self.trust_forwarded || !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        }
-        if let Some(host) = host {
-            if !self.trust_forwarded || !headers.contains_key(X_FORWARDED_HOST) {
-                headers.insert(X_FORWARDED_HOST, host);
+            out.extend_from_slice(b";proto=");
+            out.extend_from_slice(proto);
+            if let Some(host) = host.filter(|h| quotable(h.as_bytes())) {
+                out.extend_from_slice(b";host=\"");
+                out.extend_from_slice(host.as_bytes());
+                out.push(b'"');
             }
+            out.extend_from_slice(b"\r\n");
         }
-        headers.append(VIA, self.via(version));
+        if plan.replace_proto {
+            push_field(out, b"x-forwarded-proto", proto);
+        }
+        if let Some(host) = host.filter(|_| plan.replace_host) {
+            push_field(out, b"x-forwarded-host", host.as_bytes());
+        }
+        push_field(out, b"via", self.via(version).as_bytes());
         match headers.get(X_REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
-                let id = new_request_id();
-                headers.insert(X_REQUEST_ID, id.clone());
-                id
+                let text = request_id_text();
+                push_field(out, b"x-request-id", &text);
+                HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
             }
         }
     }
 }
 
-/// Appends `item` to a comma-separated list header, keeping it one field.
-fn append_to_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    if !headers.contains_key(&name) {
-        if let Ok(value) = HeaderValue::from_str(item) {
-            headers.insert(name, value);
+/// Which of a request's fields go upstream, decided from one look at it.
+struct RequestPlan {
+    /// Fields `Connection` names, beyond `keep-alive`, `close`, `upgrade`
+    /// (almost always none: no allocation then).
+    named: Vec<HeaderName>,
+    keep_upgrade: bool,
+    /// The client's `X-Forwarded-Proto` / `-Host` are replaced.
+    replace_proto: bool,
+    replace_host: bool,
+}
+
+impl RequestPlan {
+    fn new(forwarding: &Forwarding, headers: &HeaderMap, keep_upgrade: bool) -> Self {
+        let mut named = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in tokens(value) {
+                let plain = token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                    // Every HTTP/1.1 request needs it end to end.
+                    || token.eq_ignore_ascii_case(b"host");
+                if !plain {
+                    if let Ok(name) = HeaderName::from_bytes(token) {
+                        named.push(name);
+                    }
+                }
+            }
         }
-        return;
-    }
-    let mut joined = String::new();
-    for value in headers.get_all(&name) {
-        if let Ok(value) = value.to_str() {
-            joined.push_str(value);
-            joined.push_str(", ");
+        let trust = forwarding.trust_forwarded;
+        Self {
+            named,
+            keep_upgrade,
+            replace_proto: !trust || !headers.contains_key(X_FORWARDED_PROTO),
+            replace_host: headers.contains_key(HOST)
+                && (!trust || !headers.contains_key(X_FORWARDED_HOST)),
         }
     }
-    joined.push_str(item);
-    if let Ok(value) = HeaderValue::try_from(joined) {
-        headers.insert(name, value);
+
+    /// Whether the client's field goes upstream.
+    fn keeps(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        if *name == CONNECTION
+            || *name == KEEP_ALIVE
+            || *name == TRAILER
+            || *name == X_FORWARDED_FOR
+        {
+            return false;
+        }
+        if *name == UPGRADE {
+            return self.keep_upgrade;
+        }
+        if *name == TE {
+            return tokens(value).all(|t| t.eq_ignore_ascii_case(b"trailers"));
+        }
+        if (*name == X_FORWARDED_PROTO && self.replace_proto)
+            || (*name == X_FORWARDED_HOST && self.replace_host)
+        {
+            return false;
+        }
+        !name.as_str().starts_with("proxy-") && !self.named.contains(name)
     }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a `Host` value can go into `Forwarded` as a quoted string:
+/// visible ASCII and blanks, no quote or backslash.
+fn quotable(host: &[u8]) -> bool {
+    host.iter()
+        .all(|&b| (b == b'\t' || (0x20..0x7f).contains(&b)) && b != b'"' && b != b'\\')
 }
 
 /// An IPv4 address in dotted decimal, as its `Display` writes it but

@@ -40,7 +40,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foobar_core::tls::ClientTls;
-use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource, UpstreamName};
+use foobar_core::{
+    ConnInfo, Interim, Shutdown, Snapshot as StatusSnapshot, StatusSource, UpstreamName,
+};
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST, VIA};
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -53,7 +55,7 @@ use self::body::BodyProgress;
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
 pub use self::upstream::Upstream;
-use self::upstream::{Answer, Exchange, UpstreamConfig, UpstreamUrl};
+use self::upstream::{Answer, Exchange, UpstreamConfig, UpstreamHead, UpstreamUrl};
 use crate::backend::{Backend, BackendConfig};
 use crate::backends::{Backends, BackendsBuilder, InFlight};
 use crate::error::{Error, UpstreamError};
@@ -351,6 +353,48 @@ where
     }
 }
 
+/// A request on its way upstream, ready for every attempt.
+// One per request, built once and never moved in a loop: the variants'
+// sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    /// To HTTP/1.1 backends: the head, encoded once, and the body.
+    Http1 {
+        head: UpstreamHead,
+        body: ProxyBody,
+        interim: Option<Interim>,
+    },
+    /// To HTTP/2 backends: the request, and what makes it again.
+    Http2 {
+        req: Option<Request<ProxyBody>>,
+        replay: Option<Replay>,
+    },
+}
+
+impl Outgoing {
+    async fn send(&mut self, upstream: &Upstream) -> Result<Exchange, UpstreamError> {
+        match self {
+            Self::Http1 {
+                head,
+                body,
+                interim,
+            } => {
+                upstream
+                    .send_http1(head, Pin::new(body), interim.as_ref())
+                    .await
+            }
+            Self::Http2 { req, replay } => {
+                let req = match (req.take(), replay) {
+                    (Some(req), _) => req,
+                    (None, Some(replay)) => replay.request(),
+                    (None, None) => Request::new(ProxyBody::empty()),
+                };
+                upstream.send(req).await
+            }
+        }
+    }
+}
+
 /// What is needed to send an idempotent, bodiless request again.
 struct Replay {
     method: Method,
@@ -500,24 +544,53 @@ where
         let key = self.key.key(&req);
         let info = req.extensions_mut().remove::<ConnInfo>();
         let upgrade = connect || headers::is_upgrade(req.headers());
-        headers::remove_hop_by_hop(req.headers_mut(), upgrade && !connect);
-        let request_id = self.forwarding.apply(&mut req, info.as_ref());
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
-
         let bodiless = http_body::Body::is_end_stream(req.body());
-        let replay = (self.budget.is_some() && !upgrade && is_idempotent(req.method()) && bodiless)
-            .then(|| Replay {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
-            });
+        // Sent again after a failure where nothing can have been done twice.
+        let replayable =
+            self.budget.is_some() && !upgrade && is_idempotent(req.method()) && bodiless;
         // What became of the client's upload tells its faults from the
         // backend's.
         let progress = (!bodiless).then(|| Arc::new(BodyProgress::default()));
         if let Some(progress) = &progress {
             req = req.map(|body| body.watched(progress.clone()));
         }
+        let (mut outgoing, request_id) = if self.upstream.http2_only {
+            let request_id = self.forwarding.apply(&mut req, info.as_ref());
+            let replay = replayable.then(|| Replay {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+            });
+            let outgoing = Outgoing::Http2 {
+                req: Some(req),
+                replay,
+            };
+            (outgoing, request_id)
+        } else {
+            // Encoded once, with the proxy's header edits, and sent as it is
+            // on every attempt.
+            let (mut parts, body) = req.into_parts();
+            let mut request_id = None;
+            let head = UpstreamHead::new(&parts, &body, |out| {
+                request_id = Some(self.forwarding.write_request_fields(
+                    out,
+                    &parts.headers,
+                    parts.version,
+                    info.as_ref(),
+                    upgrade && !connect,
+                ));
+            });
+            let interim = parts.extensions.remove::<Interim>();
+            let request_id = request_id.unwrap_or_else(headers::new_request_id);
+            let outgoing = Outgoing::Http1 {
+                head,
+                body,
+                interim,
+            };
+            (outgoing, request_id)
+        };
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -540,7 +613,7 @@ where
             }
             // Boxed once here rather than moved, large, through the timeout
             // and this future's own state.
-            let sent = Box::pin(upstream.send(req));
+            let sent = Box::pin(outgoing.send(&upstream));
             let result = match self.response_timeout {
                 Some(limit) => match tokio::time::timeout(limit, sent).await {
                     Ok(result) => result.map_err(Failure::Upstream),
@@ -578,16 +651,14 @@ where
                 return self.fail(Fault::BadResponse, in_flight, &request_id);
             }
             in_flight.record(true);
-            if let Some(replay) = &replay {
-                if attempt < self.max_retries
-                    && self.budget.as_ref().is_some_and(TpsBudget::withdraw)
-                {
-                    attempt += 1;
-                    self.retries.increment(1);
-                    req = replay.request();
-                    avoid = Some(in_flight.backend().clone());
-                    continue;
-                }
+            if replayable
+                && attempt < self.max_retries
+                && self.budget.as_ref().is_some_and(TpsBudget::withdraw)
+            {
+                attempt += 1;
+                self.retries.increment(1);
+                avoid = Some(in_flight.backend().clone());
+                continue;
             }
             let fault = if error.is_timeout() {
                 Fault::ConnectTimeout

@@ -16,7 +16,7 @@ use foobar_core::http1::{
 };
 use foobar_core::Interim;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body::Body;
 
 use super::conn::Conn;
@@ -45,29 +45,109 @@ pub(crate) struct Answer {
     pub(crate) request_complete: bool,
 }
 
-/// Sends `req` on a pooled connection (a new one when none is idle, or
+/// A request head encoded for an HTTP/1.1 backend once, and sent as often
+/// as retries need it (a retried request never needs its `http` form
+/// again).
+#[derive(Debug)]
+pub(crate) struct UpstreamHead {
+    /// The request line and the header fields; framing, a `Host` when it
+    /// has none, and the final CRLF are added per attempt.
+    bytes: Vec<u8>,
+    has_host: bool,
+    has_body: bool,
+    /// The body's length, when known.
+    length: Option<u64>,
+    /// The client said `Content-Length` (an empty body keeps saying it).
+    had_length: bool,
+    head_request: bool,
+    idempotent: bool,
+    expect_continue: bool,
+}
+
+impl UpstreamHead {
+    /// The head of a request whose body is `body`, with its header fields
+    /// as `fields` writes them (without the framing ones).
+    pub(crate) fn new(
+        parts: &http::request::Parts,
+        body: &ProxyBody,
+        fields: impl FnOnce(&mut Vec<u8>),
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(512);
+        bytes.extend_from_slice(parts.method.as_str().as_bytes());
+        bytes.push(b' ');
+        if parts.method == Method::CONNECT {
+            let authority = parts.uri.authority().map_or("", |a| a.as_str());
+            bytes.extend_from_slice(authority.as_bytes());
+        } else {
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            bytes.extend_from_slice(target.as_bytes());
+        }
+        bytes.extend_from_slice(b" HTTP/1.1\r\n");
+        fields(&mut bytes);
+        let has_body = !body.is_end_stream();
+        Self {
+            bytes,
+            has_host: parts.headers.contains_key(HOST),
+            has_body,
+            length: body.size_hint().exact(),
+            had_length: parts.headers.contains_key(CONTENT_LENGTH),
+            head_request: parts.method == Method::HEAD,
+            idempotent: super::super::is_idempotent(&parts.method),
+            expect_continue: has_body
+                && parts
+                    .headers
+                    .get(EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+        }
+    }
+
+    /// Writes the fields of `headers` as they are, less the framing ones.
+    pub(crate) fn write_plain_fields(out: &mut Vec<u8>, headers: &http::HeaderMap) {
+        for (name, value) in headers {
+            if name != CONTENT_LENGTH && name != TRANSFER_ENCODING {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// The whole head for one attempt on `pool`'s backend.
+    fn finish(&self, pool: &Http1Pool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 64);
+        out.extend_from_slice(&self.bytes);
+        if !self.has_host {
+            // An HTTP/1.0 client's request, a health check: the backend's.
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(pool.authority.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        match (self.has_body, self.length) {
+            (true, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            (true, Some(n)) => {
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(&mut out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            (false, _) if self.had_length => out.extend_from_slice(b"content-length: 0\r\n"),
+            (false, _) => {}
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// Sends a request on a pooled connection (a new one when none is idle, or
 /// when a reused one turns out closed before anything came back and the
 /// request can go again).
 pub(crate) async fn send(
     pool: &Arc<Http1Pool>,
-    req: Request<ProxyBody>,
+    head: &UpstreamHead,
+    mut body: Pin<&mut ProxyBody>,
+    interim: Option<&Interim>,
 ) -> Result<Answer, UpstreamError> {
-    let (parts, body) = req.into_parts();
-    let interim = parts.extensions.get::<Interim>();
-    let idempotent = super::super::is_idempotent(&parts.method);
-    let mut body = std::pin::pin!(body);
-    let has_body = !body.is_end_stream();
-    let head_request = parts.method == Method::HEAD;
-    let expect_continue = has_body
-        && parts
-            .headers
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let length = body.size_hint().exact();
-    let chunked = has_body && length.is_none();
-    let mut head = Vec::with_capacity(512);
-    encode_request_head(&mut head, &parts, has_body, length, &pool.authority);
-
+    let chunked = head.has_body && head.length.is_none();
     let mut stale = 0;
     loop {
         let mut pooled = match pool.checkout() {
@@ -76,28 +156,28 @@ pub(crate) async fn send(
         };
         let mut sender = Sender {
             conn: &mut pooled.conn,
-            out: head.clone(),
+            out: head.finish(pool),
             written: 0,
             body: body.as_mut(),
-            body_done: !has_body,
+            body_done: !head.has_body,
             body_started: false,
             chunked,
-            waiting_for_continue: expect_continue.then(|| {
+            waiting_for_continue: head.expect_continue.then(|| {
                 let mut deadline = Deadline::new();
                 deadline.arm(CONTINUE_WAIT);
                 deadline
             }),
-            head_request,
+            head_request: head.head_request,
             interim,
-            idempotent,
+            idempotent: head.idempotent,
             head_written: false,
             answered_anything: false,
         };
         match poll_fn(|cx| sender.poll(cx)).await {
-            Ok(head) => {
+            Ok(response) => {
                 let request_complete = sender.body_done;
                 return Ok(Answer {
-                    head,
+                    head: response,
                     conn: pooled,
                     request_complete,
                 });
@@ -108,66 +188,10 @@ pub(crate) async fn send(
                 // done, so it goes again.
                 stale += 1;
             }
-            Err(Failure::Stale) => {
-                return Err(UpstreamError::Closed);
-            }
+            Err(Failure::Stale) => return Err(UpstreamError::Closed),
             Err(Failure::Upstream(error)) => return Err(error),
         }
     }
-}
-
-/// Writes the request head: method, target (origin form; `host:port`
-/// for `CONNECT`), the fields as given except the framing ones, which
-/// follow the body, and the backend's own `Host` when there is none (an
-/// HTTP/1.0 client's request, a health check).
-fn encode_request_head(
-    out: &mut Vec<u8>,
-    parts: &http::request::Parts,
-    has_body: bool,
-    length: Option<u64>,
-    authority: &http::HeaderValue,
-) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    if parts.method == Method::CONNECT {
-        let authority = parts.uri.authority().map_or("", |a| a.as_str());
-        out.extend_from_slice(authority.as_bytes());
-    } else {
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        out.extend_from_slice(target.as_bytes());
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !parts.headers.contains_key(HOST) {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut had_length = false;
-    for (name, value) in &parts.headers {
-        if name == CONTENT_LENGTH {
-            had_length = true;
-            continue;
-        }
-        if name == TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    match (has_body, length) {
-        (true, None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        (true, Some(n)) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        // An empty body said so: keep saying it.
-        (false, _) if had_length => out.extend_from_slice(b"content-length: 0\r\n"),
-        (false, _) => {}
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Why an exchange failed before its final response head.

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use tower::Service;
 
-pub(crate) use self::exchange::Answer;
+pub(crate) use self::exchange::{Answer, UpstreamHead};
 pub(crate) use self::pool::{Http1Pool, PooledConn};
 use super::body::ProxyBody;
 use crate::error::{Error, UpstreamError};
@@ -189,13 +189,40 @@ impl Upstream {
         matches!(&*self.client, Pool::Http1(_))
     }
 
-    /// Sends a request to this backend.
+    /// Sends a request encoded for HTTP/1.1 (to an HTTP/1.1 backend).
+    pub(crate) async fn send_http1(
+        &self,
+        head: &UpstreamHead,
+        body: Pin<&mut ProxyBody>,
+        interim: Option<&foobar_core::Interim>,
+    ) -> Result<Exchange, UpstreamError> {
+        match &*self.client {
+            Pool::Http1(pool) => exchange::send(pool, head, body, interim)
+                .await
+                .map(Exchange::Http1),
+            _ => Err(UpstreamError::Connect(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "an HTTP/2 backend among HTTP/1.1 ones",
+            ))),
+        }
+    }
+
+    /// Sends a request to this backend, its header fields as they are.
     pub(crate) async fn send(
         &self,
         mut req: Request<ProxyBody>,
     ) -> Result<Exchange, UpstreamError> {
         match &*self.client {
-            Pool::Http1(pool) => exchange::send(pool, req).await.map(Exchange::Http1),
+            Pool::Http1(pool) => {
+                let (parts, mut body) = req.into_parts();
+                let interim = parts.extensions.get::<foobar_core::Interim>();
+                let head = UpstreamHead::new(&parts, &body, |out| {
+                    UpstreamHead::write_plain_fields(out, &parts.headers);
+                });
+                exchange::send(pool, &head, Pin::new(&mut body), interim)
+                    .await
+                    .map(Exchange::Http1)
+            }
             Pool::Http2Plain(client) => {
                 self.prepare_absolute(&mut req);
                 send_http2(client, req).await
