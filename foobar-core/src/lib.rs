@@ -2,11 +2,16 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "access-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "access-log")))]
+pub mod access_log;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod body;
 pub mod conn;
 mod error;
+pub mod http1;
 pub mod io;
 pub mod metrics;
 #[cfg(any(feature = "monitor", feature = "push"))]
@@ -20,11 +25,10 @@ pub mod shutdown;
 pub mod status;
 pub mod tls;
 
-pub use conn::{Accepted, ConnInfo, TlsInfo};
+pub use body::{BodyError, Interim, RequestBody};
+pub use conn::{Accepted, ConnInfo, TlsInfo, UpstreamName};
 pub use error::{BoxError, Error, Result};
-pub use server::{
-    DirectToHttp, Handled, HttpConfig, PlainTcp, RawConnection, Server, ServerBuilder,
-};
+pub use server::{HttpConfig, PlainTcp, Server, ServerBuilder};
 pub use shutdown::Shutdown;
 #[cfg(feature = "status")]
 pub use status::{Snapshot, StatusSource};

@@ -6,8 +6,7 @@
 //! plain HTTP on `--listen` and, with `--tls-listen`, `--cert` and
 //! `--key`, TLS termination too. One single-threaded runtime per worker
 //! (`--workers`, default: one per core), the workers sharing the listening
-//! ports through `SO_REUSEPORT`, each with its own upstream pools. Requests
-//! go through the proxy's HTTP/1 relay unless `--no-relay` is given.
+//! ports through `SO_REUSEPORT`, each with its own upstream pools.
 //! Ctrl-C or SIGTERM stops it gracefully.
 
 use std::io::Write as _;
@@ -15,81 +14,38 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use foobar_core::{runtime, DirectToHttp, PlainTcp, Server, Shutdown};
+use foobar_core::{runtime, PlainTcp, Server, Shutdown};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_lb::health::HealthCheck;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
-use tower::util::Either;
 use tower::ServiceBuilder;
 
-const USAGE: &str = "\
-lb-bench: the benchmark's round-robin HTTP load balancer, with optional TLS termination
-
-USAGE:
-    lb-bench --backend URL... [--listen ADDR] [--tls-listen ADDR --cert FILE --key FILE]
-       [--workers N] [--health-path PATH] [--no-relay]
-
-OPTIONS:
-    --backend URL      a backend, http://host:port (repeatable, at least one)
-    --listen ADDR      plain HTTP address [default: 127.0.0.1:8080]
-    --tls-listen ADDR  HTTPS address (needs --cert and --key)
-    --cert FILE        PEM certificate chain for --tls-listen
-    --key FILE         PEM private key for --tls-listen
-    --workers N        single-threaded workers [default: number of cores]
-    --health-path PATH check backends with GET PATH every 2 s
-    --no-relay         serve every request through the Proxy service (hyper)
-    -h, --help         print this help
-";
-
-#[derive(Debug, Default)]
+/// The benchmark's round-robin HTTP load balancer, with optional TLS termination.
+#[derive(Debug, clap::Parser)]
+#[command(name = "lb-bench")]
 struct Options {
+    /// A backend, http://host:port (repeatable, at least one)
+    #[arg(long = "backend", value_name = "URL", required = true)]
     backends: Vec<String>,
-    listen: Option<String>,
+    /// Plain HTTP address
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// HTTPS address
+    #[arg(long, value_name = "ADDR", requires_all = ["cert", "key"])]
     tls_listen: Option<String>,
+    /// PEM certificate chain for --tls-listen
+    #[arg(long, value_name = "FILE")]
     cert: Option<String>,
+    /// PEM private key for --tls-listen
+    #[arg(long, value_name = "FILE")]
     key: Option<String>,
+    /// Single-threaded workers [default: number of cores]
+    #[arg(long)]
     workers: Option<NonZeroUsize>,
+    /// Check backends with GET PATH every 2 s
+    #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
-    no_relay: bool,
-}
-
-fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options = Options::default();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(None);
-        }
-        if flag == "--no-relay" {
-            options.no_relay = true;
-            continue;
-        }
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--backend" => options.backends.push(value()?),
-            "--listen" => options.listen = Some(value()?),
-            "--tls-listen" => options.tls_listen = Some(value()?),
-            "--cert" => options.cert = Some(value()?),
-            "--key" => options.key = Some(value()?),
-            "--health-path" => options.health_path = Some(value()?),
-            "--workers" => {
-                let n = value()?;
-                options.workers = Some(
-                    n.parse()
-                        .map_err(|_| format!("--workers {n:?}: expected a number > 0"))?,
-                );
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if options.backends.is_empty() {
-        return Err("at least one --backend is needed".to_owned());
-    }
-    if options.tls_listen.is_some() && (options.cert.is_none() || options.key.is_none()) {
-        return Err("--tls-listen needs --cert and --key".to_owned());
-    }
-    Ok(Some(options))
 }
 
 fn build_proxy(options: &Options, shutdown: &Shutdown) -> Result<Proxy, foobar_lb::Error> {
@@ -113,17 +69,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            let _ = write!(std::io::stdout(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            let _ = writeln!(std::io::stderr(), "lb-bench: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let shutdown = Shutdown::new();
     // Check the whole configuration once, before starting any worker.
     if let Err(error) = build_proxy(&options, &shutdown) {
@@ -164,17 +110,12 @@ fn main() -> ExitCode {
                     .interval(Duration::from_secs(2))
                     .spawn_http(proxy.backends());
             }
-            let relay = if options.no_relay {
-                Either::Right(DirectToHttp)
-            } else {
-                Either::Left(proxy.relay())
-            };
             let plain = Server::builder()
-                .bind(options.listen.as_deref().unwrap_or("127.0.0.1:8080"))?
+                .bind(&options.listen)?
                 .reuse_port(true)
                 .shutdown(shutdown.clone())
                 .build()?
-                .serve_connections_with(PlainTcp, relay.clone(), proxy.clone());
+                .serve_connections(PlainTcp, proxy.clone());
             match (&options.tls_listen, tls) {
                 (Some(addr), Some(tls)) => {
                     let stage = ServiceBuilder::new()
@@ -185,7 +126,7 @@ fn main() -> ExitCode {
                         .reuse_port(true)
                         .shutdown(shutdown.clone())
                         .build()?
-                        .serve_connections_with(stage, relay, proxy);
+                        .serve_connections(stage, proxy);
                     tokio::try_join!(plain, secure)?;
                 }
                 _ => plain.await?,

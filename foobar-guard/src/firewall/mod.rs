@@ -35,6 +35,7 @@ mod table;
 
 pub use self::layer::{FirewallLayer, RulesHandle};
 pub use self::rules::{Action, Rule, Rules, RulesBuilder};
+pub(crate) use self::service::unknown_client;
 pub use self::service::Firewall;
 pub use crate::accept_future::AcceptFuture;
 pub use crate::response_future::ResponseFuture;

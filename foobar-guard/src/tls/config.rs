@@ -15,11 +15,9 @@ use rustls::ServerConfig;
 use rustls_pki_types::DnsName;
 
 use super::client_auth::AllowedClientNames;
-use super::error::TlsError;
+use super::error::{NameOrigin, PemOrigin, TlsError};
 use super::metrics::ReloadMetrics;
 use super::resolver::SniResolver;
-
-const IN_MEMORY: &str = "(in memory)";
 
 /// A server TLS configuration that can be reloaded while serving.
 ///
@@ -173,7 +171,7 @@ fn load(
         if DnsName::try_from(name.as_str()).is_err() {
             return Err(TlsError::InvalidName {
                 name: name.clone(),
-                origin: "allowed client names".to_owned(),
+                origin: NameOrigin::AllowedClientNames,
             });
         }
     }
@@ -183,18 +181,17 @@ fn load(
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let (roots, origin) = match ca {
-                CaSource::File(path) => (pem::load_ca_bundle(path)?, path.display().to_string()),
-                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, IN_MEMORY.to_owned()),
+                CaSource::File(path) => (pem::load_ca_bundle(path)?, PemOrigin::File(path.clone())),
+                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, PemOrigin::InMemory),
             };
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
             if spec.client_cert_optional {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier.build().map_err(|error| TlsError::ClientCa {
-                origin,
-                reason: error.to_string(),
-            })?;
+            let verifier = verifier
+                .build()
+                .map_err(|source| TlsError::ClientCa { origin, source })?;
             if spec.client_names.is_empty() {
                 builder.with_client_cert_verifier(verifier)
             } else {
@@ -388,15 +385,15 @@ impl TlsConfigBuilder {
             let (identity, origin) = match &entry.source {
                 CertificateSource::Files { cert, key } => (
                     Identity::from_pem_files(cert, key)?,
-                    Origin::File(cert.clone()),
+                    PemOrigin::File(cert.clone()),
                 ),
-                CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
+                CertificateSource::Loaded(identity) => (identity.clone(), PemOrigin::InMemory),
             };
             let key = identity.certified_key();
             match &entry.names {
                 Some(names) => {
                     for name in names {
-                        check_name(name, &origin.to_string())?;
+                        check_name(name, &origin)?;
                         resolver.insert(name, &key);
                     }
                 }
@@ -405,7 +402,10 @@ impl TlsConfigBuilder {
                         |error| {
                             TlsError::Load(foobar_core::tls::TlsError::Pem {
                                 what: Material::Certificate,
-                                origin: origin.clone(),
+                                origin: match &origin {
+                                    PemOrigin::File(path) => Origin::File(path.clone()),
+                                    _ => Origin::Memory,
+                                },
                                 problem: PemProblem::NotAnEndEntity(error),
                             })
                         },
@@ -424,12 +424,12 @@ impl TlsConfigBuilder {
 }
 
 /// Accepts `host.example` and `*.example`.
-fn check_name(name: &str, origin: &str) -> Result<(), TlsError> {
+fn check_name(name: &str, origin: &PemOrigin) -> Result<(), TlsError> {
     let bare = name.strip_prefix("*.").unwrap_or(name);
     if bare.contains('*') || DnsName::try_from(bare).is_err() {
         return Err(TlsError::InvalidName {
             name: name.to_owned(),
-            origin: origin.to_owned(),
+            origin: NameOrigin::Certificate(origin.clone()),
         });
     }
     Ok(())
