@@ -3,7 +3,8 @@
 //!
 //! [`RateLimitLayer`] keeps one token bucket (GCRA, via `governor`) per key.
 //! The default key is the client address after trusted-proxy resolution
-//! ([`ClientIpKey`]: put the request-level
+//! ([`ClientIpKey`], which refuses a request with no known client unless
+//! [`UnknownClient::Allow`] is chosen: put the request-level
 //! [`FirewallLayer`](crate::FirewallLayer) in front so it has resolved
 //! [`ClientAddr`](crate::ClientAddr)); any [`KeyExtractor`] can replace it.
 //!
@@ -32,6 +33,7 @@
 //! |---|---|---|
 //! | `foobar_rate_limited_requests_total` | counter | – |
 //! | `foobar_rate_limit_resets_total` | counter (key table reset at `max_keys`) | – |
+//! | `foobar_unknown_client_requests_total` | counter (refused: no client address) | `layer="rate_limit"` |
 
 mod key;
 

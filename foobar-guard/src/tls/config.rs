@@ -15,7 +15,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::DnsName;
 
 use super::client_auth::AllowedClientNames;
-use super::error::{NameOrigin, PemOrigin, TlsError};
+use super::error::{NameOrigin, TlsError};
 use super::metrics::ReloadMetrics;
 use super::resolver::SniResolver;
 
@@ -181,8 +181,8 @@ fn load(
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let (roots, origin) = match ca {
-                CaSource::File(path) => (pem::load_ca_bundle(path)?, PemOrigin::File(path.clone())),
-                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, PemOrigin::InMemory),
+                CaSource::File(path) => (pem::load_ca_bundle(path)?, Origin::File(path.clone())),
+                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, Origin::Memory),
             };
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
@@ -385,9 +385,9 @@ impl TlsConfigBuilder {
             let (identity, origin) = match &entry.source {
                 CertificateSource::Files { cert, key } => (
                     Identity::from_pem_files(cert, key)?,
-                    PemOrigin::File(cert.clone()),
+                    Origin::File(cert.clone()),
                 ),
-                CertificateSource::Loaded(identity) => (identity.clone(), PemOrigin::InMemory),
+                CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
             };
             let key = identity.certified_key();
             match &entry.names {
@@ -402,10 +402,7 @@ impl TlsConfigBuilder {
                         |error| {
                             TlsError::Load(foobar_core::tls::TlsError::Pem {
                                 what: Material::Certificate,
-                                origin: match &origin {
-                                    PemOrigin::File(path) => Origin::File(path.clone()),
-                                    _ => Origin::Memory,
-                                },
+                                origin: origin.clone(),
                                 problem: PemProblem::NotAnEndEntity(error),
                             })
                         },
@@ -424,7 +421,7 @@ impl TlsConfigBuilder {
 }
 
 /// Accepts `host.example` and `*.example`.
-fn check_name(name: &str, origin: &PemOrigin) -> Result<(), TlsError> {
+fn check_name(name: &str, origin: &Origin) -> Result<(), TlsError> {
     let bare = name.strip_prefix("*.").unwrap_or(name);
     if bare.contains('*') || DnsName::try_from(bare).is_err() {
         return Err(TlsError::InvalidName {

@@ -3,33 +3,15 @@
 //! [`Refused::TlsHandshakeTimeout`](crate::Refused::TlsHandshakeTimeout).
 
 use std::fmt;
-use std::path::PathBuf;
 
-/// Where PEM input came from, for error messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PemOrigin {
-    /// A file.
-    File(PathBuf),
-    /// Bytes given in code.
-    InMemory,
-}
-
-impl fmt::Display for PemOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(path) => write!(f, "{}", path.display()),
-            Self::InMemory => f.write_str("(in memory)"),
-        }
-    }
-}
+use foobar_core::tls::Origin;
 
 /// What a server name was given for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NameOrigin {
     /// A served certificate.
-    Certificate(PemOrigin),
+    Certificate(Origin),
     /// The list of client names allowed to connect.
     AllowedClientNames,
 }
@@ -68,7 +50,7 @@ pub enum TlsError {
     #[error("client CA bundle {origin}: {source}")]
     ClientCa {
         /// Where the bundle came from.
-        origin: PemOrigin,
+        origin: Origin,
         /// Why rustls rejected it.
         #[source]
         source: rustls::server::VerifierBuilderError,
