@@ -228,11 +228,6 @@ impl View {
         self.tables.push(table);
         self
     }
-
-    /// Whether the view shows nothing (the page then shows the JSON).
-    pub fn is_empty(&self) -> bool {
-        self.facts.is_empty() && self.tables.is_empty()
-    }
 }
 
 /// A table of the status page: one row per element of an array in the data.

@@ -30,6 +30,10 @@ pub(crate) fn describe() {
         "Connections refused for their PROXY protocol header: missing, malformed or late from a trusted proxy, or sent by any other peer."
     );
     describe_counter!(
+        "foobar_unknown_client_requests_total",
+        "Requests refused because no client address was known (fail closed), by layer."
+    );
+    describe_counter!(
         "foobar_tls_handshakes_total",
         "TLS handshakes by result (success, failure, timeout)."
     );

@@ -41,6 +41,7 @@ pub(crate) struct UnknownClientAlarm {
 
 impl UnknownClientAlarm {
     pub(crate) fn new(layer: &'static str) -> Self {
+        crate::metric_help::describe();
         Self {
             layer,
             refused: metrics::counter!("foobar_unknown_client_requests_total", "layer" => layer),

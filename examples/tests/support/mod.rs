@@ -37,11 +37,22 @@ impl StackProcess {
     }
 }
 
-/// `N` distinct free ports on 127.0.0.1. All are held until the last is
-/// chosen: released one by one, the kernel could hand out the same port twice.
+/// `N` distinct free ports on 127.0.0.1, below the kernel's ephemeral range
+/// (32768 and up on Linux): the private MariaDB servers and every client
+/// take ports from that range, so none of them can take one of these
+/// between this check and the stack's bind. All are held until the last is
+/// chosen, so no port is handed out twice.
 fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: [TcpListener; N] = std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
-    held.map(|listener| listener.local_addr().unwrap())
+    use std::hash::BuildHasher;
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = std::hash::RandomState::new().hash_one(std::process::id()) % u64::from(SPAN);
+    let held: Vec<TcpListener> = (0..SPAN)
+        .map(|i| FIRST + (u16::try_from(start).unwrap_or(0) + i) % SPAN)
+        .filter_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(N)
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 impl Stack {

@@ -115,6 +115,7 @@ impl AccessLogWriter {
         out: Box<dyn Write + Send>,
         capacity: usize,
     ) -> Result<Self, AccessLogError> {
+        crate::metrics::help::describe();
         let (queue, lines) = sync_channel(capacity.max(1));
         let reopen = Arc::new(AtomicBool::new(false));
         let sink = Sink {

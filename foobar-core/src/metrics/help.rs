@@ -27,6 +27,21 @@ pub(crate) fn describe() {
         "foobar_header_timeouts_total",
         "Connections closed because no request head arrived within the header timeout."
     );
+    describe_counter!(
+        "foobar_http1_refused_total",
+        "HTTP/1.1 requests the server refused before the service saw them (a malformed, oversized or ambiguous head); the connection closes after the answer."
+    );
+
+    // Access log.
+    describe_counter!("foobar_access_log_lines_total", "Access log lines written.");
+    describe_counter!(
+        "foobar_access_log_dropped_total",
+        "Access log lines dropped because the writer fell behind."
+    );
+    describe_counter!(
+        "foobar_access_log_errors_total",
+        "Access log writes or reopens that failed."
+    );
 
     // Request metrics of MetricsLayer.
     describe_counter!(
