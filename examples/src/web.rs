@@ -22,7 +22,7 @@ use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::Monitor;
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_db::{Consistency, DbTls, FailoverConfig, RwPool};
+use foobar_db::{Consistency, DbTls, Executor, FailoverConfig, RwPool};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};

@@ -18,7 +18,7 @@ use foobar_core::Shutdown;
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::{self, OptsBuilder, PoolConstraints, PoolOpts};
 use foobar_db::sandbox::{replicate_from, wait_for, Cluster, ADMIN, MONITOR, REPLICATION};
-use foobar_db::{FailoverConfig, FailoverMode, MonitorConfig, PoolConfig, RwPool};
+use foobar_db::{Executor, FailoverConfig, FailoverMode, MonitorConfig, PoolConfig, RwPool};
 
 const ROWS: u32 = 10_000;
 

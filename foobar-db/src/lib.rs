@@ -8,17 +8,20 @@ mod error;
 pub mod failover;
 pub mod monitor;
 pub mod pool;
+pub mod query;
 pub mod route;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
+pub mod status;
 pub mod topology;
 
 pub use consistency::Consistency;
-pub use error::{Error, Result};
+pub use error::{ConfigError, Error, Result, TimeoutKind};
 pub use failover::{FailoverConfig, FailoverMode};
 pub use monitor::MonitorConfig;
 pub use pool::{DbTls, PoolConfig, ResetPolicy};
+pub use query::Executor;
 pub use route::{PooledConn, ReadFallback, RwPool, RwPoolBuilder, Session, Transaction};
 pub use topology::{HostConfig, RoleHint, Topology};
 

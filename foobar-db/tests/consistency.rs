@@ -2,6 +2,7 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::time::{Duration, Instant};
 
 use foobar_db::Consistency;

@@ -3,6 +3,7 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::time::{Duration, Instant};
 
 use foobar_db::mysql_async::prelude::Queryable;

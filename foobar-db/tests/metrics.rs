@@ -3,6 +3,7 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_db::sandbox::wait_for;

@@ -3,13 +3,15 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::time::Duration;
 
-use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+use foobar_core::status::StatusSource;
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::Opts;
 use foobar_db::pool::Manager;
 use foobar_db::sandbox::{wait_for, MONITOR};
+use foobar_db::topology::{Health, Role};
 use foobar_db::{Error, PoolConfig, ResetPolicy};
 use support::cluster_and_pool;
 
@@ -92,7 +94,7 @@ async fn waiting_for_a_busy_pool_times_out_with_a_typed_error() {
         .expect_err("the only connection is held");
     match &err {
         Error::PoolTimeout { host, kind } => {
-            assert_eq!(*kind, "wait");
+            assert_eq!(*kind, foobar_db::TimeoutKind::Wait);
             assert_eq!(host, &cluster.primary().address());
         }
         other => panic!("unexpected {other}"),
@@ -135,26 +137,24 @@ async fn status_snapshot_and_monitor_shutdown() {
     wait_for("server counters", Duration::from_secs(5), move || {
         let p = p.clone();
         async move {
-            let Snapshot::Database(status) = p.snapshot() else {
-                return false;
-            };
-            status.hosts.iter().all(|h| h.server_questions_total > 0)
+            p.status()
+                .hosts
+                .iter()
+                .all(|h| h.server_questions_total > 0)
         }
     })
     .await
     .unwrap();
-    let Snapshot::Database(status) = pool.snapshot() else {
-        panic!("a database snapshot")
-    };
+    let status = pool.status();
     assert_eq!(
         status.writer.as_deref(),
         Some(cluster.primary().address().as_str())
     );
     assert_eq!(status.hosts.len(), 3);
-    assert_eq!(status.hosts[0].role, DbRole::Primary);
+    assert_eq!(status.hosts[0].role, Role::Primary);
     assert!(status.hosts[1..]
         .iter()
-        .all(|h| h.role == DbRole::Replica && h.health == Health::Up));
+        .all(|h| h.role == Role::Replica && h.health == Health::Up));
     assert_eq!(status.hosts[0].lag_seconds, None);
     assert!(status.hosts[1].lag_seconds.is_some());
     let reads: u64 = status.hosts[1..].iter().map(|h| h.queries_total).sum();
@@ -163,7 +163,7 @@ async fn status_snapshot_and_monitor_shutdown() {
         .hosts
         .iter()
         .all(|h| h.pool_in_use == 0 && h.pool_size >= 1 || h.queries_total == 0));
-    let json = serde_json::to_string(&Snapshot::Database(status)).unwrap();
+    let json = serde_json::to_string(&pool.snapshot()).unwrap();
     assert!(json.contains("\"writer\""));
     assert!(
         !json.contains("sandbox-app"),

@@ -2,6 +2,7 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_db::mysql_async::prelude::Queryable;
@@ -165,10 +166,7 @@ async fn explicit_connections_and_transactions() {
     let replica = cluster.replicas()[0].port();
 
     let queries_on = |port: u16| {
-        use foobar_core::status::{Snapshot, StatusSource};
-        let Snapshot::Database(status) = pool.snapshot() else {
-            panic!("a database snapshot");
-        };
+        let status = pool.status();
         let id = format!("127.0.0.1:{port}");
         status
             .hosts
@@ -235,14 +233,10 @@ async fn a_replica_with_stopped_replication_is_shunned() {
         move || {
             let p = p.clone();
             async move {
-                let foobar_core::status::Snapshot::Database(s) =
-                    foobar_core::status::StatusSource::snapshot(&p)
-                else {
-                    return false;
-                };
-                s.hosts
+                p.status()
+                    .hosts
                     .iter()
-                    .any(|h| h.health == foobar_core::status::Health::Shunned)
+                    .any(|h| h.health == foobar_db::topology::Health::Shunned)
             }
         },
     )
@@ -379,7 +373,7 @@ async fn replica_weights_share_the_reads() {
 }
 
 #[tokio::test]
-async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_failing() {
+async fn a_monitor_without_replication_privileges_is_named_at_once() {
     support::init_tracing();
     let cluster = foobar_db::sandbox::Cluster::builder()
         .replicas(1)
@@ -388,22 +382,59 @@ async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_fail
         .unwrap();
     let shutdown = foobar_core::Shutdown::new();
     // No monitor credentials: the application account monitors, and it may
-    // not run SHOW REPLICA STATUS.
+    // not run SHOW REPLICA STATUS, so the pool cannot tell the primary from
+    // a replica made writable by mistake.
     let pool = foobar_db::RwPool::builder()
         .primary(cluster.primary().app_url())
         .replica(cluster.replicas()[0].app_url())
         .build(&shutdown)
         .await
         .unwrap();
-    let foobar_core::status::Snapshot::Database(status) =
-        foobar_core::status::StatusSource::snapshot(&pool)
-    else {
-        panic!("a database snapshot");
-    };
-    assert_eq!(status.hosts[1].role, foobar_core::status::DbRole::Replica);
-    assert_eq!(status.hosts[1].health, foobar_core::status::Health::Shunned);
-    assert_eq!(port_of_read(&pool).await, cluster.primary().port());
-    pool.query_drop("CREATE TABLE ok (id INT)").await.unwrap();
+    let status = pool.status();
+    assert_eq!(status.hosts[1].role, foobar_db::topology::Role::Replica);
+    assert_eq!(status.hosts[1].health, foobar_db::topology::Health::Shunned);
+    // The server names what it wants ("SUPER, SLAVE MONITOR").
+    match &status.unavailable {
+        Some(foobar_db::failover::WriterUnavailable::MissingPrivilege {
+            host,
+            user,
+            needed,
+            code: 1227,
+        }) => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(user, foobar_db::sandbox::APP.user);
+            assert!(needed.contains("SLAVE MONITOR"), "{needed}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(
+        json.contains("SLAVE MONITOR") && json.contains("1227"),
+        "{json}"
+    );
+
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("CREATE TABLE ok (id INT)")
+        .await
+        .expect_err("no verified primary");
+    assert!(started.elapsed() < Duration::from_millis(200), "at once");
+    match &err {
+        Error::MissingPrivilege {
+            host,
+            user,
+            needed,
+            code,
+            ..
+        } => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(user, foobar_db::sandbox::APP.user);
+            assert!(needed.contains("SLAVE MONITOR"), "{needed}");
+            assert_eq!(*code, 1227);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("SLAVE MONITOR"), "{err}");
     shutdown.trigger();
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+use foobar_db::Executor;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Shared set-up: a private cluster and a pool over it.
 #![allow(dead_code, unreachable_pub)]
 
+use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_core::Shutdown;
@@ -59,18 +60,15 @@ pub async fn cluster_and_pool(
 
 /// Waits until `count` replicas are up (replicating, lag known).
 pub async fn wait_replicas_up(pool: &RwPool, count: usize) {
-    use foobar_core::status::{DbRole, Health, Snapshot, StatusSource};
+    use foobar_db::topology::{Health, Role};
     let pool = pool.clone();
     foobar_db::sandbox::wait_for("replicas up", Duration::from_secs(15), move || {
         let pool = pool.clone();
         async move {
-            let Snapshot::Database(status) = pool.snapshot() else {
-                return false;
-            };
-            status
+            pool.status()
                 .hosts
                 .iter()
-                .filter(|h| h.role == DbRole::Replica && h.health == Health::Up)
+                .filter(|h| h.role == Role::Replica && h.health == Health::Up)
                 .count()
                 >= count
         }
