@@ -15,9 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::{HostSampler, RequestRates};
-use foobar_core::status::{
-    BackendStatus, DbHostStatus, DbStatus, Health, LbStatus, Snapshot, StatusSource,
-};
+use foobar_core::status::{Format, Health, Snapshot, StatusSource, Table, View};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
@@ -34,47 +32,51 @@ fn ready<F: Future>(future: F) -> F::Output {
     }
 }
 
-struct Lb;
-impl StatusSource for Lb {
-    fn name(&self) -> &str {
-        "lb"
-    }
-    fn snapshot(&self) -> Snapshot {
-        Snapshot::LoadBalancer(LbStatus {
-            policy: "round_robin".into(),
-            backends: (0..10)
-                .map(|i| BackendStatus {
-                    id: format!("10.0.0.{i}:8080"),
-                    weight: 1,
-                    health: Health::Up,
-                    requests_total: 1_000_000,
-                    latency_p99_seconds: Some(0.01),
-                    ..BackendStatus::default()
-                })
-                .collect(),
-            events: Vec::new(),
-        })
-    }
+/// A section shaped like a load balancer's: `rows` rows of eight fields,
+/// with a view of eight columns.
+struct Rows {
+    name: &'static str,
+    rows: usize,
 }
 
-struct Db;
-impl StatusSource for Db {
+impl StatusSource for Rows {
     fn name(&self) -> &str {
-        "db"
+        self.name
     }
     fn snapshot(&self) -> Snapshot {
-        Snapshot::Database(DbStatus {
-            writer: Some("127.0.0.1:3306".into()),
-            hosts: (0..4)
-                .map(|i| DbHostStatus {
-                    id: format!("127.0.0.1:330{i}"),
-                    health: Health::Up,
-                    pool_size: 16,
-                    ..DbHostStatus::default()
+        let rows: Vec<_> = (0..self.rows)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("10.0.0.{i}:8080"),
+                    "weight": 1,
+                    "health": Health::Up,
+                    "in_flight": 3,
+                    "requests_total": 1_000_000,
+                    "errors_total": 12,
+                    "latency_p99_seconds": 0.01,
+                    "ejections_total": 0,
                 })
-                .collect(),
-            ..DbStatus::default()
-        })
+            })
+            .collect();
+        let view = View::new().fact("policy", "/policy", Format::Text).table(
+            Table::new("rows", "/rows")
+                .key("/id")
+                .health("/health")
+                .column("id", "/id", Format::Text)
+                .column("health", "/health", Format::Health)
+                .column("weight", "/weight", Format::Integer)
+                .column("in flight", "/in_flight", Format::Integer)
+                .column("req/s", "/requests_total", Format::PerSecond)
+                .column(
+                    "errors",
+                    "/errors_total",
+                    Format::share_of("/requests_total"),
+                )
+                .column("p99", "/latency_p99_seconds", Format::Seconds)
+                .column("ejections", "/ejections_total", Format::Integer),
+        );
+        let data = serde_json::json!({ "policy": "round_robin", "rows": rows });
+        Snapshot::new("bench", &data).health(Health::Up).view(view)
     }
 }
 
@@ -104,8 +106,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(exporter.render().len()));
     });
 
-    let mut admin = Admin::new(exporter).with_source(Lb).with_source(Db);
-    c.bench_function("/status.json, 10 backends + 4 DB hosts", |b| {
+    let mut admin = Admin::new(exporter)
+        .with_source(Rows {
+            name: "lb",
+            rows: 10,
+        })
+        .with_source(Rows {
+            name: "db",
+            rows: 4,
+        });
+    c.bench_function("/status.json, sections of 10 and 4 rows", |b| {
         b.iter(|| {
             let request = Request::get("/status.json").body(()).unwrap();
             ready(admin.call(request)).map(|r| r.status())

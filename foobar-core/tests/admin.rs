@@ -11,12 +11,12 @@ use std::time::Duration;
 use foobar_core::admin::Admin;
 use foobar_core::metrics::PrometheusExporter;
 use foobar_core::monitor::Monitor;
-use foobar_core::status::{BackendStatus, Health, LbStatus, Snapshot, StatusSource};
+use foobar_core::status::{Format, Health, Snapshot, StatusSource, Table, View};
 use foobar_core::Shutdown;
 use http::StatusCode;
 use support::{get, serve_admin, try_request, wait_for};
 
-/// A load balancer's status whose readiness the test switches.
+/// A component whose readiness the test switches, with one table.
 struct Edge {
     ready: AtomicBool,
 }
@@ -26,20 +26,24 @@ impl StatusSource for Edge {
         "edge"
     }
     fn snapshot(&self) -> Snapshot {
-        Snapshot::LoadBalancer(LbStatus {
-            policy: "round_robin".into(),
-            backends: vec![BackendStatus {
-                id: "127.0.0.1:8081".into(),
-                weight: 1,
-                health: if self.ready.load(Ordering::Relaxed) {
-                    Health::Up
-                } else {
-                    Health::Down
-                },
-                ..BackendStatus::default()
-            }],
-            events: Vec::new(),
-        })
+        let health = if self.ready.load(Ordering::Relaxed) {
+            Health::Up
+        } else {
+            Health::Down
+        };
+        let data = serde_json::json!({
+            "links": [{ "id": "127.0.0.1:8081", "health": health }],
+        });
+        let view = View::new().table(
+            Table::new("links", "/links")
+                .key("/id")
+                .health("/health")
+                .column("link", "/id", Format::Text)
+                .column("health", "/health", Format::Health),
+        );
+        Snapshot::new("edge router", &data)
+            .health(health)
+            .view(view)
     }
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -98,11 +102,11 @@ async fn routes_readiness_and_status_json() {
     assert_eq!(json["ready"], false);
     assert_eq!(json["sources"][0]["name"], "edge");
     assert_eq!(json["sources"][0]["ready"], false);
-    assert_eq!(json["sources"][0]["snapshot"]["kind"], "load_balancer");
-    assert_eq!(
-        json["sources"][0]["snapshot"]["backends"][0]["health"],
-        "down"
-    );
+    let snapshot = &json["sources"][0]["snapshot"];
+    assert_eq!(snapshot["kind"], "edge router");
+    assert_eq!(snapshot["health"], "down");
+    assert_eq!(snapshot["data"]["links"][0]["health"], "down");
+    assert_eq!(snapshot["view"]["tables"][0]["rows"], "/links");
     assert!(
         json["monitor"]["host"]["memory_total_bytes"]
             .as_u64()

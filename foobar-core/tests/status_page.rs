@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use foobar_core::admin::Admin;
 use foobar_core::metrics::PrometheusExporter;
 use foobar_core::monitor::Monitor;
-use foobar_core::status::{
-    BackendStatus, DbHostStatus, DbRole, DbStatus, Health, LbStatus, Snapshot, StatusEvent,
-    StatusSource,
-};
+use foobar_core::status::{Format, Health, Snapshot, StatusEvent, StatusSource, Table, View};
 use foobar_core::Shutdown;
+use serde_json::json;
 use support::{require_binary, serve_admin, temp_dir, test_output_dir, wait_for};
 
 /// A load balancer in a known state, its counters growing with time so the
@@ -31,35 +29,52 @@ impl StatusSource for Edge {
     }
     fn snapshot(&self) -> Snapshot {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let backend = |id: &str, health, rps: u64, err_per_mille: u64, p99| BackendStatus {
-            id: id.into(),
-            weight: 1,
-            health,
-            in_flight: rps / 50,
-            requests_total: 10_000 + ms * rps / 1000,
-            errors_total: 20 + ms * rps * err_per_mille / 1_000_000,
-            latency_p99_seconds: p99,
-            ejections_total: u64::from(health == Health::Ejected),
+        let backend = |id: &str, health: Health, rps: u64, err_per_mille: u64, p99: Option<f64>| {
+            json!({
+                "id": id,
+                "health": health,
+                "in_flight": rps / 50,
+                "requests_total": 10_000 + ms * rps / 1000,
+                "errors_total": 20 + ms * rps * err_per_mille / 1_000_000,
+                "latency_p99_seconds": p99,
+            })
         };
-        Snapshot::LoadBalancer(LbStatus {
-            policy: "p2c_ewma".into(),
-            backends: vec![
+        let data = json!({
+            "policy": "p2c_ewma",
+            "backends": [
                 backend("10.0.0.11:8080", Health::Up, 420, 2, Some(0.0123)),
                 backend("10.0.0.12:8080", Health::Up, 380, 1, Some(0.0141)),
                 backend("10.0.0.13:8080", Health::Down, 0, 0, None),
                 backend("10.0.0.14:8080", Health::Ejected, 0, 0, Some(0.950)),
             ],
-            events: vec![
+        });
+        let view = View::new().fact("policy", "/policy", Format::Text).table(
+            Table::new("backends", "/backends")
+                .key("/id")
+                .health("/health")
+                .column("backend", "/id", Format::Text)
+                .column("health", "/health", Format::Health)
+                .column("in flight", "/in_flight", Format::Integer)
+                .column("req/s", "/requests_total", Format::PerSecond)
+                .column(
+                    "errors",
+                    "/errors_total",
+                    Format::share_of("/requests_total"),
+                )
+                .column("p99", "/latency_p99_seconds", Format::Seconds)
+                .column("requests", "/requests_total", Format::Integer)
+                .column("recent req/s", "/requests_total", Format::RateHistory),
+        );
+        Snapshot::new("load balancer", &data)
+            .health(Health::Degraded)
+            .events(vec![
                 StatusEvent::now("down", "10.0.0.13:8080 failed 3 health checks"),
                 StatusEvent::now(
                     "ejected",
                     "10.0.0.14:8080 ejected for 30 s after 5 consecutive 5xx",
                 ),
-            ],
-        })
-    }
-    fn ready(&self) -> bool {
-        true
+            ])
+            .view(view)
     }
 }
 
@@ -68,52 +83,61 @@ struct Orders {
     started: Instant,
 }
 
-impl Orders {
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
 impl StatusSource for Orders {
     fn name(&self) -> &str {
         "orders-db"
     }
     fn snapshot(&self) -> Snapshot {
-        let host = |id: &str, role, health, lag, in_use| DbHostStatus {
-            id: id.into(),
-            role,
-            health,
-            lag_seconds: lag,
-            pool_size: 16,
-            pool_in_use: in_use,
-            pool_waiting: 0,
-            queries_total: 123_456 + in_use * self.elapsed_ms() / 100,
-            server_questions_total: 234_567 + in_use * self.elapsed_ms() / 80,
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let host = |id: &str, role: &str, health: Health, lag: Option<f64>, in_use: u64| {
+            json!({
+                "id": id,
+                "writer": id == "127.0.0.1:3307",
+                "role": role,
+                "health": health,
+                "lag_seconds": lag,
+                "pool_size": 16,
+                "pool_in_use": in_use,
+                "queries_total": 123_456 + in_use * ms / 100,
+            })
         };
-        Snapshot::Database(DbStatus {
-            writer: Some("127.0.0.1:3307".into()),
-            hosts: vec![
-                host("127.0.0.1:3306", DbRole::Unknown, Health::Down, None, 0),
-                host("127.0.0.1:3307", DbRole::Primary, Health::Up, None, 9),
-                host("127.0.0.1:3308", DbRole::Replica, Health::Up, Some(0.4), 4),
-                host(
-                    "127.0.0.1:3309",
-                    DbRole::Replica,
-                    Health::Shunned,
-                    Some(42.0),
-                    0,
-                ),
+        let data = json!({
+            "writer": "127.0.0.1:3307",
+            "failovers_total": 1,
+            "hosts": [
+                host("127.0.0.1:3306", "unknown", Health::Down, None, 0),
+                host("127.0.0.1:3307", "primary", Health::Up, None, 9),
+                host("127.0.0.1:3308", "replica", Health::Up, Some(0.4), 4),
+                host("127.0.0.1:3309", "replica", Health::Shunned, Some(42.0), 0),
             ],
-            failovers_total: 1,
-            events: vec![StatusEvent::now(
+        });
+        let view = View::new()
+            .fact("writer", "/writer", Format::Text)
+            .fact("failovers", "/failovers_total", Format::Integer)
+            .table(
+                Table::new("hosts", "/hosts")
+                    .key("/id")
+                    .health("/health")
+                    .column("host", "/id", Format::Text)
+                    .column("writer", "/writer", Format::Flag)
+                    .column("role", "/role", Format::Tag)
+                    .column("health", "/health", Format::Health)
+                    .column("lag", "/lag_seconds", Format::Seconds)
+                    .column("pool in use", "/pool_in_use", Format::fill_of("/pool_size"))
+                    .column("queries/s", "/queries_total", Format::PerSecond)
+                    .column("recent queries/s", "/queries_total", Format::RateHistory),
+            );
+        Snapshot::new("database", &data)
+            .health(Health::Degraded)
+            .events(vec![StatusEvent::now(
                 "failover",
                 "127.0.0.1:3306 unreachable; promoted 127.0.0.1:3307",
-            )],
-        })
+            )])
+            .view(view)
     }
 }
 
-/// Anything else an application reports.
+/// Anything else an application reports, without a view.
 struct CertReload;
 
 impl StatusSource for CertReload {
@@ -121,9 +145,8 @@ impl StatusSource for CertReload {
         "cert-reload"
     }
     fn snapshot(&self) -> Snapshot {
-        Snapshot::Custom {
-            data: serde_json::json!({ "certificates": 2, "last_reload": "ok" }),
-        }
+        Snapshot::new("custom", &json!({ "certificates": 2, "last_reload": "ok" }))
+            .health(Health::Up)
     }
 }
 
@@ -204,15 +227,21 @@ async fn status_page_renders_backends_and_db_hosts_in_chromium() {
         "page never rendered data:\n{dom}\n{stderr}"
     );
     for expected in [
-        r#"data-backend="10.0.0.11:8080" data-health="up""#,
-        r#"data-backend="10.0.0.12:8080" data-health="up""#,
-        r#"data-backend="10.0.0.13:8080" data-health="down""#,
-        r#"data-backend="10.0.0.14:8080" data-health="ejected""#,
-        r#"data-host="127.0.0.1:3306" data-role="unknown" data-health="down""#,
-        r#"data-host="127.0.0.1:3307" data-role="primary" data-health="up""#,
-        r#"data-host="127.0.0.1:3308" data-role="replica" data-health="up""#,
-        r#"data-host="127.0.0.1:3309" data-role="replica" data-health="shunned""#,
+        r#"data-row="10.0.0.11:8080" data-health="up""#,
+        r#"data-row="10.0.0.12:8080" data-health="up""#,
+        r#"data-row="10.0.0.13:8080" data-health="down" class="bad""#,
+        r#"data-row="10.0.0.14:8080" data-health="ejected" class="bad""#,
+        r#"data-row="127.0.0.1:3306" data-health="down""#,
+        r#"data-row="127.0.0.1:3307" data-health="up""#,
+        r#"data-row="127.0.0.1:3309" data-health="shunned""#,
+        r#"data-label="role"><span class="tag">primary</span>"#,
+        r#"data-label="lag">42.0 s</td>"#,
+        r#"data-label="lag">400.0 ms</td>"#,
+        r#"data-label="p99">12.3 ms</td>"#,
+        r#"data-label="pool in use"><span class="bar"><span style="width:56%"></span></span>9/16</td>"#,
+        r#"data-source="edge-lb" data-kind="load balancer" data-health="degraded""#,
         r#"data-source="cert-reload" data-kind="custom""#,
+        r#""last_reload": "ok""#,
         r#"data-event="failover""#,
         r#"data-event="ejected""#,
         r#"data-service="web""#,
@@ -285,7 +314,7 @@ async fn status_page_polls_with_the_token_from_its_fragment() {
     .await;
     assert!(dom.contains("data-rendered=\"true\""), "{dom}\n{stderr}");
     assert!(
-        dom.contains(r#"data-host="127.0.0.1:3307" data-role="primary" data-health="up""#),
+        dom.contains(r#"data-row="127.0.0.1:3307" data-health="up""#),
         "{dom}"
     );
     shutdown.trigger();

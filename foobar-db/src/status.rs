@@ -1,43 +1,53 @@
-//! What a pool reports about itself: its own status types, and the section
-//! it adds to the admin status page.
+//! The database pool's section of the status page: its data
+//! ([`DbStatus`]) and how the page shows it. [`RwPool`] is the
+//! [`StatusSource`](foobar_core::StatusSource).
 
 use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
 
-use foobar_core::status::{Snapshot, StatusSource};
+use foobar_core::status::{self as core, Format, Snapshot, StatusEvent, StatusSource, Table, View};
 use serde::Serialize;
 
 use crate::failover::{FailoverStatus, WriterUnavailable};
-use crate::topology::{Event, Health, Role};
-use crate::RwPool;
+use crate::route::RwPool;
+use crate::topology::{Health, Role, Topology};
 
-/// A pool's state.
+/// The kind the status page shows under the pool's name.
+pub const KIND: &str = "database";
+
+/// A database pool's state, as `/status.json` carries it in the snapshot's
+/// `data`.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct DbStatus {
-    /// The host taking writes, if one is known.
+    /// The host currently taking writes, if one is known.
     pub writer: Option<String>,
     /// Its failover epoch (0 before any promotion by a pool).
     pub epoch: u64,
-    /// Why no host takes writes (while none does).
+    /// Why no host takes writes, while none does.
     pub unavailable: Option<WriterUnavailable>,
+    /// The same, for people.
+    pub unavailable_text: Option<String>,
     /// The failover side: mode, lease, what would stand in the way of a
     /// promotion.
     pub failover: FailoverStatus,
+    /// What would stand in the way of a promotion, for people.
+    pub promotion_blocked_text: Option<String>,
     /// Every host, in configuration order.
     pub hosts: Vec<HostStatus>,
     /// Writer changes after the first writer since start.
     pub failovers_total: u64,
-    /// Recent events, oldest first, repeats folded with a count.
-    pub events: Vec<Event>,
 }
 
-/// One host.
+/// One database host.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct HostStatus {
-    /// `host:port` (never credentials).
+    /// The host's name (address; never credentials).
     pub id: String,
-    /// What the host is.
+    /// Whether it is the pool's writer now.
+    pub writer: bool,
+    /// What the host is, as the monitor last saw it.
     pub role: Role,
     /// Whether it takes traffic.
     pub health: Health,
@@ -56,39 +66,112 @@ pub struct HostStatus {
     pub server_questions_total: u64,
 }
 
-impl RwPool {
-    /// The pool's state, as the status page shows it.
-    pub fn status(&self) -> DbStatus {
-        let topology = self.topology();
-        let hosts = topology
-            .hosts
-            .iter()
-            .map(|host| {
-                let pool = host.pool.status();
-                HostStatus {
-                    id: host.id.clone(),
-                    role: host.role(),
-                    health: host.health(),
-                    lag_seconds: host.lag().map(|lag| lag.as_secs_f64()),
-                    pool_size: pool.size as u64,
-                    pool_in_use: pool.size.saturating_sub(pool.available) as u64,
-                    pool_waiting: pool.waiting as u64,
-                    queries_total: host.queries.load(Ordering::Relaxed),
-                    server_questions_total: host.server_questions.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        let state = topology.writer_state();
-        DbStatus {
-            writer: topology.writer().map(str::to_owned),
-            epoch: state.epoch,
-            unavailable: state.writer.is_none().then_some(state.unavailable),
-            failover: topology.failover_status(),
-            hosts,
-            failovers_total: topology.failovers(),
-            events: topology.events(),
+impl DbStatus {
+    /// The pool's health as a whole: down without a writer, up when every
+    /// host is, degraded otherwise.
+    pub fn health(&self) -> core::Health {
+        if self.hosts.iter().all(|h| h.health == Health::Unknown) {
+            core::Health::Unknown
+        } else if self.writer.is_none() {
+            core::Health::Down
+        } else if self.hosts.iter().all(|h| h.health == Health::Up) {
+            core::Health::Up
+        } else {
+            core::Health::Degraded
         }
     }
+}
+
+/// How the page shows a [`DbStatus`].
+static VIEW: LazyLock<View> = LazyLock::new(|| {
+    View::new()
+        .fact("writer", "/writer", Format::Text)
+        .fact("epoch", "/epoch", Format::Integer)
+        .fact("no writer", "/unavailable_text", Format::Text)
+        .fact("failover", "/failover/mode", Format::Tag)
+        .fact("lease", "/failover/leader", Format::Flag)
+        .fact("promotion blocked", "/promotion_blocked_text", Format::Text)
+        .fact("failovers", "/failovers_total", Format::Integer)
+        .table(
+            Table::new("hosts", "/hosts")
+                .key("/id")
+                .health("/health")
+                .column("host", "/id", Format::Text)
+                .column("writer", "/writer", Format::Flag)
+                .column("role", "/role", Format::Tag)
+                .column("health", "/health", Format::Health)
+                .column("lag", "/lag_seconds", Format::Seconds)
+                .column("pool in use", "/pool_in_use", Format::fill_of("/pool_size"))
+                .column("waiting", "/pool_waiting", Format::Integer)
+                .column("queries/s", "/queries_total", Format::PerSecond)
+                .column("server q/s", "/server_questions_total", Format::PerSecond)
+                .column("queries", "/queries_total", Format::Integer)
+                .column("recent queries/s", "/queries_total", Format::RateHistory),
+        )
+});
+
+impl RwPool {
+    /// The pool's state for the status page: writer and epoch, why there
+    /// is none, the failover side, hosts, failovers.
+    pub fn status(&self) -> DbStatus {
+        status(self.topology())
+    }
+}
+
+fn status(topology: &Topology) -> DbStatus {
+    let state = topology.writer_state();
+    let hosts = topology
+        .hosts
+        .iter()
+        .map(|host| {
+            let pool = host.pool.status();
+            HostStatus {
+                id: host.id.clone(),
+                writer: state.writer == Some(host.index),
+                role: host.role(),
+                health: host.health(),
+                lag_seconds: host.lag().map(|lag| lag.as_secs_f64()),
+                pool_size: pool.size as u64,
+                pool_in_use: pool.size.saturating_sub(pool.available) as u64,
+                pool_waiting: pool.waiting as u64,
+                queries_total: host.queries.load(Ordering::Relaxed),
+                server_questions_total: host.server_questions.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let unavailable = state.writer.is_none().then_some(state.unavailable);
+    let failover = topology.failover_status();
+    DbStatus {
+        writer: state
+            .writer
+            .and_then(|w| topology.hosts.get(w))
+            .map(|h| h.id.clone()),
+        epoch: state.epoch,
+        unavailable_text: unavailable.as_ref().map(ToString::to_string),
+        unavailable,
+        promotion_blocked_text: failover.blocked.as_ref().map(ToString::to_string),
+        failover,
+        hosts,
+        failovers_total: topology.failovers(),
+    }
+}
+
+/// The events for the envelope: repeats say how often they happened.
+fn events(topology: &Topology) -> Vec<StatusEvent> {
+    topology
+        .events()
+        .into_iter()
+        .map(|event| {
+            let message = if event.count > 1 {
+                format!("{} ({} times)", event.message, event.count)
+            } else {
+                event.message
+            };
+            let mut status = StatusEvent::now(event.kind, message);
+            status.at_unix_ms = event.at_unix_ms;
+            status
+        })
+        .collect()
 }
 
 impl StatusSource for RwPool {
@@ -97,55 +180,80 @@ impl StatusSource for RwPool {
     }
 
     fn snapshot(&self) -> Snapshot {
-        use foobar_core::status as core;
-        let status = self.status();
-        let health = |health: Health| match health {
-            Health::Up => core::Health::Up,
-            Health::Down => core::Health::Down,
-            Health::Shunned => core::Health::Shunned,
-            Health::Ejected => core::Health::Ejected,
-            Health::Unknown => core::Health::Unknown,
-        };
-        let role = |role: Role| match role {
-            Role::Primary => core::DbRole::Primary,
-            Role::Replica => core::DbRole::Replica,
-            Role::Unknown => core::DbRole::Unknown,
-        };
-        Snapshot::Database(core::DbStatus {
-            writer: status.writer,
-            hosts: status
-                .hosts
-                .into_iter()
-                .map(|h| core::DbHostStatus {
-                    id: h.id,
-                    role: role(h.role),
-                    health: health(h.health),
-                    lag_seconds: h.lag_seconds,
-                    pool_size: h.pool_size,
-                    pool_in_use: h.pool_in_use,
-                    pool_waiting: h.pool_waiting,
-                    queries_total: h.queries_total,
-                    server_questions_total: h.server_questions_total,
-                })
-                .collect(),
-            failovers_total: status.failovers_total,
-            events: status
-                .events
-                .into_iter()
-                .map(|e| core::StatusEvent {
-                    at_unix_ms: e.at_unix_ms,
-                    kind: e.kind.to_owned(),
-                    message: if e.count > 1 {
-                        format!("{} ({} times)", e.message, e.count)
-                    } else {
-                        e.message
-                    },
-                })
-                .collect(),
-        })
+        let topology = self.topology();
+        let status = status(topology);
+        Snapshot::new(KIND, &status)
+            .health(status.health())
+            .events(events(topology))
+            .view(VIEW.clone())
     }
 
     fn ready(&self) -> bool {
         self.topology().writer_index().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str, health: Health) -> HostStatus {
+        HostStatus {
+            id: id.into(),
+            writer: false,
+            role: Role::Unknown,
+            health,
+            lag_seconds: None,
+            pool_size: 0,
+            pool_in_use: 0,
+            pool_waiting: 0,
+            queries_total: 0,
+            server_questions_total: 0,
+        }
+    }
+
+    fn status(writer: Option<&str>, hosts: Vec<HostStatus>) -> DbStatus {
+        DbStatus {
+            writer: writer.map(str::to_owned),
+            epoch: 0,
+            unavailable: None,
+            unavailable_text: None,
+            failover: FailoverStatus::default(),
+            promotion_blocked_text: None,
+            hosts,
+            failovers_total: 0,
+        }
+    }
+
+    #[test]
+    fn pool_health_follows_writer_and_hosts() {
+        let mut status = status(
+            Some("a"),
+            vec![host("a", Health::Up), host("b", Health::Up)],
+        );
+        assert_eq!(status.health(), core::Health::Up);
+        status.hosts[1].health = Health::Shunned;
+        assert_eq!(status.health(), core::Health::Degraded);
+        status.writer = None;
+        assert_eq!(status.health(), core::Health::Down);
+        status.hosts = vec![host("a", Health::Unknown)];
+        assert_eq!(status.health(), core::Health::Unknown);
+    }
+
+    #[test]
+    fn view_points_into_the_data() {
+        let status = status(Some("a"), vec![host("a", Health::Up)]);
+        let json = serde_json::to_value(&status).unwrap();
+        for field in &VIEW.facts {
+            assert!(json.pointer(&field.pointer).is_some(), "{field:?}");
+        }
+        for table in &VIEW.tables {
+            let row = &json.pointer(&table.rows).unwrap()[0];
+            for column in &table.columns {
+                assert!(row.pointer(&column.pointer).is_some(), "{column:?}");
+            }
+        }
+        // Health badges use the page's words.
+        assert_eq!(json["hosts"][0]["health"], "up");
     }
 }

@@ -152,6 +152,9 @@ async fn status_snapshot_and_monitor_shutdown() {
     );
     assert_eq!(status.hosts.len(), 3);
     assert_eq!(status.hosts[0].role, Role::Primary);
+    assert!(status.hosts[0].writer && !status.hosts[1].writer);
+    assert_eq!(status.epoch, 0);
+    assert_eq!(status.unavailable, None);
     assert!(status.hosts[1..]
         .iter()
         .all(|h| h.role == Role::Replica && h.health == Health::Up));
@@ -163,7 +166,11 @@ async fn status_snapshot_and_monitor_shutdown() {
         .hosts
         .iter()
         .all(|h| h.pool_in_use == 0 && h.pool_size >= 1 || h.queries_total == 0));
-    let json = serde_json::to_string(&pool.snapshot()).unwrap();
+    let snapshot = pool.snapshot();
+    assert_eq!(snapshot.kind, foobar_db::status::KIND);
+    assert_eq!(snapshot.health, foobar_core::status::Health::Up);
+    assert!(snapshot.events.iter().any(|e| e.kind == "writer"));
+    let json = serde_json::to_string(&snapshot).unwrap();
     assert!(json.contains("\"writer\""));
     assert!(
         !json.contains("sandbox-app"),

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use foobar_core::status::{BackendStatus, Health};
+use foobar_core::status::Health;
 use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::Notify;
 
 use crate::latency::{LatencyHistogram, PeakEwma};
+use crate::status::BackendStatus;
 
 /// How a backend is declared: a name, an optional address, a weight.
 ///

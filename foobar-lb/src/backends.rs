@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use foobar_core::status::{LbStatus, StatusEvent};
-use foobar_core::{Shutdown, Snapshot as StatusSnapshot, StatusSource};
+use foobar_core::status::StatusEvent;
+use foobar_core::Shutdown;
 
 use crate::backend::{now_ms, Backend, BackendConfig};
 use crate::error::Error;
 use crate::health::OutlierDetection;
 use crate::policy::Policy;
+use crate::status::LbStatus;
 
 /// Most recent events kept for the status page.
 const MAX_EVENTS: usize = 64;
@@ -285,6 +286,11 @@ where
         self.inner.current.load().live.backends.len()
     }
 
+    /// The set's name (the status page's and the metrics' label).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
     /// The policy's name.
     pub fn policy_name(&self) -> &str {
         self.inner.policy.name()
@@ -297,13 +303,16 @@ where
 
     /// The set's state for the status page.
     pub fn status(&self) -> LbStatus {
-        let backends = self.list().iter().map(|b| b.status()).collect();
-        let events = self.inner.events().iter().cloned().collect();
         LbStatus {
             policy: self.inner.policy.name().to_owned(),
-            backends,
-            events,
+            backends: self.list().iter().map(|b| b.status()).collect(),
         }
+    }
+
+    /// Recent events (backends added, removed, down, ejected…), oldest
+    /// first.
+    pub fn events(&self) -> Vec<StatusEvent> {
+        self.inner.events().iter().cloned().collect()
     }
 
     /// Re-reads every backend's state (health, ejection expiry) into the
@@ -532,24 +541,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.backend.end_request();
-    }
-}
-
-impl<S, P> StatusSource for Backends<S, P>
-where
-    S: Clone + Send + Sync + 'static,
-    P: Policy,
-{
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    fn snapshot(&self) -> StatusSnapshot {
-        StatusSnapshot::LoadBalancer(self.status())
-    }
-
-    /// Ready while at least one backend takes traffic.
-    fn ready(&self) -> bool {
-        self.available() > 0
     }
 }

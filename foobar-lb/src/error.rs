@@ -31,7 +31,8 @@ pub enum Error {
 pub struct NoHealthyBackend;
 
 /// Why a request to a backend failed (the proxy turns it into `502` or
-/// `504`).
+/// `504`, or into `400`/`408` when the client's own request body is at
+/// fault).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpstreamError {
@@ -44,9 +45,15 @@ pub enum UpstreamError {
     /// The HTTP exchange on an open connection failed.
     #[error("backend connection failed: {0}")]
     Http(#[source] hyper::Error),
-    /// The pooled HTTPS / HTTP/2 client failed (connecting or exchanging).
-    #[error("backend request failed: {0}")]
-    Client(#[source] hyper_util::client::legacy::Error),
+    /// The pooled HTTPS / HTTP/2 client failed.
+    #[error("backend request failed: {source}")]
+    Client {
+        /// Whether no connection could be made (nothing was sent).
+        connect: bool,
+        /// What failed.
+        #[source]
+        source: foobar_core::BoxError,
+    },
     /// A response body's next bytes did not come within the body timeout.
     #[error("the backend sent no body bytes for {0:?}")]
     BodyTimeout(std::time::Duration),
@@ -58,26 +65,51 @@ impl UpstreamError {
         match self {
             Self::Connect(_) | Self::ConnectTimeout(_) => true,
             Self::Http(_) | Self::BodyTimeout(_) => false,
-            Self::Client(error) => error.is_connect(),
+            Self::Client { connect, .. } => *connect,
         }
     }
 
     /// Whether a timeout ran out (connecting included).
     pub fn is_timeout(&self) -> bool {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
-            Self::ConnectTimeout(_) | Self::BodyTimeout(_) => return true,
+        if matches!(self, Self::ConnectTimeout(_) | Self::BodyTimeout(_)) {
+            return true;
+        }
+        self.causes().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        })
+    }
+
+    /// Whether the backend answered with something that is not a valid
+    /// HTTP response (a malformed head, a bad status line, conflicting
+    /// lengths). That is the backend's answer, not a lost connection: it is
+    /// never retried.
+    pub fn is_bad_response(&self) -> bool {
+        self.hyper().is_some_and(|error| {
+            error.is_parse() || error.is_parse_status() || error.is_parse_too_large()
+        })
+    }
+
+    /// Whether the request's own body failed while it was sent (a malformed
+    /// or cut-short upload): the client's fault, not the backend's.
+    pub fn is_request_body(&self) -> bool {
+        self.hyper().is_some_and(hyper::Error::is_user)
+    }
+
+    /// The hyper error behind this one, if any.
+    fn hyper(&self) -> Option<&hyper::Error> {
+        self.causes().find_map(|c| c.downcast_ref::<hyper::Error>())
+    }
+
+    /// This error's sources, from the first.
+    fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let first: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::ConnectTimeout(_) | Self::BodyTimeout(_) => None,
             Self::Connect(error) => Some(error),
             Self::Http(error) => Some(error),
-            Self::Client(error) => Some(error),
+            Self::Client { source, .. } => Some(&**source),
         };
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return true;
-                }
-            }
-            source = cause.source();
-        }
-        false
+        std::iter::successors(first, |cause| cause.source())
     }
 }

@@ -10,6 +10,7 @@ mod key;
 mod latency;
 pub mod policy;
 pub mod proxy;
+pub mod status;
 
 pub use backend::{Backend, BackendConfig};
 pub use backends::{Backends, BackendsBuilder};

@@ -5,9 +5,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use foobar_core::status::Health;
-use foobar_core::{Shutdown, Snapshot, StatusSource};
+use foobar_core::{Shutdown, StatusSource};
 use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
+use foobar_lb::status::LbStatus;
 use foobar_lb::Proxy;
 use http::StatusCode;
 use support::*;
@@ -81,7 +82,7 @@ async fn a_killed_backend_is_out_within_interval_times_fall_and_back_after_rise(
         names.push(get(&client, &front.url()).await.1);
     }
     assert!(names.contains(&"b".to_owned()), "{names:?}");
-    let events = proxy.backends().status().events;
+    let events = proxy.backends().events();
     assert!(events.iter().any(|e| e.kind == "down"));
     assert!(events.iter().any(|e| e.kind == "up"));
 
@@ -164,15 +165,8 @@ async fn consecutive_5xx_eject_a_backend_for_a_while() {
         "{:?}",
         second.elapsed()
     );
-    let snapshot = proxy.backends().status();
-    assert!(
-        snapshot
-            .events
-            .iter()
-            .filter(|e| e.kind == "ejected")
-            .count()
-            == 2
-    );
+    let events = proxy.backends().events();
+    assert!(events.iter().filter(|e| e.kind == "ejected").count() == 2);
 }
 
 #[tokio::test]
@@ -288,16 +282,18 @@ async fn status_snapshot_reports_backends_and_readiness() {
         get(&client(), &front.url()).await;
     }
     assert_eq!(StatusSource::name(&proxy), "www");
-    let Snapshot::LoadBalancer(status) = proxy.snapshot() else {
-        panic!("not a load balancer snapshot");
-    };
+    let snapshot = proxy.snapshot();
+    assert_eq!(snapshot.kind, foobar_lb::status::KIND);
+    // No health checks: the backend serves, its health is not known.
+    assert_eq!(snapshot.health, Health::Unknown);
+    let status: LbStatus = serde_json::from_value(snapshot.data).unwrap();
     assert_eq!(status.policy, "round_robin");
     let backend = &status.backends[0];
     assert_eq!(backend.id, a.url());
     assert_eq!(backend.requests_total, 5);
     assert_eq!(backend.in_flight, 0);
     assert!(backend.latency_p99_seconds.is_some_and(|p| p > 0.0));
+    assert!(snapshot.events.iter().any(|e| e.kind == "added"));
     let json = serde_json::to_value(proxy.snapshot()).unwrap();
-    assert_eq!(json["kind"], "load_balancer");
-    assert_eq!(json["backends"][0]["requests_total"], 5);
+    assert_eq!(json["data"]["backends"][0]["requests_total"], 5);
 }

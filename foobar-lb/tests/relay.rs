@@ -7,6 +7,9 @@ mod support;
 use foobar_lb::Proxy;
 use support::{serve_relay, serve_relay_with, TestServer};
 
+/// Whether foobar's own code parses HTTP/1 here (yes: the relay).
+const OWN_HTTP1: bool = true;
+
 async fn serve_front(proxy: Proxy) -> TestServer {
     serve_relay(proxy).await
 }
@@ -523,12 +526,19 @@ async fn informational_heads_come_before_the_answer_and_head_answers_have_no_bod
 
 #[tokio::test]
 async fn malformed_backend_answers_are_502s() {
-    for answer in [
-        &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
-        b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
-        b"HTTP/1.1 2000 Nope\r\n\r\n",
-        b"not http at all\r\n\r\n",
-        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    let malformed = "bad gateway: the backend's response was malformed\n";
+    for (answer, message) in [
+        (
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
+            malformed,
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", malformed),
+        (b"HTTP/1.1 2000 Nope\r\n\r\n", malformed),
+        (b"not http at all\r\n\r\n", malformed),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "bad gateway: the backend switched protocols unasked\n",
+        ),
     ] {
         let (url, _) = scripted_backend(
             head_only,
@@ -541,16 +551,13 @@ async fn malformed_backend_answers_are_502s() {
             .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
             .unwrap();
-        let got = text(&read_until(&mut client, |got| got.ends_with(b"failed\n")).await);
+        let got = text(&read_until(&mut client, |got| got.ends_with(message.as_bytes())).await);
         assert!(
             got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
             "{:?} gave {got}",
             text(answer)
         );
-        assert!(
-            got.ends_with("bad gateway: the backend connection failed\n"),
-            "{got}"
-        );
+        assert!(got.ends_with(message), "{got}");
     }
 }
 

@@ -134,7 +134,7 @@ impl Stack {
             .into_iter()
             .flatten()
             .flat_map(|s| {
-                s["snapshot"]["backends"]
+                s["snapshot"]["data"]["backends"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()
@@ -155,7 +155,7 @@ impl Stack {
         json["sources"]
             .as_array()?
             .iter()
-            .find_map(|s| s["snapshot"]["writer"].as_str().map(str::to_owned))
+            .find_map(|s| s["snapshot"]["data"]["writer"].as_str().map(str::to_owned))
     }
 
     /// A client that trusts the stack's CA, from 127.0.0.1.

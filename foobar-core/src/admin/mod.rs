@@ -22,13 +22,13 @@
 //! use foobar_core::admin::Admin;
 //! use foobar_core::metrics::PrometheusExporter;
 //! use foobar_core::monitor::Monitor;
-//! use foobar_core::status::{LbStatus, Snapshot, StatusSource};
+//! use foobar_core::status::{Health, Snapshot, StatusSource};
 //! use foobar_core::{Server, Shutdown};
 //!
 //! struct Edge;
 //! impl StatusSource for Edge {
 //!     fn name(&self) -> &str { "edge" }
-//!     fn snapshot(&self) -> Snapshot { Snapshot::LoadBalancer(LbStatus::default()) }
+//!     fn snapshot(&self) -> Snapshot { Snapshot::new("edge", &()).health(Health::Up) }
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -69,6 +69,9 @@ impl HttpConfig {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .keep_alive(self.keep_alive)
+            // A client may end its side once its request is sent and still
+            // read the answer (RFC 9112 section 9.6).
+            .half_close(true)
             // One buffer per write: a response head and a small body go out
             // without building an iovec list (about 2 % of a proxied request's
             // instructions, with the client side's own); bodies are copied

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +24,37 @@ use crate::error::UpstreamError;
 #[derive(Debug, Default)]
 pub struct ProxyBody {
     kind: Kind,
+    /// Set on a client's request body: what became of it upstream.
+    progress: Option<Arc<BodyProgress>>,
+}
+
+/// How far a client's request body got on its way to the backend: tells a
+/// failure of the client's upload (its fault) from the backend's.
+#[derive(Debug, Default)]
+pub(crate) struct BodyProgress(AtomicU8);
+
+impl BodyProgress {
+    const SENDING: u8 = 0;
+    /// The last poll found no bytes from the client.
+    const WAITING: u8 = 1;
+    const ENDED: u8 = 2;
+    /// The client's body failed: malformed, or cut short.
+    const FAILED: u8 = 3;
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Relaxed);
+    }
+
+    /// Whether reading the client's body failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::FAILED
+    }
+
+    /// Whether the upload is waiting for the client (not for the backend
+    /// to take more).
+    pub(crate) fn waiting_on_client(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::WAITING
+    }
 }
 
 #[derive(Debug, Default)]
@@ -41,9 +74,20 @@ impl ProxyBody {
 
     /// A body of these bytes.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self::of(Kind::Full(Some(bytes.into())))
+    }
+
+    fn of(kind: Kind) -> Self {
         Self {
-            kind: Kind::Full(Some(bytes.into())),
+            kind,
+            progress: None,
         }
+    }
+
+    /// This body, reporting its progress to `progress` as it is read.
+    pub(crate) fn watched(mut self, progress: Arc<BodyProgress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Any other body (boxed).
@@ -52,9 +96,7 @@ impl ProxyBody {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Self {
-            kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
-        }
+        Self::of(Kind::Boxed(body.map_err(Into::into).boxed_unsync()))
     }
 
     /// A backend's response body, keeping its request in flight and its
@@ -66,16 +108,14 @@ impl ProxyBody {
         conn: Option<PooledConn>,
         stall: Option<Duration>,
     ) -> Self {
-        Self {
-            kind: Kind::Incoming(UpstreamBody {
-                body,
-                in_flight,
-                conn,
-                stall,
-                stalled: None,
-                waiting: false,
-            }),
-        }
+        Self::of(Kind::Incoming(UpstreamBody {
+            body,
+            in_flight,
+            conn,
+            stall,
+            stalled: None,
+            waiting: false,
+        }))
     }
 }
 
@@ -154,7 +194,41 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let poll = this.poll_kind(cx);
+        if let Some(progress) = &this.progress {
+            progress.set(match &poll {
+                Poll::Pending => BodyProgress::WAITING,
+                Poll::Ready(Some(Ok(_))) => BodyProgress::SENDING,
+                Poll::Ready(Some(Err(_))) => BodyProgress::FAILED,
+                Poll::Ready(None) => BodyProgress::ENDED,
+            });
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Incoming(upstream) => upstream.body.is_end_stream(),
+            Kind::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Incoming(upstream) => upstream.body.size_hint(),
+            Kind::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+impl ProxyBody {
+    fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming(upstream) => {
@@ -179,24 +253,6 @@ impl Body for ProxyBody {
                 }
             }
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Full(bytes) => bytes.is_none(),
-            Kind::Incoming(upstream) => upstream.body.is_end_stream(),
-            Kind::Boxed(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Incoming(upstream) => upstream.body.size_hint(),
-            Kind::Boxed(body) => body.size_hint(),
         }
     }
 }
@@ -234,8 +290,6 @@ impl IntoProxyBody for http_body_util::Empty<Bytes> {
 
 impl IntoProxyBody for UnsyncBoxBody<Bytes, BoxError> {
     fn into_proxy_body(self) -> ProxyBody {
-        ProxyBody {
-            kind: Kind::Boxed(self),
-        }
+        ProxyBody::of(Kind::Boxed(self))
     }
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use foobar_core::ConnInfo;
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    VIA,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::{HeaderMap, Request, Version};
 
@@ -46,11 +46,14 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers: `Connection` and every header it names,
+/// Removes hop-by-hop headers: `Connection` and every header it names
+/// (except `Host`, which every HTTP/1.1 request needs end to end),
 /// `Keep-Alive`, `TE` (except `TE: trailers`, which HTTP/2 and gRPC need
 /// end to end), `Trailer`, `Transfer-Encoding`, `Upgrade` and `Proxy-*`.
-/// With `keep_upgrade` (a protocol switch being tunnelled), `Upgrade` and
-/// `Connection: upgrade` stay.
+/// A `Content-Length` beside `Transfer-Encoding` goes too: the encoding
+/// framed the message, and the next hop frames it anew (RFC 9112 section
+/// 6.1). With `keep_upgrade` (a protocol switch being tunnelled),
+/// `Upgrade` and `Connection: upgrade` stay.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One scan finds what is there; most messages carry at most
     // `Connection: keep-alive`, handled without allocating.
@@ -76,7 +79,8 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .filter(|t| {
                 let plain =
                     t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close");
-                let kept = keep_upgrade && t.eq_ignore_ascii_case(b"upgrade");
+                let kept = (keep_upgrade && t.eq_ignore_ascii_case(b"upgrade"))
+                    || t.eq_ignore_ascii_case(b"host");
                 !(plain || kept)
             })
             .filter_map(|t| HeaderName::from_bytes(t).ok())
@@ -99,7 +103,9 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if present.other {
         headers.remove(TRAILER);
-        headers.remove(TRANSFER_ENCODING);
+        if headers.remove(TRANSFER_ENCODING).is_some() {
+            headers.remove(CONTENT_LENGTH);
+        }
         if !keep_upgrade {
             headers.remove(UPGRADE);
         }
@@ -116,6 +122,25 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         for name in proxy {
             headers.remove(name);
         }
+    }
+}
+
+/// Leaves one `Content-Length` with one number where a message repeated
+/// it (`2, 2`, or two fields): hyper accepted it only if every value was
+/// the same, and the next hop gets it as RFC 9110 section 8.6 asks.
+pub(crate) fn normalize_content_length(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let (Some(first), repeated) = (values.next(), values.next().is_some()) else {
+        return;
+    };
+    if !repeated && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    let single = list_items(first.as_bytes())
+        .next()
+        .map(HeaderValue::from_bytes);
+    if let Some(Ok(single)) = single {
+        headers.insert(CONTENT_LENGTH, single);
     }
 }
 
@@ -289,7 +314,7 @@ pub(crate) fn ipv4_text(ip: Ipv4Addr) -> ([u8; 15], usize) {
 
 /// A unique request id: 16 hex digits random per process, then 16 of a
 /// counter.
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&request_id_text()).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 

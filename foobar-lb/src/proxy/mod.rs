@@ -1,23 +1,32 @@
 //! The HTTP(S) reverse proxy: the main instance of the load balancer.
 //!
 //! [`Proxy`] is a `tower::Service<http::Request<B>>` that never fails: every
-//! request gets the backend's response or a short error page.
+//! request gets the backend's response or a short error page. Only what the
+//! backend is to blame for counts against its passive health.
 //!
-//! | situation | answer |
-//! |---|---|
-//! | no backend available | `503`, `no healthy backend` |
-//! | cannot connect, connection lost before the response | `502` |
-//! | no response head within the response timeout, connect timeout | `504` |
+//! | situation | answer | counts against the backend |
+//! |---|---|---|
+//! | no backend available | `503`, `no healthy backend` | – |
+//! | cannot connect, connection lost before the response | `502` | yes |
+//! | a malformed response, or a `101` nobody asked for | `502`, never retried | yes |
+//! | no response head within the response timeout, connect timeout | `504` | yes |
+//! | the client's body malformed or cut short | `400` | no |
+//! | the client's body stopped coming until the response timeout | `408` | no |
+//! | no, several or an invalid `Host` in HTTP/1.1 | `400` | no |
+//! | `CONNECT` without [`ProxyBuilder::tunnel_connect`] | `405` | no |
 //!
-//! What it does to each request: removes hop-by-hop headers (except an
-//! `Upgrade` being tunnelled), appends `X-Forwarded-For`, RFC 7239
+//! What it does to each request: checks `Host` (RFC 9112 section 3.2; an
+//! absolute-form target's or HTTP/2 `:authority` wins over it), removes
+//! hop-by-hop headers (except an `Upgrade` being tunnelled, and `Host`
+//! whatever `Connection` names), appends `X-Forwarded-For`, RFC 7239
 //! `Forwarded` and `Via`, sets `X-Forwarded-Proto` and `X-Forwarded-Host`,
 //! adds an `X-Request-Id` when there is none (echoed on the response), and
-//! streams bodies both ways. Idempotent requests without a body (GET, HEAD,
-//! OPTIONS, TRACE, PUT, DELETE) are retried on another backend after a
-//! transport error, within a retry budget; other requests are never
-//! replayed once sent. `Upgrade` requests (WebSocket) are tunnelled end to
-//! end after the backend's `101`.
+//! streams bodies both ways (a body of unknown length goes chunked, a
+//! `GET`'s too). Idempotent requests without a body (GET, HEAD, OPTIONS,
+//! TRACE, PUT, DELETE) are retried on another backend after a transport
+//! error, within a retry budget; other requests are never replayed once
+//! sent. `Upgrade` requests (WebSocket) are tunnelled end to end after the
+//! backend's `101`; `CONNECT`, when enabled, after its `2xx`.
 
 mod body;
 pub mod headers;
@@ -33,13 +42,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use foobar_core::tls::ClientTls;
 use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource};
-use http::header::{HeaderValue, CONTENT_TYPE, VIA};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST, VIA};
+use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use metrics::Counter;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::Service;
 
+use self::body::BodyProgress;
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
 pub use self::relay::Relay;
@@ -92,6 +103,7 @@ struct Shared<P: Policy, K> {
     budget: Option<TpsBudget>,
     max_retries: u32,
     retries: Counter,
+    tunnel_connect: bool,
 }
 
 /// Builds a [`Proxy`].
@@ -107,6 +119,7 @@ pub struct ProxyBuilder<P, K = NoKey> {
     response_timeout: Option<Duration>,
     retry_percent: Option<f32>,
     max_retries: u32,
+    tunnel_connect: bool,
 }
 
 impl<P: Policy> Proxy<P, NoKey> {
@@ -122,6 +135,7 @@ impl<P: Policy> Proxy<P, NoKey> {
             response_timeout: Some(Duration::from_secs(60)),
             retry_percent: Some(0.2),
             max_retries: 2,
+            tunnel_connect: false,
         }
     }
 }
@@ -140,6 +154,7 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
             response_timeout: self.response_timeout,
             retry_percent: self.retry_percent,
             max_retries: self.max_retries,
+            tunnel_connect: self.tunnel_connect,
         }
     }
 
@@ -221,6 +236,15 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
         self
     }
 
+    /// Pass `CONNECT` requests to the backends (forward proxies behind this
+    /// one): the request keeps its `host:port` target and, once the backend
+    /// answers `2xx`, the connection becomes a tunnel. Default: off,
+    /// `CONNECT` is answered `405 Method Not Allowed`.
+    pub fn tunnel_connect(mut self, on: bool) -> Self {
+        self.tunnel_connect = on;
+        self
+    }
+
     /// See [`BackendsBuilder::panic_mode`].
     pub fn panic_mode(mut self, on: bool) -> Self {
         self.backends = self.backends.panic_mode(on);
@@ -273,6 +297,7 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
                 budget,
                 max_retries: self.max_retries,
                 retries: metrics::counter!("foobar_lb_retries_total"),
+                tunnel_connect: self.tunnel_connect,
             }),
         })
     }
@@ -367,7 +392,21 @@ enum Fault {
     Connect,
     ResponseTimeout,
     Upstream,
+    /// The backend's response was not valid HTTP.
+    BadResponse,
+    /// The backend switched protocols without being asked to.
+    UnexpectedSwitch,
+    /// The client's request body was malformed or cut short.
     BadRequestBody,
+    /// The client's request body stopped coming before the response
+    /// timeout.
+    RequestBodyTimeout,
+    /// An HTTP/1.1 request without `Host`.
+    MissingHost,
+    /// More than one `Host`, or an invalid one.
+    BadHost,
+    /// `CONNECT` while tunnelling is off.
+    ConnectRefused,
 }
 
 impl Fault {
@@ -375,8 +414,12 @@ impl Fault {
         match self {
             Self::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectTimeout | Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Connect | Self::Upstream => StatusCode::BAD_GATEWAY,
-            Self::BadRequestBody => StatusCode::BAD_REQUEST,
+            Self::Connect | Self::Upstream | Self::BadResponse | Self::UnexpectedSwitch => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::BadRequestBody | Self::MissingHost | Self::BadHost => StatusCode::BAD_REQUEST,
+            Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -387,9 +430,54 @@ impl Fault {
             Self::Connect => "bad gateway: cannot connect to the backend\n",
             Self::ResponseTimeout => "gateway timeout: the backend did not answer in time\n",
             Self::Upstream => "bad gateway: the backend connection failed\n",
-            Self::BadRequestBody => "bad request: malformed chunked body\n",
+            Self::BadResponse => "bad gateway: the backend's response was malformed\n",
+            Self::UnexpectedSwitch => "bad gateway: the backend switched protocols unasked\n",
+            Self::BadRequestBody => "bad request: the request body was malformed or cut short\n",
+            Self::RequestBodyTimeout => "request timeout: the request body stopped coming\n",
+            Self::MissingHost => "bad request: an HTTP/1.1 request needs a Host header\n",
+            Self::BadHost => "bad request: more than one Host header, or an invalid one\n",
+            Self::ConnectRefused => "method not allowed: this proxy does not tunnel CONNECT\n",
         }
     }
+
+    /// Whether the backend is to blame (its passive health counts it).
+    fn is_backends(self) -> bool {
+        !matches!(
+            self,
+            Self::NoBackend
+                | Self::BadRequestBody
+                | Self::RequestBodyTimeout
+                | Self::MissingHost
+                | Self::BadHost
+                | Self::ConnectRefused
+        )
+    }
+}
+
+/// Methods listed in `Allow` when `CONNECT` is refused.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE";
+
+/// Checks `Host` as RFC 9112 section 3.2 asks: exactly one in an HTTP/1.1
+/// request, a valid authority, and replaced by the target's authority
+/// when the request has one (absolute form, HTTP/2 `:authority`).
+fn check_host<B>(req: &mut Request<B>) -> Result<(), Fault> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Fault::BadHost);
+    }
+    match host {
+        None if req.version() == Version::HTTP_11 => return Err(Fault::MissingHost),
+        Some(host) if !host.is_empty() && Authority::try_from(host.as_bytes()).is_err() => {
+            return Err(Fault::BadHost)
+        }
+        _ => {}
+    }
+    if let Some(authority) = req.uri().authority() {
+        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| Fault::BadHost)?;
+        req.headers_mut().insert(HOST, value);
+    }
+    Ok(())
 }
 
 impl<P: Policy, K> Shared<P, K>
@@ -397,23 +485,41 @@ where
     K: RequestKey<Request<ProxyBody>>,
 {
     async fn handle(&self, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
+        let connect = req.method() == Method::CONNECT;
+        let refused = if connect && !self.tunnel_connect {
+            Some(Fault::ConnectRefused)
+        } else {
+            check_host(&mut req).err()
+        };
+        if let Some(fault) = refused {
+            let id = req
+                .headers()
+                .get(X_REQUEST_ID)
+                .cloned()
+                .unwrap_or_else(headers::new_request_id);
+            return self.error(fault, &id);
+        }
         let key = self.key.key(&req);
         let info = req.extensions_mut().remove::<ConnInfo>();
-        let upgrade = headers::is_upgrade(req.headers());
-        headers::remove_hop_by_hop(req.headers_mut(), upgrade);
+        let upgrade = connect || headers::is_upgrade(req.headers());
+        headers::remove_hop_by_hop(req.headers_mut(), upgrade && !connect);
         let request_id = self.forwarding.apply(&mut req, info.as_ref());
         let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        let replay = (self.budget.is_some()
-            && !upgrade
-            && is_idempotent(req.method())
-            && http_body::Body::is_end_stream(req.body()))
-        .then(|| Replay {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-        });
+        let bodiless = http_body::Body::is_end_stream(req.body());
+        let replay = (self.budget.is_some() && !upgrade && is_idempotent(req.method()) && bodiless)
+            .then(|| Replay {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+            });
+        // What became of the client's upload tells its faults from the
+        // backend's.
+        let progress = (!bodiless).then(|| Arc::new(BodyProgress::default()));
+        if let Some(progress) = &progress {
+            req = req.map(|body| body.watched(progress.clone()));
+        }
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -430,6 +536,10 @@ where
                 metrics::counter!("foobar_lb_no_backend_total").increment(1);
                 return self.error(Fault::NoBackend, &request_id);
             };
+            if connect && upstream.http1_pool().is_none() {
+                // Tunnels go to plain HTTP/1.1 backends only.
+                return self.fail(Fault::ConnectRefused, in_flight, &request_id);
+            }
             // Boxed once here rather than moved, large, through the timeout
             // and this future's own state.
             let sent = Box::pin(upstream.send(req));
@@ -440,42 +550,71 @@ where
                 },
                 None => sent.await.map_err(Failure::Upstream),
             };
-            match result {
+            let error = match result {
                 Ok(exchange) => {
-                    in_flight.record(exchange.response.status().is_server_error());
-                    return self.respond(exchange, in_flight, downstream, request_id);
+                    let status = exchange.response.status();
+                    if status == StatusCode::SWITCHING_PROTOCOLS
+                        && (downstream.is_none() || connect)
+                    {
+                        in_flight.record(true);
+                        return self.error(Fault::UnexpectedSwitch, &request_id);
+                    }
+                    in_flight.record(status.is_server_error());
+                    return self.respond(exchange, in_flight, downstream, connect, request_id);
                 }
                 Err(Failure::Timeout) => {
-                    in_flight.record(true);
-                    return self.error(Fault::ResponseTimeout, &request_id);
-                }
-                Err(Failure::Upstream(error)) => {
-                    in_flight.record(true);
-                    let backend = in_flight.backend().clone();
-                    drop(in_flight);
-                    tracing::debug!(backend = backend.id(), %error, "upstream request failed");
-                    if let Some(replay) = &replay {
-                        if attempt < self.max_retries
-                            && self.budget.as_ref().is_some_and(TpsBudget::withdraw)
-                        {
-                            attempt += 1;
-                            self.retries.increment(1);
-                            req = replay.request();
-                            avoid = Some(backend);
-                            continue;
-                        }
-                    }
-                    let fault = if error.is_timeout() {
-                        Fault::ConnectTimeout
-                    } else if error.is_connect() {
-                        Fault::Connect
+                    let fault = if progress.as_ref().is_some_and(|p| p.waiting_on_client()) {
+                        Fault::RequestBodyTimeout
                     } else {
-                        Fault::Upstream
+                        Fault::ResponseTimeout
                     };
-                    return self.error(fault, &request_id);
+                    return self.fail(fault, in_flight, &request_id);
+                }
+                Err(Failure::Upstream(error)) => error,
+            };
+            tracing::debug!(backend = in_flight.backend().id(), %error, "upstream request failed");
+            if progress.as_ref().is_some_and(|p| p.failed()) {
+                return self.fail(Fault::BadRequestBody, in_flight, &request_id);
+            }
+            if error.is_bad_response() {
+                return self.fail(Fault::BadResponse, in_flight, &request_id);
+            }
+            in_flight.record(true);
+            if let Some(replay) = &replay {
+                if attempt < self.max_retries
+                    && self.budget.as_ref().is_some_and(TpsBudget::withdraw)
+                {
+                    attempt += 1;
+                    self.retries.increment(1);
+                    req = replay.request();
+                    avoid = Some(in_flight.backend().clone());
+                    continue;
                 }
             }
+            let fault = if error.is_timeout() {
+                Fault::ConnectTimeout
+            } else if error.is_connect() {
+                Fault::Connect
+            } else {
+                Fault::Upstream
+            };
+            return self.fail(fault, in_flight, &request_id);
         }
+    }
+
+    /// Answers a failed exchange, counting it against the backend only
+    /// when the backend is to blame.
+    fn fail(
+        &self,
+        fault: Fault,
+        mut in_flight: InFlight,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        if fault.is_backends() {
+            in_flight.record(true);
+        }
+        drop(in_flight);
+        self.error(fault, request_id)
     }
 
     fn respond(
@@ -483,6 +622,7 @@ where
         exchange: Exchange,
         in_flight: InFlight,
         downstream: Option<hyper::upgrade::OnUpgrade>,
+        connect: bool,
         request_id: HeaderValue,
     ) -> Response<ProxyBody> {
         let Exchange {
@@ -490,16 +630,18 @@ where
             conn,
         } = exchange;
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let tunnel = switching || (connect && resp.status().is_success());
         let version = resp.version();
         let headers = resp.headers_mut();
         headers::remove_hop_by_hop(headers, switching);
+        headers::normalize_content_length(headers);
         headers.append(VIA, self.forwarding.via(version));
         headers.entry(X_REQUEST_ID).or_insert(request_id);
-        match (switching, downstream) {
+        match (tunnel, downstream) {
             (true, Some(downstream)) => {
                 let upstream = hyper::upgrade::on(&mut resp);
                 let shutdown = self.backends.shutdown_signal().clone();
-                tokio::spawn(tunnel(downstream, upstream, in_flight, shutdown));
+                tokio::spawn(tunnel_bytes(downstream, upstream, in_flight, shutdown));
                 resp.map(|_| ProxyBody::empty())
             }
             _ => resp.map(|body| {
@@ -517,6 +659,9 @@ where
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if matches!(fault, Fault::ConnectRefused) {
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         headers.insert(X_REQUEST_ID, request_id.clone());
         headers.insert(VIA, self.forwarding.via(Version::HTTP_11));
         resp
@@ -525,7 +670,7 @@ where
 
 /// Copies bytes both ways between the client's and the backend's upgraded
 /// connections until either side closes or shutdown.
-async fn tunnel(
+async fn tunnel_bytes(
     downstream: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     in_flight: InFlight,

@@ -2,6 +2,9 @@
 //! protocol upgrades; run against the `Proxy` service (`tests/proxy.rs`)
 //! and against the HTTP/1 relay in front of it (`tests/relay.rs`).
 
+mod backend_faults;
+mod client_faults;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

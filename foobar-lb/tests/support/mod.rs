@@ -6,6 +6,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -327,4 +329,410 @@ where
         shutdown,
         task,
     }
+}
+
+/// One request as a [`StrictBackend`] read it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The request's bytes, exactly as they came: its boundaries are the
+    /// proxy's.
+    pub raw: Vec<u8>,
+    /// The head, as text.
+    pub head: String,
+    pub method: String,
+    pub path: String,
+    /// The body, decoded.
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The values of a header, in order.
+    pub fn header(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+}
+
+/// What a [`StrictBackend`] sends for one request: `parts`, each its own
+/// write (so a part can arrive on its own), then a close if `close`.
+pub struct Answer {
+    pub parts: Vec<Vec<u8>>,
+    pub close: bool,
+}
+
+impl Answer {
+    /// One write, connection kept.
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            parts: vec![bytes.into()],
+            close: false,
+        }
+    }
+}
+
+type Reply = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+/// A backend on a raw socket that parses requests strictly (RFC 9112: one
+/// `Content-Length` or `chunked`, CRLF everywhere), logs every request's
+/// exact bytes, and answers what its script says. By default it answers
+/// `200` with `METHOD PATH BODY-LENGTH` as the body, so a client can tell
+/// its own answer. Anything it cannot parse is logged in `refused` and
+/// closes the connection.
+pub struct StrictBackend {
+    pub url: String,
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    pub refused: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Answers written in full.
+    pub answered: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StrictBackend {
+    pub async fn start() -> Self {
+        Self::with(|seen| Answer::bytes(echo_answer(seen))).await
+    }
+
+    pub async fn with(reply: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Self {
+        let reply: Reply = Arc::new(reply);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = Self {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            seen: Arc::default(),
+            refused: Arc::default(),
+            connections: Arc::default(),
+            answered: Arc::default(),
+        };
+        let (seen, refused) = (backend.seen.clone(), backend.refused.clone());
+        let (connections, answered) = (backend.connections.clone(), backend.answered.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(strict_connection(
+                    stream,
+                    reply.clone(),
+                    seen.clone(),
+                    refused.clone(),
+                    answered.clone(),
+                ));
+            }
+        });
+        backend
+    }
+
+    /// The paths of the requests seen so far.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a request")
+    }
+}
+
+/// The default answer: `200`, body `METHOD PATH BODY-LENGTH`.
+pub fn echo_answer(seen: &Seen) -> Vec<u8> {
+    let body = format!("{} {} {}", seen.method, seen.path, seen.body.len());
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn strict_connection(
+    mut stream: tokio::net::TcpStream,
+    reply: Reply,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    refused: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match parse_strict(&buf) {
+            Strict::Partial => match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
+            Strict::Bad => {
+                refused.lock().unwrap().push(buf);
+                return;
+            }
+            Strict::Done(request, len) => {
+                buf.drain(..len);
+                let answer = reply(&request);
+                seen.lock().unwrap().push(request);
+                for part in &answer.parts {
+                    if stream.write_all(part).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+                if answer.close {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum Strict {
+    Partial,
+    Bad,
+    Done(Seen, usize),
+}
+
+/// Parses one request strictly from the front of `buf`.
+fn parse_strict(buf: &[u8]) -> Strict {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Strict::Partial,
+        Err(_) => return Strict::Bad,
+    };
+    let head = &buf[..head_len];
+    // CRLF only: a bare LF in the head is refused.
+    if head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head[0] == b'\n' {
+        return Strict::Bad;
+    }
+    let (mut lengths, mut chunked, mut encodings) = (Vec::new(), false, 0);
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(n) if h.value.iter().all(u8::is_ascii_digit) => lengths.push(n),
+                _ => return Strict::Bad,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            encodings += 1;
+            chunked = h.value.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    let method = req.method.unwrap_or_default().to_owned();
+    let path = req.path.unwrap_or_default().to_owned();
+    let (body, end) = match (lengths.as_slice(), encodings) {
+        ([], 0) => (Vec::new(), head_len),
+        ([n], 0) => {
+            let end = head_len + *n as usize;
+            if buf.len() < end {
+                return Strict::Partial;
+            }
+            (buf[head_len..end].to_vec(), end)
+        }
+        ([], 1) if chunked => match decode_chunked(&buf[head_len..]) {
+            Some(Some((body, n))) => (body, head_len + n),
+            Some(None) => return Strict::Partial,
+            None => return Strict::Bad,
+        },
+        _ => return Strict::Bad,
+    };
+    Strict::Done(
+        Seen {
+            raw: buf[..end].to_vec(),
+            head: String::from_utf8_lossy(head).into_owned(),
+            method,
+            path,
+            body,
+        },
+        end,
+    )
+}
+
+/// A strict chunked decoder: `None` malformed, `Some(None)` incomplete,
+/// else the body and the bytes it took.
+fn decode_chunked(input: &[u8]) -> Option<Option<(Vec<u8>, usize)>> {
+    let mut at = 0;
+    let mut body = Vec::new();
+    let line = |at: usize| -> Option<Option<(&[u8], usize)>> {
+        match input[at..].windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                let line = &input[at..at + end];
+                if line.contains(&b'\n') || line.contains(&b'\r') {
+                    return None;
+                }
+                Some(Some((line, at + end + 2)))
+            }
+            None if input[at..].contains(&b'\n') => None,
+            None => Some(None),
+        }
+    };
+    loop {
+        let Some((size_line, next)) = line(at)? else {
+            return Some(None);
+        };
+        let digits = size_line.split(|&b| b == b';').next()?;
+        let size = usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+        at = next;
+        if size == 0 {
+            loop {
+                let Some((trailer, next)) = line(at)? else {
+                    return Some(None);
+                };
+                at = next;
+                if trailer.is_empty() {
+                    return Some(Some((body, at)));
+                }
+                if !trailer.contains(&b':') {
+                    return None;
+                }
+            }
+        }
+        if input.len() < at + size + 2 {
+            return Some(None);
+        }
+        body.extend_from_slice(&input[at..at + size]);
+        if &input[at + size..at + size + 2] != b"\r\n" {
+            return None;
+        }
+        at += size + 2;
+    }
+}
+
+/// A response read from a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads the responses to `count` requests from `stream` (HEAD answers
+/// have no body when `head`); fewer if the connection ends first. Fails
+/// after 10 s.
+pub async fn read_responses(
+    stream: &mut tokio::net::TcpStream,
+    count: usize,
+    head: bool,
+) -> Vec<RawResponse> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut closed = false;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while out.len() < count {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head_len)) = resp.parse(&buf) {
+                let status = resp.code.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+                let length = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    });
+                let is_chunked = resp.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && h.value.eq_ignore_ascii_case(b"chunked")
+                });
+                let bodiless = head || status < 200 || status == 204 || status == 304;
+                let parsed = if bodiless {
+                    Some((Vec::new(), head_len))
+                } else if is_chunked {
+                    match decode_chunked(&buf[head_len..]) {
+                        Some(Some((body, n))) => Some((body, head_len + n)),
+                        Some(None) => None,
+                        None => panic!("malformed chunked response: {text}"),
+                    }
+                } else if let Some(n) = length {
+                    (buf.len() >= head_len + n)
+                        .then(|| (buf[head_len..head_len + n].to_vec(), head_len + n))
+                } else if closed {
+                    Some((buf[head_len..].to_vec(), buf.len()))
+                } else {
+                    None
+                };
+                if let Some((body, end)) = parsed {
+                    buf.drain(..end);
+                    if status >= 200 {
+                        out.push(RawResponse {
+                            status,
+                            head: text,
+                            body,
+                        });
+                    }
+                    continue;
+                }
+            }
+            if closed {
+                break;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => closed = true,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("responses within 10 s");
+    out
+}
+
+/// Sends `request` on a new connection and reads one response (`None` if
+/// the connection ended without one).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Option<RawResponse> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    read_responses(&mut stream, 1, request.starts_with(b"HEAD "))
+        .await
+        .pop()
+}
+
+/// A fresh client's request through the proxy gets its own answer from
+/// a [`StrictBackend`] (a canary after each attack).
+pub async fn canary(addr: SocketAddr, n: usize) {
+    let path = format!("/canary-{n}");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: canary\r\n\r\n");
+    let resp = raw_exchange(addr, request.as_bytes())
+        .await
+        .expect("an answer to the canary");
+    assert_eq!(resp.status, 200, "canary {n}: {}", resp.head);
+    assert_eq!(
+        resp.text(),
+        format!("GET {path} 0"),
+        "canary {n} got another answer"
+    );
 }

@@ -18,10 +18,23 @@ pub(crate) enum ChunkedError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Hex digits of a chunk size; `digits` seen so far.
-    Size { digits: u8 },
-    /// After the size: an extension or spaces up to CR.
-    Extension,
+    /// Hex digits of a chunk size; whether one has been seen.
+    Size {
+        seen: bool,
+    },
+    /// Blanks after the size or an extension value: `;` or CR next.
+    SizeWs,
+    /// Blanks, then an extension's name.
+    ExtNameStart,
+    ExtName,
+    /// Blanks after an extension name: `=`, `;` or CR next.
+    ExtAfterName,
+    /// Blanks, then an extension's value.
+    ExtValueStart,
+    ExtToken,
+    ExtQuoted,
+    /// The character after a backslash in a quoted value.
+    ExtQuotedEscape,
     /// After the size line's CR.
     SizeLf,
     /// Chunk data still to come.
@@ -30,11 +43,11 @@ enum State {
     DataCr,
     /// The LF after chunk data.
     DataLf,
-    /// At the start of a trailer line (or of the final empty line).
+    /// At the start of a trailer field (or of the final empty line).
     TrailerStart,
-    /// Inside a trailer line.
-    Trailer,
-    /// The LF of a trailer line.
+    TrailerName,
+    TrailerValue,
+    /// The LF of a trailer field.
     TrailerLf,
     /// The LF of the final empty line.
     EndLf,
@@ -42,7 +55,9 @@ enum State {
     Done,
 }
 
-/// Tracks chunked framing over the bytes of one body.
+/// Tracks chunked framing over the bytes of one body, checking the whole
+/// grammar of RFC 9112 section 7.1 (chunk extensions, trailer fields):
+/// bytes that pass are safe to relay as they came.
 #[derive(Debug)]
 pub(crate) struct ChunkedDecoder {
     state: State,
@@ -54,11 +69,35 @@ pub(crate) struct ChunkedDecoder {
     limit: usize,
 }
 
+/// RFC 9110 `tchar`: the characters of a token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 9110 `qdtext`: what may stand unescaped in a quoted string.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..)
+}
+
+/// What may follow a backslash in a quoted string.
+fn is_escapable(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21..=0x7e | 0x80..)
+}
+
+/// RFC 9110 `field-vchar`, and blanks: what a field value may hold.
+fn is_field_value(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21..=0x7e | 0x80..)
+}
+
 impl ChunkedDecoder {
     /// A decoder allowing `limit` bytes of extensions and trailers in all.
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            state: State::Size { digits: 0 },
+            state: State::Size { seen: false },
             remaining: 0,
             metadata: 0,
             limit,
@@ -92,43 +131,66 @@ impl ChunkedDecoder {
             }
             let byte = input[at];
             at += 1;
-            self.state = match (self.state, byte) {
-                (State::Size { digits }, b) if b.is_ascii_hexdigit() => {
-                    // 16 hex digits fill 64 bits.
-                    if digits == 16 {
-                        return Err(ChunkedError::Size);
-                    }
-                    let value = u64::from(hex_value(b));
-                    self.remaining = (self.remaining << 4) | value;
-                    State::Size { digits: digits + 1 }
-                }
-                (State::Size { digits: 0 }, _) => return Err(ChunkedError::Size),
-                (State::Size { .. }, b'\r') => State::SizeLf,
-                (State::Size { .. }, b';' | b' ' | b'\t') => State::Extension,
-                (State::Size { .. }, _) => return Err(ChunkedError::Size),
-                (State::Extension, b'\r') => State::SizeLf,
-                (State::Extension, b'\n') => return Err(ChunkedError::Framing),
-                (State::Extension, _) => {
-                    self.count_metadata()?;
-                    State::Extension
-                }
-                (State::SizeLf, b'\n') if self.remaining == 0 => State::TrailerStart,
-                (State::SizeLf, b'\n') => State::Data,
-                (State::DataCr, b'\r') => State::DataLf,
-                (State::DataLf, b'\n') => State::Size { digits: 0 },
-                (State::TrailerStart, b'\r') => State::EndLf,
-                (State::TrailerStart | State::Trailer, b'\n') => return Err(ChunkedError::Framing),
-                (State::Trailer, b'\r') => State::TrailerLf,
-                (State::TrailerStart | State::Trailer, _) => {
-                    self.count_metadata()?;
-                    State::Trailer
-                }
-                (State::TrailerLf, b'\n') => State::TrailerStart,
-                (State::EndLf, b'\n') => State::Done,
-                _ => return Err(ChunkedError::Framing),
-            };
+            self.state = self.step(byte)?;
         }
         Ok(at)
+    }
+
+    /// The state after one byte outside chunk data.
+    fn step(&mut self, byte: u8) -> Result<State, ChunkedError> {
+        use State::*;
+        let framing = Err(ChunkedError::Framing);
+        let next = match (self.state, byte) {
+            (Size { .. }, b) if b.is_ascii_hexdigit() => {
+                if self.remaining > u64::MAX >> 4 {
+                    return Err(ChunkedError::Size);
+                }
+                if self.remaining == 0 && b == b'0' {
+                    // Leading zeros are valid but must not be endless.
+                    self.count_metadata()?;
+                }
+                self.remaining = (self.remaining << 4) | u64::from(hex_value(b));
+                Size { seen: true }
+            }
+            (Size { seen: false }, _) => return Err(ChunkedError::Size),
+            (Size { .. } | SizeWs, b'\r') => SizeLf,
+            (Size { .. } | SizeWs, b';') => ExtNameStart,
+            (Size { .. } | SizeWs, b) if is_blank(b) => SizeWs,
+            (Size { .. }, _) => return Err(ChunkedError::Size),
+            (ExtNameStart, b) if is_blank(b) => ExtNameStart,
+            (ExtNameStart | ExtName, b) if is_tchar(b) => ExtName,
+            (ExtName | ExtAfterName, b'=') => ExtValueStart,
+            (ExtName | ExtAfterName | ExtToken, b';') => ExtNameStart,
+            (ExtName | ExtAfterName | ExtToken, b'\r') => SizeLf,
+            (ExtName | ExtAfterName, b) if is_blank(b) => ExtAfterName,
+            (ExtValueStart, b) if is_blank(b) => ExtValueStart,
+            (ExtValueStart, b'"') => ExtQuoted,
+            (ExtValueStart | ExtToken, b) if is_tchar(b) => ExtToken,
+            (ExtToken, b) if is_blank(b) => SizeWs,
+            (ExtQuoted, b'"') => SizeWs,
+            (ExtQuoted, b'\\') => ExtQuotedEscape,
+            (ExtQuoted, b) if is_qdtext(b) => ExtQuoted,
+            (ExtQuotedEscape, b) if is_escapable(b) => ExtQuoted,
+            (SizeLf, b'\n') if self.remaining == 0 => TrailerStart,
+            (SizeLf, b'\n') => Data,
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => Size { seen: false },
+            (TrailerStart, b'\r') => EndLf,
+            (TrailerStart | TrailerName, b) if is_tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, b) if is_field_value(b) => TrailerValue,
+            (TrailerLf, b'\n') => TrailerStart,
+            (EndLf, b'\n') => Done,
+            _ => return framing,
+        };
+        if !matches!(
+            next,
+            Size { .. } | SizeLf | Data | DataCr | DataLf | EndLf | Done
+        ) {
+            self.count_metadata()?;
+        }
+        Ok(next)
     }
 
     fn count_metadata(&mut self) -> Result<(), ChunkedError> {
@@ -180,13 +242,56 @@ mod tests {
     }
 
     #[test]
+    fn valid_extensions_trailers_and_leading_zeros_pass() {
+        for body in [
+            &b"5 ;a=b ; c = \"q\\\"x\" \r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t\r\nhello\r\n0\r\nx-sum:\t1 \r\nx-b:\r\n\r\n",
+            b"000000000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"0;last\r\n\r\n",
+        ] {
+            assert_eq!(
+                run(body, 1).map(|(done, n)| (done, n == body.len())),
+                Ok((true, true)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn anything_outside_the_grammar_is_refused() {
+        for body in [
+            &b"5 junk\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"0\r\nGET /SMUGGLE HTTP/1.1\r\n\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\n: empty-name\r\n\r\n",
+            b"0\r\nx: 1\r\n folded\r\n\r\n",
+            b"0\r\nx: a\0b\r\n\r\n",
+            b"0\r\nx: 1\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                run(body, 3).is_err(),
+                "accepted {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
     fn bad_framing_is_refused() {
         assert_eq!(run(b"x\r\n", 1), Err(ChunkedError::Size));
         assert_eq!(run(b"\r\n", 1), Err(ChunkedError::Size));
         assert_eq!(run(b"11111111111111111\r\n", 4), Err(ChunkedError::Size));
+        let zeros = [&[b'0'; 100][..], b"1\r\n"].concat();
+        assert_eq!(run(&zeros, 7), Err(ChunkedError::TooLong));
         assert_eq!(run(b"2\r\nabX\r\n", 2), Err(ChunkedError::Framing));
         assert_eq!(run(b"2\nab\r\n", 2), Err(ChunkedError::Size));
         assert_eq!(run(b"0\r\nx\n", 2), Err(ChunkedError::Framing));
+        assert_eq!(run(b"5 \n", 2), Err(ChunkedError::Framing));
         let long = [b"1;".as_slice(), &[b'e'; 100], b"\r\n"].concat();
         assert_eq!(run(&long, 7), Err(ChunkedError::TooLong));
     }

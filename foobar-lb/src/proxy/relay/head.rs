@@ -99,6 +99,14 @@ fn te_is_trailers(value: &[u8]) -> bool {
     list_items(value).all(|t| t.eq_ignore_ascii_case(b"trailers"))
 }
 
+/// A `Content-Length` value: one number, or a list of the same number
+/// (RFC 9110 section 8.6 lets a recipient take `2, 2` as `2`).
+fn content_length(value: &[u8]) -> Option<u64> {
+    let mut items = value.split(|&b| b == b',').map(digits);
+    let first = items.next()??;
+    items.all(|n| n == Some(first)).then_some(first)
+}
+
 fn digits(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
@@ -112,6 +120,11 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a `Host` value is empty or a valid authority.
+fn valid_host(host: &[u8]) -> bool {
+    host.is_empty() || http::uri::Authority::try_from(host).is_ok()
 }
 
 /// Whether a `Host` value can go into `Forwarded` as a quoted string
@@ -145,7 +158,9 @@ where
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Parse::HandOver;
     };
-    if method == "CONNECT" || !path.starts_with('/') {
+    // CONNECT, absolute-form targets, and fragments (never forwarded):
+    // the proxy service handles them.
+    if method == "CONNECT" || !path.starts_with('/') || path.contains('#') {
         return Parse::HandOver;
     }
     let headers: &[httparse::Header<'_>] = req.headers;
@@ -154,7 +169,7 @@ where
     let mut close = false;
     let (mut lengths, mut encodings, mut chunked) = (0, 0, false);
     let mut length = 0;
-    let (mut host, mut client_id) = (None, None);
+    let (mut host, mut hosts, mut client_id) = (None, 0, None);
     let (mut has_proto, mut has_fwd_host) = (false, false);
     for h in headers {
         let name = h.name;
@@ -181,6 +196,7 @@ where
                 None => return Parse::HandOver,
             }
         } else if is(name, "host") {
+            hosts += 1;
             host = host.or(Some(h.value));
         } else if is(name, "x-request-id") {
             client_id = client_id.or(Some(h.value));
@@ -189,6 +205,11 @@ where
         } else if is(name, "x-forwarded-host") {
             has_fwd_host = true;
         }
+    }
+    // Exactly one valid Host (RFC 9112 section 3.2); the proxy service
+    // answers the rest with `400`.
+    if hosts != 1 || host.is_some_and(|h| !valid_host(h)) {
+        return Parse::HandOver;
     }
     let body = match (encodings, lengths) {
         (0, 0) => RequestBody::None,
@@ -340,6 +361,9 @@ pub(crate) fn prepare_response(
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Err(BadResponse::Malformed);
     };
+    if status < 100 {
+        return Err(BadResponse::Malformed);
+    }
     if status == 101 {
         return Err(BadResponse::UnexpectedSwitch);
     }
@@ -368,12 +392,17 @@ pub(crate) fn prepare_response(
                 .last()
                 .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if is(name, "content-length") {
-            let n = digits(h.value).ok_or(BadResponse::Length)?;
+            let n = content_length(h.value).ok_or(BadResponse::Length)?;
             if length.is_some_and(|l| l != n) {
                 return Err(BadResponse::Length);
             }
             length = Some(n);
         }
+    }
+    // HTTP/1.0 has no transfer codings: the framing is faulty (RFC 9112
+    // section 6.1).
+    if version == 0 && encoded {
+        return Err(BadResponse::Malformed);
     }
     let body = if informational || request.is_head || status == 204 || status == 304 {
         ResponseBody::None
@@ -401,7 +430,7 @@ pub(crate) fn prepare_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let (mut has_id, mut has_date) = (false, false);
+    let (mut has_id, mut has_date, mut wrote_length) = (false, false, false);
     for h in headers {
         let name = h.name;
         // The body is relayed as it came, so its framing headers stay,
@@ -416,6 +445,19 @@ pub(crate) fn prepare_response(
                     .any(|n| n.eq_ignore_ascii_case(name.as_bytes())))
             || (encoded && is(name, "content-length"))
         {
+            continue;
+        }
+        if is(name, "content-length") {
+            // One field with one number, whatever list or repeats came.
+            if !wrote_length {
+                wrote_length = true;
+                if digits(h.value).is_some() {
+                    push_header(out, name.as_bytes(), h.value);
+                } else {
+                    let n = length.unwrap_or(0).to_string();
+                    push_header(out, b"content-length", n.as_bytes());
+                }
+            }
             continue;
         }
         has_id |= is(name, "x-request-id");
@@ -534,16 +576,21 @@ mod tests {
     #[test]
     fn heads_the_relay_does_not_handle_go_to_hyper() {
         for input in [
-            &b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
-            b"POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\n",
-            b"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-            b"GET http://elsewhere/ HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            b"GET http://elsewhere/ HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            // Host missing, repeated or invalid; a fragment.
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a b\r\n\r\n",
+            b"GET /#top HTTP/1.1\r\nhost: a\r\n\r\n",
             // Fields named in `Connection`: hyper rebuilds the framing.
-            b"POST / HTTP/1.1\r\nconnection: content-length\r\ncontent-length: 2\r\n\r\n",
-            b"GET / HTTP/1.1\r\nconnection: keep-alive, x-request-id\r\n\r\n",
+            b"POST / HTTP/1.1\r\nhost: a\r\nconnection: content-length\r\ncontent-length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\nconnection: keep-alive, x-request-id\r\n\r\n",
         ] {
             assert!(
                 request(input).0.is_none(),
@@ -588,7 +635,7 @@ mod tests {
     fn response(input: &[u8], head_request: bool) -> Result<(ResponsePlan, String), BadResponse> {
         let forwarding = Forwarding::new("foobar", false);
         let verb: &[u8] = if head_request { b"HEAD" } else { b"GET" };
-        let req = [verb, b" / HTTP/1.1\r\nx-request-id: r1\r\n\r\n"].concat();
+        let req = [verb, b" / HTTP/1.1\r\nhost: a\r\nx-request-id: r1\r\n\r\n"].concat();
         let plan = request(&req).0.unwrap();
         let mut out = Vec::new();
         let parsed = prepare_response(input, &mut out, &plan, &forwarding, false)?;

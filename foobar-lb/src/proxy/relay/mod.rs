@@ -135,6 +135,8 @@ enum Failure {
     BadBody(ChunkedError),
     /// The client went away while sending its body.
     ClientGone,
+    /// The client's body stopped coming until the response timeout.
+    ClientTimeout,
 }
 
 /// How much of a request body has been read from the client.
@@ -423,8 +425,11 @@ where
             Failure::Connect(error) if error.is_timeout() => Fault::ConnectTimeout,
             Failure::Connect(_) => Fault::Connect,
             Failure::Timeout => Fault::ResponseTimeout,
-            Failure::Upstream(_) | Failure::BadResponse(_) => Fault::Upstream,
+            Failure::Upstream(_) => Fault::Upstream,
+            Failure::BadResponse(BadResponse::UnexpectedSwitch) => Fault::UnexpectedSwitch,
+            Failure::BadResponse(_) => Fault::BadResponse,
             Failure::BadBody(_) => Fault::BadRequestBody,
+            Failure::ClientTimeout => Fault::RequestBodyTimeout,
             Failure::ClientGone => return Next::Close,
         };
         let backend = in_flight.backend().id();
@@ -435,10 +440,10 @@ where
             }
             Failure::BadResponse(error) => tracing::debug!(backend, %error, "relay: bad response"),
             Failure::BadBody(error) => tracing::debug!(%error, "relay: bad request body"),
-            Failure::Timeout | Failure::ClientGone => {}
+            Failure::Timeout | Failure::ClientGone | Failure::ClientTimeout => {}
         }
-        // A malformed request body is the client's fault, not the backend's.
-        if !matches!(failure, Failure::BadBody(_)) {
+        // A client's fault is never the backend's.
+        if fault.is_backends() {
             in_flight.record(true);
         }
         drop(in_flight);
@@ -535,7 +540,11 @@ where
                     Ok(0) | Err(_) => return Err(Failure::ClientGone),
                     Ok(_) => pending = left.claim(input).map_err(Failure::BadBody)?,
                 },
-                () = response_deadline.expired(), if timed => return Err(Failure::Timeout),
+                () = response_deadline.expired(), if timed => {
+                    // Waiting for the client's bytes, or for the backend to
+                    // take them.
+                    return Err(if pending == 0 { Failure::ClientTimeout } else { Failure::Timeout });
+                }
             }
             // A final answer, or a head too long, ends the upload.
             if answered

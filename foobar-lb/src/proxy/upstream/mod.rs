@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::header::{HeaderValue, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
@@ -186,6 +188,25 @@ impl Upstream {
         &self,
         mut req: Request<ProxyBody>,
     ) -> Result<Exchange, UpstreamError> {
+        if req.method() != Method::CONNECT && needs_chunked(req.body()) {
+            // A body of unknown length, sent chunked whatever the method:
+            // hyper's client would send a GET's or HEAD's as empty.
+            req.headers_mut()
+                .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+        if req.method() == Method::CONNECT {
+            // The target stays `host:port` (authority form). Only the lean
+            // pool, which always dials the backend, carries it: the general
+            // client would dial the target itself.
+            *req.version_mut() = Version::HTTP_11;
+            let Pool::Http1(pool) = &*self.client else {
+                return Err(UpstreamError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "CONNECT is tunnelled to plain HTTP/1.1 backends only",
+                )));
+            };
+            return send_http1(pool, req).await;
+        }
         let path = std::mem::take(req.uri_mut())
             .into_parts()
             .path_and_query
@@ -267,6 +288,12 @@ async fn send_http1(
     }
 }
 
+/// Whether a request body has to go chunked: it has bytes, and its
+/// length is not known.
+fn needs_chunked(body: &ProxyBody) -> bool {
+    !body.is_end_stream() && body.size_hint().exact().is_none()
+}
+
 /// Sends through the general pooled client.
 async fn send_general<C>(
     client: &Client<C, ProxyBody>,
@@ -279,7 +306,10 @@ where
         .request(req)
         .await
         .map(Exchange::unpooled)
-        .map_err(UpstreamError::Client)
+        .map_err(|error| UpstreamError::Client {
+            connect: error.is_connect(),
+            source: error.into(),
+        })
 }
 
 /// The general pooled client, for HTTPS and HTTP/2 backends.

@@ -53,6 +53,17 @@ fn is_quiet(stream: &TcpStream) -> bool {
     stream.poll_read_ready(&mut cx).is_pending()
 }
 
+/// Whether a connection has nothing to read right now. Any byte (stray
+/// bytes after a response, which the next request would take for its
+/// answer) or the end (the backend closed it) means it must not carry
+/// another request. One non-blocking peek: unlike [`is_quiet`], it also
+/// sees bytes that came since the runtime last looked.
+fn nothing_to_read(socket: &impl std::os::fd::AsFd) -> bool {
+    let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+    let peeked = socket2::SockRef::from(socket).peek(&mut byte);
+    matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// Closes the bare idle connections the backend has closed, or that have
 /// expired, while any are idle: no request looks at them when traffic
 /// stops, and a closed one would wait in CLOSE_WAIT until the next. Ends
@@ -92,6 +103,9 @@ enum Target {
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<ProxyBody>,
+    /// The connection's socket, for [`nothing_to_read`] (a second
+    /// descriptor: hyper owns the first).
+    probe: Option<socket2::Socket>,
     since: Instant,
 }
 
@@ -101,6 +115,7 @@ struct Idle {
 #[derive(Debug)]
 pub(crate) struct PooledConn {
     sender: Option<SendRequest<ProxyBody>>,
+    probe: Option<socket2::Socket>,
     pool: Arc<Http1Pool>,
     reusable: bool,
 }
@@ -142,7 +157,7 @@ impl Drop for PooledConn {
     fn drop(&mut self) {
         if let Some(sender) = self.sender.take() {
             if self.reusable && !sender.is_closed() {
-                self.pool.put(sender);
+                self.pool.put(sender, self.probe.take());
             }
         }
     }
@@ -194,7 +209,7 @@ impl Http1Pool {
             idle.pop_front();
         }
         while let Some(entry) = idle.pop_back() {
-            if is_quiet(&entry.stream) {
+            if nothing_to_read(&entry.stream) {
                 return Some(entry.stream);
             }
         }
@@ -268,17 +283,25 @@ impl Http1Pool {
         let mut at = idle.len();
         while at > 0 {
             at -= 1;
-            if idle[at].sender.is_ready() {
-                return idle.remove(at).map(|entry| self.pooled(entry.sender));
-            }
-            if idle[at].sender.is_closed() {
+            let entry = &idle[at];
+            let readable = || {
+                entry
+                    .probe
+                    .as_ref()
+                    .is_some_and(|probe| !nothing_to_read(probe))
+            };
+            if entry.sender.is_closed() || readable() {
                 idle.remove(at);
+            } else if entry.sender.is_ready() {
+                return idle
+                    .remove(at)
+                    .map(|entry| self.pooled(entry.sender, entry.probe));
             }
         }
         None
     }
 
-    fn put(&self, sender: SendRequest<ProxyBody>) {
+    fn put(&self, sender: SendRequest<ProxyBody>, probe: Option<socket2::Socket>) {
         if self.max_idle == 0 {
             return;
         }
@@ -288,13 +311,19 @@ impl Http1Pool {
         }
         idle.push_back(Idle {
             sender,
+            probe,
             since: Instant::now(),
         });
     }
 
-    fn pooled(self: &Arc<Self>, sender: SendRequest<ProxyBody>) -> PooledConn {
+    fn pooled(
+        self: &Arc<Self>,
+        sender: SendRequest<ProxyBody>,
+        probe: Option<socket2::Socket>,
+    ) -> PooledConn {
         PooledConn {
             sender: Some(sender),
+            probe,
             pool: self.clone(),
             reusable: false,
         }
@@ -304,6 +333,10 @@ impl Http1Pool {
     /// the last sender goes away.
     pub(crate) async fn connect(self: &Arc<Self>) -> Result<PooledConn, UpstreamError> {
         let stream = self.open_tcp().await?;
+        let probe = std::os::fd::AsFd::as_fd(&stream)
+            .try_clone_to_owned()
+            .ok()
+            .map(socket2::Socket::from);
         let (sender, connection) = http1::Builder::new()
             // Head and body copied into one buffer per write, cheaper than an
             // iovec list for the small messages a proxy mostly relays.
@@ -316,7 +349,7 @@ impl Http1Pool {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
         });
-        Ok(self.pooled(sender))
+        Ok(self.pooled(sender, probe))
     }
 }
 
@@ -429,5 +462,114 @@ mod tests {
             "the expired connection is still pooled"
         );
         exchange(reused).await;
+    }
+
+    /// A std-thread backend: answers one request `200 ok`, then writes
+    /// `stray` when told to, and keeps the connection open.
+    fn stray_backend() -> (SocketAddr, std::sync::mpsc::Sender<&'static [u8]>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tell, told) = std::sync::mpsc::channel::<&'static [u8]>();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .unwrap();
+            while let Ok(stray) = told.recv() {
+                stream.write_all(stray).unwrap();
+                stream.flush().unwrap();
+            }
+        });
+        (addr, tell)
+    }
+
+    fn pool_for(addr: SocketAddr) -> Arc<Http1Pool> {
+        let authority: Authority = addr.to_string().parse().unwrap();
+        Arc::new(Http1Pool::new(
+            &authority,
+            Some(addr),
+            Duration::from_secs(3),
+            Duration::from_secs(60),
+            16,
+        ))
+    }
+
+    /// Bytes that came after a response, before the runtime has looked at
+    /// the socket again, keep the connection out of use: it is checked
+    /// with the socket itself, not with what the runtime last saw.
+    #[tokio::test]
+    async fn a_bare_connection_with_stray_bytes_is_never_handed_out() {
+        let (addr, stray) = stray_backend();
+        let pool = pool_for(addr);
+        let mut stream = pool.connect_raw().await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 40];
+        let mut got = 0;
+        while !answer[..got].ends_with(b"ok") {
+            got += stream.read(&mut answer[got..]).await.unwrap();
+        }
+        pool.put_raw(stream);
+        stray
+            .send(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON")
+            .unwrap();
+        // The bytes are in the socket once the peer's write returns; wait
+        // for that without giving the runtime a turn.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pooled = pool.raw();
+            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+            if socket2::SockRef::from(&pooled[0].stream)
+                .peek(&mut byte)
+                .is_ok()
+            {
+                break;
+            }
+            drop(pooled);
+            assert!(Instant::now() < deadline, "the stray bytes never came");
+            std::thread::yield_now();
+        }
+        assert!(
+            pool.checkout_raw().is_none(),
+            "a poisoned connection was handed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_with_stray_bytes_is_never_handed_out() {
+        let (addr, stray) = stray_backend();
+        let pool = pool_for(addr);
+        exchange(pool.connect().await.unwrap()).await;
+        until_all_ready(&pool).await;
+        stray
+            .send(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let idle = pool.idle();
+            let probe = idle[0].probe.as_ref().expect("a probe");
+            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+            if socket2::SockRef::from(probe).peek(&mut byte).is_ok() {
+                break;
+            }
+            drop(idle);
+            assert!(Instant::now() < deadline, "the stray bytes never came");
+            std::thread::yield_now();
+        }
+        assert!(
+            pool.checkout().is_none(),
+            "a poisoned connection was handed out"
+        );
     }
 }
