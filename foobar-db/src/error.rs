@@ -173,6 +173,15 @@ pub enum ConfigError {
         /// `host:port`.
         host: String,
     },
+    /// A failover step could outlast the lease of the built-in coordinator,
+    /// which holds for at least half of the lock timeout after a renewal.
+    #[error("the failover step timeout ({step:?}) must be under half the lock timeout ({lock:?})")]
+    StepOutlastsLease {
+        /// [`FailoverConfig::step_timeout`](crate::FailoverConfig::step_timeout).
+        step: std::time::Duration,
+        /// [`FailoverConfig::lock_timeout`](crate::FailoverConfig::lock_timeout).
+        lock: std::time::Duration,
+    },
     /// The connection pool could not be built without an async runtime.
     #[error("no async runtime for the pool's timeouts")]
     NoRuntime,

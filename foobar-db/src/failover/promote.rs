@@ -486,6 +486,44 @@ pub(crate) async fn fence(
     let timeout = shared.config.step_timeout;
     let mut conn = connect(&host, timeout).await?;
     let dialect = Dialect::of(&conn);
+    // `SET GLOBAL read_only = 1` waits for commits in progress, and a
+    // commit on a primary cut off from its replicas waits for a semi-sync
+    // acknowledgement that cannot come. End the application's sessions
+    // first: their commits are then never acknowledged to anyone.
+    let sessions: Vec<u64> = match tokio::time::timeout(
+        timeout,
+        conn.exec(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE user = ? AND id <> CONNECTION_ID()",
+            (host.app_user.as_str(),),
+        ),
+    )
+    .await
+    {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(error)) => return Err(failed(&host, Step::SetReadOnly, &error)),
+        Err(_) => {
+            return Err(FailoverError::new(
+                &host.id,
+                Step::SetReadOnly,
+                Cause::Timeout { after: timeout },
+            ))
+        }
+    };
+    for id in sessions {
+        match tokio::time::timeout(timeout, conn.query_drop(format!("KILL CONNECTION {id}"))).await
+        {
+            // Gone meanwhile (1094: unknown thread): fine.
+            Ok(Ok(())) | Ok(Err(mysql_async::Error::Server(_))) => {}
+            Ok(Err(error)) => return Err(failed(&host, Step::SetReadOnly, &error)),
+            Err(_) => {
+                return Err(FailoverError::new(
+                    &host.id,
+                    Step::SetReadOnly,
+                    Cause::Timeout { after: timeout },
+                ))
+            }
+        }
+    }
     for sql in dialect.read_only() {
         exec(&host, &mut conn, Step::SetReadOnly, sql, timeout).await?;
     }

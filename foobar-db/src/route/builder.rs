@@ -177,6 +177,13 @@ impl RwPoolBuilder {
         if self.pool.max_size == 0 {
             return Err(ConfigError::ZeroPoolSize.into());
         }
+        let (step, lock) = (self.failover.step_timeout, self.failover.lock_timeout);
+        if self.failover.mode == FailoverMode::AutoPromote
+            && self.failover.coordinator.is_none()
+            && step * 2 >= lock
+        {
+            return Err(ConfigError::StepOutlastsLease { step, lock }.into());
+        }
         let ssl = match &self.tls {
             Some(tls) => Some(tls.ssl_opts()?),
             None => None,

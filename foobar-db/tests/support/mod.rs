@@ -1,6 +1,9 @@
 //! Shared set-up: a private cluster and a pool over it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fleet;
+pub mod proxy;
+
 use foobar_db::Executor;
 use std::time::Duration;
 
