@@ -214,3 +214,102 @@ async fn wait_monitor_connections(cluster: &foobar_db::sandbox::Cluster, count: 
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn statements_time_out_by_default_or_per_call() {
+    let (cluster, pool, shutdown) = cluster_and_pool(0, |b| {
+        b.pool_config(
+            PoolConfig::default()
+                .max_size(1)
+                .statement_timeout(Some(Duration::from_millis(300))),
+        )
+    })
+    .await;
+    let mut conn = pool.writer().await.unwrap();
+    let first: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    drop(conn);
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("/* foobar:primary */ SELECT SLEEP(3)")
+        .await
+        .expect_err("too slow");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::StatementTimeout { host, after } => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(*after, Duration::from_millis(300));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.is_connection_error());
+    // A longer timeout for one call.
+    let slept: Option<i64> = pool
+        .with_timeout(Duration::from_secs(5))
+        .query_first("/* foobar:primary */ SELECT SLEEP(1)")
+        .await
+        .unwrap();
+    assert_eq!(slept, Some(0));
+    // The timed-out connection was closed, not reused.
+    let mut conn = pool.writer().await.unwrap();
+    let now: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_ne!(first, now);
+    // And the same on a connection, a session, a transaction.
+    let err = (&mut conn)
+        .with_timeout(Duration::from_millis(100))
+        .query_drop("SELECT SLEEP(1)")
+        .await
+        .expect_err("too slow");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    drop(conn);
+    let mut session = pool.session();
+    let err = (&mut session)
+        .with_timeout(Duration::from_millis(100))
+        .query_drop("SELECT SLEEP(1)")
+        .await
+        .expect_err("too slow");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_write_stuck_on_semi_sync_fails_at_its_timeout() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(1)
+        .semi_sync(true)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    let pool = support::builder(&cluster)
+        .pool_config(PoolConfig::default().statement_timeout(Some(Duration::from_millis(500))))
+        .build(&shutdown)
+        .await
+        .unwrap();
+    pool.query_drop("CREATE TABLE t (id INT)").await.unwrap();
+    // The only replica stops acknowledging: every commit now waits.
+    cluster.replicas()[0]
+        .run(&["STOP SLAVE IO_THREAD"])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("INSERT INTO t VALUES (1)")
+        .await
+        .expect_err("no acknowledgement");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string().contains("may still have committed"),
+        "{err}"
+    );
+    shutdown.trigger();
+}

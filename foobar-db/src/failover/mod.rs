@@ -115,8 +115,10 @@
 //!
 //! A writable host that is not the writer (a former primary that comes
 //! back, a second standalone writable host) takes no traffic from any pool,
-//! whatever its own data says, and is fenced by the leader: `SET GLOBAL
-//! read_only = 1` first, then, with
+//! whatever its own data says, and is fenced by the leader: the
+//! application's sessions on it are ended (a commit stuck waiting for a
+//! semi-sync acknowledgement would hold `read_only` back, and must never be
+//! acknowledged), then `SET GLOBAL read_only = 1`, then, with
 //! [`FailoverConfig::replication_credentials`], it is made a replica of the
 //! writer (`MASTER_USE_GTID=current_pos`). A fence that fails is retried
 //! with exponential back-off (250 ms doubling to 30 s); repeated identical
@@ -168,8 +170,10 @@
 //! needs, on MariaDB: `SLAVE MONITOR` (read replica status while
 //! promoting), `READ_ONLY ADMIN` (set `read_only`, write the epoch while
 //! read-only), `REPLICATION SLAVE ADMIN` (stop, reset, repoint
-//! replication), `BINLOG ADMIN`, `RELOAD`, `SUPER` or `REPLICATION MASTER
-//! ADMIN` with `REPLICATION SLAVE ADMIN` for the semi-sync variables, and
+//! replication), `BINLOG ADMIN`, `RELOAD`, `CONNECTION ADMIN` and
+//! `PROCESS` (fencing ends the application's sessions on the fenced host,
+//! whose commits may hang on a semi-sync acknowledgement), `SUPER` or
+//! `REPLICATION MASTER ADMIN` for the semi-sync variables, and
 //! `CREATE, INSERT, DELETE, SELECT ON foobar_db.*` for the epoch table. The
 //! monitor account needs `SLAVE MONITOR` and `SELECT ON foobar_db.*`. A
 //! missing privilege is named, with the server's error code, in

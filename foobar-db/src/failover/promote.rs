@@ -276,6 +276,9 @@ pub(crate) async fn promote(
         .max_by_key(|(_, s)| {
             (
                 s.progress(),
+                // Of two that received as much, the one that applied more
+                // has less to drain.
+                gtid::progress(&s.applied),
                 s.replica.is_none(),
                 s.epoch,
                 std::cmp::Reverse(s.host.index),

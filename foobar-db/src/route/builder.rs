@@ -92,10 +92,12 @@ impl RwPoolBuilder {
     /// The account promotion and fencing use. Default: the monitor's.
     ///
     /// On MariaDB it needs `SLAVE MONITOR`, `READ_ONLY ADMIN`,
-    /// `REPLICATION SLAVE ADMIN`, `BINLOG ADMIN`, `RELOAD`, `SUPER` (or
-    /// `REPLICATION MASTER ADMIN` with `REPLICATION SLAVE ADMIN`) for the
-    /// semi-sync variables, and `CREATE, INSERT, DELETE, SELECT ON
-    /// foobar_db.*` for the epoch table (see [`failover`](crate::failover)).
+    /// `REPLICATION SLAVE ADMIN`, `BINLOG ADMIN`, `RELOAD`,
+    /// `CONNECTION ADMIN` and `PROCESS` (fencing ends the application's
+    /// sessions), `SUPER` (or `REPLICATION MASTER ADMIN`) for the semi-sync
+    /// variables, and `CREATE, INSERT, DELETE, SELECT ON foobar_db.*` for
+    /// the epoch table (see [`failover`](crate::failover)). In auto mode
+    /// they are checked at start: a missing one shows on the status page.
     pub fn failover_credentials(
         mut self,
         user: impl Into<String>,
