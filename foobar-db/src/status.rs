@@ -1,6 +1,6 @@
 //! The database pool's section of the status page: its data
 //! ([`DbStatus`]) and how the page shows it. [`RwPool`] is the
-//! [`StatusSource`](foobar_core::StatusSource).
+//! [`StatusSource`].
 
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;

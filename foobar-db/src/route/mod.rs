@@ -11,7 +11,7 @@
 //!   [`ReadFallback`]), subject to [`Consistency`](crate::Consistency);
 //! - to the primary for everything else. While no primary is known, a write
 //!   waits up to [`RwPoolBuilder::no_writer_timeout`] for one, then fails
-//!   with [`Error::NoWriter`](crate::Error::NoWriter). It is never sent to a
+//!   with [`Error::NoWriter`]. It is never sent to a
 //!   replica.
 //!
 //! A [`Session`] is one logical connection: once a statement changes
