@@ -1,7 +1,7 @@
 //! The whole www.foobar.com topology on one machine.
 //!
 //! [`run`] makes a development CA and certificates, starts a private
-//! MariaDB primary and replica with semi-synchronous GTID replication and
+//! MariaDB primary and two replicas with semi-synchronous GTID replication and
 //! TLS (or uses existing servers), then runs every role as its own process
 //! — two web servers and the load balancer — by starting this same binary
 //! with a role name (`stack web …`, `stack lb …`). A dead role is restarted
@@ -246,11 +246,10 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     let mut roles: Vec<RoleProcess> = info
         .webs
         .iter()
-        .enumerate()
-        .map(|(index, web)| {
+        .map(|web| {
             RoleProcess::new(
                 web.name.clone(),
-                web_args(web, index, &certs, &web_rules, &database),
+                web_args(web, &certs, &web_rules, &database),
             )
         })
         .collect();
@@ -305,10 +304,12 @@ async fn start_database(config: &StackConfig, certs: &StackCerts) -> Result<Data
         });
     }
     tracing::info!(
-        "starting a private MariaDB primary and replica (semi-sync GTID replication, TLS)"
+        "starting a private MariaDB primary and two replicas (semi-sync GTID replication, TLS)"
     );
     let cluster = Cluster::builder()
-        .replicas(1)
+        // Three servers: the web servers' pools decide failovers by a
+        // majority of them.
+        .replicas(2)
         .semi_sync(true)
         .server_arg(format!("--ssl-ca={}", certs.ca.display()))
         .server_arg(format!("--ssl-cert={}", certs.db.cert.display()))
@@ -339,13 +340,7 @@ async fn start_database(config: &StackConfig, certs: &StackCerts) -> Result<Data
     })
 }
 
-fn web_args(
-    web: &WebInfo,
-    index: usize,
-    certs: &StackCerts,
-    rules: &Path,
-    db: &Database,
-) -> Vec<String> {
+fn web_args(web: &WebInfo, certs: &StackCerts, rules: &Path, db: &Database) -> Vec<String> {
     let mut args = vec![
         "web".to_owned(),
         format!("--name={}", web.name),
@@ -364,14 +359,12 @@ fn web_args(
     if let Some(monitor) = &db.monitor {
         args.push(format!("--db-monitor={monitor}"));
     }
-    // One promoter only: the first web server promotes a replica when the
-    // primary dies; the others follow whichever host becomes writable.
-    if index == 0 {
-        if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
-            args.push(format!("--db-failover={failover}"));
-            args.push(format!("--db-replication={replication}"));
-            args.push("--failover=auto".to_owned());
-        }
+    // Every web server takes part in failover: they decide together,
+    // through a majority of locks on the database servers.
+    if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
+        args.push(format!("--db-failover={failover}"));
+        args.push(format!("--db-replication={replication}"));
+        args.push("--failover=auto".to_owned());
     }
     if db.cluster.is_some() {
         args.push("--semi-sync=true".to_owned());
