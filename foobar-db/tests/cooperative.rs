@@ -370,12 +370,18 @@ async fn a_restarted_primary_is_fenced_before_any_write_reaches_it() {
     );
     assert_eq!(promotions(&instances), 1);
     verify_writes(&cluster, writer, &all_acked(&instances), 1).await;
-    // It rejoined as a replica of the writer, or was reported as diverged
-    // (it may hold a commit that no replica received before the kill).
-    let events: Vec<_> = instances
-        .iter()
-        .filter_map(Instance::pool)
-        .flat_map(|p| p.topology().events())
-        .collect();
-    assert!(events.iter().any(|e| e.kind == "fenced"), "{events:#?}");
+    // The fence (read-only, then rejoining as a replica of the writer)
+    // completes and is recorded.
+    let events = || -> Vec<_> {
+        instances
+            .iter()
+            .filter_map(Instance::pool)
+            .flat_map(|p| p.topology().events())
+            .collect()
+    };
+    wait_for("the fence is recorded", Duration::from_secs(10), || async {
+        events().iter().any(|e| e.kind == "fenced")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", events()));
 }

@@ -68,116 +68,202 @@ struct LockSession {
     held: bool,
 }
 
+/// What a server said about the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// This pool holds it there.
+    Ours,
+    /// Nobody holds it there.
+    Free,
+    /// Another session holds it there.
+    Theirs,
+}
+
+/// How to treat a server whose lock this pool does not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Visit {
+    /// Take the lock if it is free.
+    Take,
+    /// Only look.
+    Look,
+}
+
 /// The built-in coordinator: `GET_LOCK` on a strict majority of all
 /// configured servers (MaxScale's `majority_of_all`).
+///
+/// The leader takes the lock on every server where it is free, so that
+/// losing one server leaves it a majority. A pool that does not lead only
+/// looks while any server shows the lock held by someone else, and takes
+/// locks only when all of them are free (the leader is gone); if it ends
+/// up with a minority (another pool raced it), it gives it back and waits
+/// a random pause. A pool that led and falls to a minority keeps its locks
+/// one more step timeout before giving them back: it has withdrawn its
+/// lease by then, and a step it started before has ended.
 #[derive(Debug)]
 pub(crate) struct MajorityLocks {
-    /// `(host id, failover account options with a short wait_timeout)`.
-    servers: Vec<(String, Opts)>,
+    /// Failover account options with a short `wait_timeout`, per server.
+    servers: Vec<Opts>,
     majority: usize,
     lock_timeout: Duration,
     renew_interval: Duration,
-    sessions: tokio::sync::Mutex<Vec<Option<LockSession>>>,
-    /// After giving a minority back, when to try again.
-    retry_at: std::sync::Mutex<Option<Instant>>,
+    step_timeout: Duration,
+    state: tokio::sync::Mutex<LockState>,
+}
+
+#[derive(Debug)]
+struct LockState {
+    sessions: Vec<Option<LockSession>>,
+    /// The last round held a majority.
+    leading: bool,
+    /// A minority to give back, not before this.
+    release_at: Option<Instant>,
+    /// After giving a minority back, not before this.
+    retry_at: Option<Instant>,
 }
 
 impl MajorityLocks {
-    /// A coordinator over `servers` (id and failover-account options).
-    pub(crate) fn new(servers: Vec<(String, Opts)>, lock_timeout: Duration) -> Self {
-        let wait = usize::try_from(lock_timeout.as_secs().max(2)).unwrap_or(usize::MAX);
-        let servers: Vec<(String, Opts)> = servers
+    /// A coordinator over `servers` (failover-account options);
+    /// `step_timeout` bounds a failover step.
+    pub(crate) fn new(servers: Vec<Opts>, lock_timeout: Duration, step_timeout: Duration) -> Self {
+        let wait = lock_timeout.as_secs().max(2);
+        let servers: Vec<Opts> = servers
             .into_iter()
-            .map(|(id, opts)| {
-                let opts = OptsBuilder::from_opts(opts).wait_timeout(Some(wait)).into();
-                (id, opts)
+            .map(|opts| {
+                OptsBuilder::from_opts(opts)
+                    .wait_timeout(Some(usize::try_from(wait).unwrap_or(usize::MAX)))
+                    .into()
             })
             .collect();
         let count = servers.len();
         Self {
             majority: count / 2 + 1,
-            lock_timeout: Duration::from_secs(wait as u64),
-            renew_interval: Duration::from_secs(wait as u64) / 4,
-            sessions: tokio::sync::Mutex::new((0..count).map(|_| None).collect()),
-            retry_at: std::sync::Mutex::new(None),
+            lock_timeout: Duration::from_secs(wait),
+            renew_interval: Duration::from_secs(wait) / 4,
+            step_timeout,
+            state: tokio::sync::Mutex::new(LockState {
+                sessions: (0..count).map(|_| None).collect(),
+                leading: false,
+                release_at: None,
+                retry_at: None,
+            }),
             servers,
         }
     }
 
-    async fn round(&self) -> Lease {
-        let started = Instant::now();
-        let mut sessions = self.sessions.lock().await;
-        let pause = self
-            .retry_at
-            .lock()
-            .map(|at| at.is_some_and(|at| started < at))
-            .unwrap_or(false);
-        if pause {
-            return Lease::NotHeld;
-        }
+    /// Visits every server at once; what each said (`None`: no answer).
+    async fn visit_all(
+        &self,
+        state: &mut LockState,
+        visit: impl Fn(usize) -> Option<Visit>,
+    ) -> Vec<Option<Seen>> {
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, slot) in sessions.iter_mut().enumerate() {
+        let mut seen = vec![None; self.servers.len()];
+        for (index, slot) in state.sessions.iter_mut().enumerate() {
+            let Some(how) = visit(index) else {
+                continue;
+            };
             let session = slot.take();
-            let opts = self.servers[index].1.clone();
+            let opts = self.servers[index].clone();
             let limit = self.renew_interval;
             tasks.spawn(async move {
-                let session = tokio::time::timeout(limit, touch(session, opts))
+                let visited = tokio::time::timeout(limit, touch(session, opts, how))
                     .await
                     .ok()
                     .and_then(Result::ok);
-                (index, session)
+                (index, visited)
             });
         }
         while let Some(joined) = tasks.join_next().await {
-            if let Ok((index, session)) = joined {
-                sessions[index] = session;
+            if let Ok((index, Some((session, said)))) = joined {
+                state.sessions[index] = Some(session);
+                seen[index] = Some(said);
             }
         }
-        let held = sessions
-            .iter()
-            .filter(|s| s.as_ref().is_some_and(|s| s.held))
-            .count();
+        seen
+    }
+
+    async fn round(&self) -> Lease {
+        let started = Instant::now();
+        let mut state = self.state.lock().await;
+        if state.retry_at.is_some_and(|at| started < at) {
+            return Lease::NotHeld;
+        }
+        let leading = state.leading;
+        let mut seen = self
+            .visit_all(&mut state, |_| {
+                Some(if leading { Visit::Take } else { Visit::Look })
+            })
+            .await;
+        let answered = seen.iter().flatten().count();
+        if !leading
+            && answered >= self.majority
+            && seen.iter().flatten().all(|s| *s != Seen::Theirs)
+        {
+            // Nobody leads: take what is free.
+            let free: Vec<bool> = seen.iter().map(|s| *s == Some(Seen::Free)).collect();
+            let taken = self
+                .visit_all(&mut state, |i| free[i].then_some(Visit::Take))
+                .await;
+            for (slot, now) in seen.iter_mut().zip(taken) {
+                if now.is_some() {
+                    *slot = now;
+                }
+            }
+        }
+        let held = seen.iter().filter(|s| **s == Some(Seen::Ours)).count();
         if held >= self.majority {
-            // Every held lock was confirmed at or after `started`: the
-            // servers keep them for `lock_timeout` after that at least.
+            state.leading = true;
+            state.release_at = None;
+            // Every lock counted was confirmed at or after `started`: the
+            // servers keep it for `lock_timeout` after that at least.
             return Lease::Held {
                 until: started + self.lock_timeout - self.renew_interval,
             };
         }
-        if held > 0 {
-            // A minority blocks the others as much as us: give it back and
-            // try again after a random pause, so that one pool wins.
-            for session in sessions.iter_mut().flatten().filter(|s| s.held) {
-                let released = session
-                    .conn
-                    .exec_drop("SELECT RELEASE_LOCK(?)", (LOCK_NAME,));
-                if tokio::time::timeout(self.renew_interval, released)
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-                {
-                    session.held = false;
-                }
-            }
-            for slot in sessions.iter_mut() {
-                if slot.as_ref().is_some_and(|s| s.held) {
-                    // Not released: dropping the session releases it.
-                    *slot = None;
-                }
-            }
-            if let Ok(mut at) = self.retry_at.lock() {
-                *at = Some(Instant::now() + jitter(self.renew_interval));
-            }
+        let now = Instant::now();
+        if state.leading {
+            // The lease is withdrawn with this answer; the locks go after a
+            // step that started before could have ended.
+            state.leading = false;
+            state.release_at = Some(now + self.step_timeout);
+        }
+        if held > 0 && state.release_at.is_none_or(|at| now >= at) {
+            self.release(&mut state).await;
+            state.release_at = None;
+            state.retry_at = Some(Instant::now() + jitter(self.renew_interval));
         }
         Lease::NotHeld
     }
+
+    /// Gives every held lock back (a session that cannot say so is closed,
+    /// which releases it too).
+    async fn release(&self, state: &mut LockState) {
+        for slot in &mut state.sessions {
+            let Some(session) = slot.as_mut().filter(|s| s.held) else {
+                continue;
+            };
+            let released = session
+                .conn
+                .exec_drop("SELECT RELEASE_LOCK(?)", (LOCK_NAME,));
+            if tokio::time::timeout(self.renew_interval, released)
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                session.held = false;
+            } else {
+                *slot = None;
+            }
+        }
+    }
 }
 
-/// Takes the lock on a session (connecting first if needed), or checks
-/// that it still holds it.
+/// Visits one server: checks a lock this session holds, or takes or looks
+/// at one it does not (connecting first if needed).
 async fn touch(
     session: Option<LockSession>,
     opts: Opts,
-) -> Result<LockSession, mysql_async::Error> {
+    visit: Visit,
+) -> Result<(LockSession, Seen), mysql_async::Error> {
     let mut session = match session {
         Some(session) => session,
         None => LockSession {
@@ -185,19 +271,39 @@ async fn touch(
             held: false,
         },
     };
-    let held: Option<Option<i64>> = if session.held {
-        session
+    let seen = if session.held {
+        let mine: Option<Option<i64>> = session
             .conn
             .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (LOCK_NAME,))
-            .await?
-    } else {
-        session
+            .await?;
+        if mine == Some(Some(1)) {
+            Seen::Ours
+        } else {
+            Seen::Theirs
+        }
+    } else if visit == Visit::Take {
+        let got: Option<Option<i64>> = session
             .conn
             .exec_first("SELECT GET_LOCK(?, 0)", (LOCK_NAME,))
-            .await?
+            .await?;
+        if got == Some(Some(1)) {
+            Seen::Ours
+        } else {
+            Seen::Theirs
+        }
+    } else {
+        let holder: Option<Option<u64>> = session
+            .conn
+            .exec_first("SELECT IS_USED_LOCK(?)", (LOCK_NAME,))
+            .await?;
+        if matches!(holder, Some(Some(_))) {
+            Seen::Theirs
+        } else {
+            Seen::Free
+        }
     };
-    session.held = held == Some(Some(1));
-    Ok(session)
+    session.held = seen == Seen::Ours;
+    Ok((session, seen))
 }
 
 /// A random pause between `base` and twice `base`.
@@ -215,8 +321,8 @@ impl super::Coordinator for MajorityLocks {
 
     fn release(&self) -> CoordinatorFuture<'_, ()> {
         Box::pin(async move {
-            let mut sessions = self.sessions.lock().await;
-            for session in sessions.iter_mut().filter_map(Option::take) {
+            let mut state = self.state.lock().await;
+            for session in state.sessions.iter_mut().filter_map(Option::take) {
                 // Closing the session releases its locks.
                 let _ = tokio::time::timeout(self.renew_interval, session.conn.disconnect()).await;
             }

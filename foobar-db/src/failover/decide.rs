@@ -36,6 +36,8 @@ pub(crate) struct Rules {
 impl Rules {
     const FENCE_FIRST_RETRY: Duration = Duration::from_millis(250);
     const FENCE_LAST_RETRY: Duration = Duration::from_secs(30);
+    /// After a fence went through, how long its effect has to show.
+    const FENCE_SETTLE: Duration = Duration::from_secs(2);
 }
 
 /// What the machine knows of a host besides what it sees.
@@ -375,7 +377,12 @@ impl Decider {
         view.fence.in_flight = false;
         match result {
             Ok(()) => {
-                view.fence = FenceState::default();
+                // The next checks show it replicating; until then, no
+                // second fence.
+                view.fence = FenceState {
+                    next_at: Some(now + Rules::FENCE_SETTLE),
+                    ..FenceState::default()
+                };
                 view.deposed = false;
                 view.acted_at = Some(now);
                 if let Some((_, check)) = view.last.as_mut() {
@@ -741,18 +748,18 @@ impl Decider {
                     view.diverged_reported = false;
                 }
             }
-            if check.read_only {
-                continue;
-            }
             let standalone = check.replication == Replication::None;
             let view = &self.hosts[index];
-            // Auto mode fences every writable host but the writer; follow
-            // mode only a former writer (it cannot tell an intruder from an
-            // external promoter at work).
-            let wanted = if self.rules.auto {
-                true
-            } else {
-                view.deposed && standalone
+            // Auto mode fences every writable host but the writer, and
+            // makes a read-only host that replicates from nothing (a former
+            // primary restarted read-only) a replica again; follow mode
+            // fences only a former writer (it cannot tell an intruder from
+            // an external promoter at work).
+            let wanted = match (self.rules.auto, check.read_only) {
+                (true, false) => true,
+                (true, true) => self.rules.rejoin && standalone,
+                (false, false) => view.deposed && standalone,
+                (false, true) => false,
             };
             if !wanted || !may_act || view.fence.in_flight {
                 continue;
@@ -1510,6 +1517,36 @@ mod tests {
         let actions = pool.decider.fenced(pool.now, 0, Ok(()));
         assert!(has_event(&actions, "fenced"));
         assert_eq!(pool.writer(), Some(1));
+    }
+
+    #[test]
+    fn a_former_primary_back_read_only_and_standalone_is_made_a_replica() {
+        let mut pool = Pool::new(true, 3);
+        pool.round(vec![
+            Ok(HostCheck {
+                read_only: true,
+                server_id: server_id(0),
+                replication: Replication::None,
+                epoch: EpochRead::Absent,
+            }),
+            primary(1, epoch(1, 1)),
+            Ok(replica_of(2, 1, IoThread::Running, epoch(1, 1))),
+        ]);
+        assert_eq!(pool.writer(), Some(1));
+        let actions = pool.lease(true);
+        assert_eq!(fences(&actions), [(0, 1, true)]);
+        // Once done, not again before a check shows it replicating.
+        pool.decider.fenced(pool.now, 0, Ok(()));
+        let standalone = Ok(HostCheck {
+            read_only: true,
+            server_id: server_id(0),
+            replication: Replication::None,
+            epoch: EpochRead::Absent,
+        });
+        assert!(fences(&pool.see(0, standalone)).is_empty());
+        assert!(
+            fences(&pool.see(0, Ok(replica_of(0, 1, IoThread::Running, epoch(1, 1))))).is_empty()
+        );
     }
 
     #[test]

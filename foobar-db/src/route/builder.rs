@@ -316,9 +316,10 @@ impl RwPoolBuilder {
                     topology
                         .hosts
                         .iter()
-                        .map(|h| (h.id.clone(), h.admin_opts.clone()))
+                        .map(|h| h.admin_opts.clone())
                         .collect(),
                     self.failover.lock_timeout,
+                    self.failover.step_timeout,
                 )),
             };
             tokio::spawn(control::drive_lease(

@@ -83,24 +83,32 @@ impl Net {
     /// A builder for pool `instance`: every server through its proxies,
     /// auto failover with short test timings, semi-sync.
     pub fn builder(&self, cluster: &Cluster, instance: usize) -> RwPoolBuilder {
+        self.builder_with(
+            instance,
+            MonitorConfig::default()
+                .interval(Duration::from_millis(100))
+                .check_timeout(Duration::from_millis(300))
+                .failure_threshold(3),
+            auto_failover(cluster)
+                .lock_timeout(Duration::from_secs(4))
+                .step_timeout(Duration::from_secs(1))
+                .drain_timeout(Duration::from_secs(5)),
+        )
+    }
+
+    /// A builder for pool `instance` with these timings.
+    pub fn builder_with(
+        &self,
+        instance: usize,
+        monitor: MonitorConfig,
+        failover: FailoverConfig,
+    ) -> RwPoolBuilder {
         let mut builder = RwPool::builder()
             .name(format!("pool{instance}"))
             .monitor_credentials(MONITOR.user, MONITOR.password)
             .failover_credentials(ADMIN.user, ADMIN.password)
-            .monitor_config(
-                MonitorConfig::default()
-                    .interval(Duration::from_millis(100))
-                    .check_timeout(Duration::from_millis(300))
-                    .failure_threshold(3),
-            )
-            .failover(
-                FailoverConfig::new(FailoverMode::AutoPromote)
-                    .semi_sync(cluster.is_semi_sync())
-                    .replication_credentials(REPLICATION.user, REPLICATION.password)
-                    .lock_timeout(Duration::from_secs(4))
-                    .step_timeout(Duration::from_secs(1))
-                    .drain_timeout(Duration::from_secs(5)),
-            )
+            .monitor_config(monitor)
+            .failover(failover)
             .pool_config(
                 PoolConfig::default()
                     .statement_timeout(Some(STATEMENT_TIMEOUT))
@@ -129,6 +137,13 @@ impl Net {
     }
 }
 
+/// Auto failover over `cluster` with the default timings.
+pub fn auto_failover(cluster: &Cluster) -> FailoverConfig {
+    FailoverConfig::new(FailoverMode::AutoPromote)
+        .semi_sync(cluster.is_semi_sync())
+        .replication_credentials(REPLICATION.user, REPLICATION.password)
+}
+
 /// What a load acknowledged.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -136,8 +151,8 @@ pub struct LoadReport {
     pub acked: Vec<i64>,
     /// Writes that failed.
     pub failed: usize,
-    /// When the latest acknowledged write was sent.
-    pub last_ok_sent: Option<Instant>,
+    /// When each acknowledged write was sent and answered.
+    pub successes: Vec<(Instant, Instant)>,
 }
 
 /// A pool in its own runtime, as an application instance would be.
@@ -153,27 +168,38 @@ pub struct Instance {
 impl Instance {
     /// Builds the pool in a runtime of its own.
     pub async fn start(index: usize, builder: RwPoolBuilder) -> Self {
+        let mut instance = Self {
+            index,
+            runtime: None,
+            pool: Arc::new(Mutex::new(None)),
+            shutdown: Shutdown::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            report: Arc::new(Mutex::new(LoadReport::default())),
+        };
+        instance.restart(builder).await;
+        instance
+    }
+
+    /// Kills the instance if it lives, and starts it again from scratch
+    /// (a new process would), keeping what its loads acknowledged.
+    pub async fn restart(&mut self, builder: RwPoolBuilder) {
+        self.kill();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(format!("pool{index}"))
+            .thread_name(format!("pool{}", self.index))
             .enable_all()
             .build()
             .expect("instance runtime");
-        let shutdown = Shutdown::new();
-        let signal = shutdown.clone();
+        self.shutdown = Shutdown::new();
+        let signal = self.shutdown.clone();
         let pool = runtime
             .spawn(async move { builder.build(&signal).await })
             .await
             .expect("build task")
             .expect("pool builds");
-        Self {
-            index,
-            runtime: Some(runtime),
-            pool: Arc::new(Mutex::new(Some(pool))),
-            shutdown,
-            stop: Arc::new(AtomicBool::new(false)),
-            report: Arc::new(Mutex::new(LoadReport::default())),
-        }
+        *self.pool.lock().expect("not poisoned") = Some(pool);
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.runtime = Some(runtime);
     }
 
     /// The pool, while the instance lives.
@@ -218,7 +244,7 @@ impl Instance {
                     match result {
                         Ok(()) => {
                             report.acked.push(id);
-                            report.last_ok_sent = Some(sent);
+                            report.successes.push((sent, Instant::now()));
                         }
                         Err(_) => report.failed += 1,
                     }
@@ -240,7 +266,18 @@ impl Instance {
 
     /// When the latest acknowledged write was sent.
     pub fn last_ok_sent(&self) -> Option<Instant> {
-        self.report.lock().expect("not poisoned").last_ok_sent
+        let report = self.report.lock().expect("not poisoned");
+        report.successes.last().map(|(sent, _)| *sent)
+    }
+
+    /// When the first write sent after `at` was acknowledged.
+    pub fn first_ok_after(&self, at: Instant) -> Option<Instant> {
+        let report = self.report.lock().expect("not poisoned");
+        report
+            .successes
+            .iter()
+            .find(|(sent, _)| *sent > at)
+            .map(|(_, done)| *done)
     }
 
     /// Runs a future on the instance's runtime.
@@ -321,57 +358,65 @@ pub struct CheckReport {
 /// writes.
 pub struct Checker {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<CheckReport>,
+    report: Arc<Mutex<CheckReport>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Checker {
     pub fn start(cluster: &Cluster, instances: &[Instance]) -> Self {
-        let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
         let roots: Vec<_> = cluster.nodes().iter().map(|n| n.root_opts()).collect();
         let views: Vec<_> = instances.iter().map(Instance::view).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let report = Arc::new(Mutex::new(CheckReport {
+            writers: vec![Vec::new(); views.len()],
+            ..CheckReport::default()
+        }));
+        let (flag, shared) = (stop.clone(), report.clone());
         let task = tokio::spawn(async move {
-            let mut report = CheckReport {
-                writers: vec![Vec::new(); views.len()],
-                ..CheckReport::default()
-            };
-            let mut conns: Vec<Option<Conn>> = ports.iter().map(|_| None).collect();
+            let mut conns: Vec<Option<Conn>> = roots.iter().map(|_| None).collect();
             let started = Instant::now();
-            // Bounded: at most 10 minutes of samples.
-            while !flag.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(600) {
+            // Bounded: at most 30 minutes of samples.
+            while !flag.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(1800) {
                 let mut writable = Vec::new();
                 for (server, slot) in conns.iter_mut().enumerate() {
                     if let Some(true) = read_write_state(slot, &roots[server]).await {
                         writable.push(server);
                     }
                 }
-                report.writable.insert(writable);
                 let writers: Vec<Option<usize>> = views.iter().map(|v| writer_of(v)).collect();
                 let distinct: BTreeSet<usize> = writers.iter().flatten().copied().collect();
-                if distinct.len() > 1 {
-                    report.violations.push(format!(
-                        "at {:?}: pools write to {writers:?}",
-                        started.elapsed()
-                    ));
-                }
-                for (seen, now) in report.writers.iter_mut().zip(&writers) {
-                    if seen.last() != Some(now) {
-                        seen.push(*now);
+                {
+                    let mut report = shared.lock().expect("not poisoned");
+                    report.writable.insert(writable);
+                    if distinct.len() > 1 {
+                        report.violations.push(format!(
+                            "at {:?}: pools write to {writers:?}",
+                            started.elapsed()
+                        ));
                     }
+                    for (seen, now) in report.writers.iter_mut().zip(&writers) {
+                        if seen.last() != Some(now) {
+                            seen.push(*now);
+                        }
+                    }
+                    report.samples += 1;
                 }
-                report.samples += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            report
         });
-        Self { stop, task }
+        Self { stop, report, task }
+    }
+
+    /// Samples in which two pools wrote to two servers, so far.
+    pub fn violations(&self) -> usize {
+        self.report.lock().expect("not poisoned").violations.len()
     }
 
     /// Stops sampling; what it saw.
     pub async fn stop(self) -> CheckReport {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("checker task")
+        let _ = self.task.await;
+        std::mem::take(&mut *self.report.lock().expect("not poisoned"))
     }
 }
 
