@@ -6,8 +6,9 @@
 //! Run with `cargo bench -p foobar-db --features sandbox --bench chaos --profile dev`
 //! (`CHAOS_ROUNDS`, default 30; `CHAOS_SEED` to replay a run).
 //!
-//! Every round applies one random fault, waits until every pool writes
-//! again, undoes it, and checks the invariants: as many promotions as the
+//! Every round starts from a healthy cluster (every pool writes, one holds
+//! the failover lease), applies one random fault, waits until every pool
+//! writes again, undoes it, and checks the invariants: as many promotions as the
 //! fault calls for, never two pools writing to two servers (sampled every
 //! 50 ms), every acknowledged write on the current primary. It prints one
 //! table row per kind of fault.
@@ -150,7 +151,9 @@ async fn run() {
 
     for round in 0..rounds {
         let fault = Fault::ALL[random.below(Fault::ALL.len())];
+        // Each fault hits a healthy cluster: every pool writes, one leads.
         wait_all_writing(&instances, Instant::now()).await;
+        fleet::wait_leader(&instances, RECOVERY_LIMIT).await;
         let before = epoch_on(&cluster, writer).await.unwrap_or(0);
         let violations = checker.violations();
         let at = Instant::now();
