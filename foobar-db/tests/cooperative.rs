@@ -194,6 +194,23 @@ async fn a_pool_cut_off_from_the_primary_alone_does_not_promote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_majority_side_of_a_partition_promotes_and_the_isolated_primary_acknowledges_nothing() {
+    let recovered = partition(Link::Cut).await;
+    eprintln!("cut partition: the majority side wrote again after {recovered:?}");
+}
+
+/// The same partition, silent: the pool on the minority side sees its
+/// lock sessions hang instead of close, so the servers keep its locks
+/// until their `wait_timeout`; it must stop acting before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_fails_over_once_the_cut_off_leader_has_let_go() {
+    let recovered = partition(Link::Blackhole).await;
+    eprintln!("silent partition: the majority side wrote again after {recovered:?}");
+}
+
+/// `{primary, pool 2} | {replica1, replica2, pool 0, pool 1}`: the links
+/// between the sides are cut, or silently drop everything (`link`). How
+/// long until the majority side wrote again.
+async fn partition(link: Link) -> Duration {
     // The pool on the primary's side holds the lease when the network
     // splits: the majority side must take over from it.
     let (cluster, net, instances) = setup(2, |_, b, _| b).await;
@@ -201,16 +218,16 @@ async fn the_majority_side_of_a_partition_promotes_and_the_isolated_primary_ackn
     start_loads(&instances);
     wait_acked(&instances, 20).await;
 
-    // {primary, pool 2} | {replica1, replica2, pool 0, pool 1}
     let split = Instant::now();
-    net.replication(0).set(Link::Cut);
-    net.link(0, 0).set(Link::Cut);
-    net.link(1, 0).set(Link::Cut);
-    net.link(2, 1).set(Link::Cut);
-    net.link(2, 2).set(Link::Cut);
+    net.replication(0).set(link);
+    net.link(0, 0).set(link);
+    net.link(1, 0).set(link);
+    net.link(2, 1).set(link);
+    net.link(2, 2).set(link);
     let majority = &instances[..2];
-    let writer = wait_common_writer(majority, Some(0), Duration::from_secs(15)).await;
-    wait_writes_after(majority, split, Duration::from_secs(15)).await;
+    let writer = wait_common_writer(majority, Some(0), Duration::from_secs(20)).await;
+    wait_writes_after(majority, split, Duration::from_secs(20)).await;
+    let recovered = split.elapsed();
     assert_eq!(
         instances[2].writer(),
         None,
@@ -258,6 +275,7 @@ async fn the_majority_side_of_a_partition_promotes_and_the_isolated_primary_ackn
     assert_eq!(promotions(&instances), 1);
     assert_eq!(epoch_on(&cluster, writer).await, Some(1));
     verify_writes(&cluster, writer, &all_acked(&instances), 1).await;
+    recovered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,4 +402,79 @@ async fn a_restarted_primary_is_fenced_before_any_write_reaches_it() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {:#?}", events()));
+}
+
+#[tokio::test]
+async fn the_fault_proxy_passes_delays_blackholes_and_cuts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An echo server behind the proxy.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 64];
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 || stream.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = support::proxy::FaultProxy::start(target).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port()))
+        .await
+        .unwrap();
+    async fn round_trip(
+        client: &mut tokio::net::TcpStream,
+    ) -> Result<std::io::Result<[u8; 4]>, tokio::time::error::Elapsed> {
+        let mut answer = [0u8; 4];
+        let exchange = async {
+            client.write_all(b"ping").await?;
+            client.read_exact(&mut answer).await?;
+            Ok(answer)
+        };
+        tokio::time::timeout(Duration::from_millis(800), exchange).await
+    }
+    assert_eq!(&round_trip(&mut client).await.unwrap().unwrap(), b"ping");
+
+    proxy.set(Link::Delay(Duration::from_millis(150)));
+    let started = Instant::now();
+    assert_eq!(&round_trip(&mut client).await.unwrap().unwrap(), b"ping");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "both ways delayed"
+    );
+
+    proxy.set(Link::Blackhole);
+    assert!(
+        round_trip(&mut client).await.is_err(),
+        "nothing gets through"
+    );
+    proxy.set(Link::Pass);
+    // What was held is delivered once the link passes again.
+    let mut held = [0u8; 4];
+    client.read_exact(&mut held).await.unwrap();
+    assert_eq!(&held, b"ping");
+
+    proxy.set(Link::Cut);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the connection")
+        .ok();
+    assert!(rest.is_empty());
+    assert_eq!(proxy.link(), Link::Cut);
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port())).await;
+    if let Ok(mut again) = refused {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), again.read(&mut byte))
+            .await
+            .expect("closed at once");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "a new connection is dropped"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
 
 /// A boxed future returned by a [`Coordinator`].
 pub type CoordinatorFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -101,7 +101,7 @@ enum Visit {
 /// lease by then, and a step it started before has ended.
 #[derive(Debug)]
 pub(crate) struct MajorityLocks {
-    /// Failover account options with a short `wait_timeout`, per server.
+    /// Failover account options, per server.
     servers: Vec<Opts>,
     majority: usize,
     lock_timeout: Duration,
@@ -126,14 +126,6 @@ impl MajorityLocks {
     /// `step_timeout` bounds a failover step.
     pub(crate) fn new(servers: Vec<Opts>, lock_timeout: Duration, step_timeout: Duration) -> Self {
         let wait = lock_timeout.as_secs().max(2);
-        let servers: Vec<Opts> = servers
-            .into_iter()
-            .map(|opts| {
-                OptsBuilder::from_opts(opts)
-                    .wait_timeout(Some(usize::try_from(wait).unwrap_or(usize::MAX)))
-                    .into()
-            })
-            .collect();
         let count = servers.len();
         Self {
             majority: count / 2 + 1,
@@ -165,8 +157,9 @@ impl MajorityLocks {
             let session = slot.take();
             let opts = self.servers[index].clone();
             let limit = self.renew_interval;
+            let wait = self.lock_timeout;
             tasks.spawn(async move {
-                let visited = tokio::time::timeout(limit, touch(session, opts, how))
+                let visited = tokio::time::timeout(limit, touch(session, opts, wait, how))
                     .await
                     .ok()
                     .and_then(Result::ok);
@@ -258,18 +251,25 @@ impl MajorityLocks {
 }
 
 /// Visits one server: checks a lock this session holds, or takes or looks
-/// at one it does not (connecting first if needed).
+/// at one it does not (connecting first if needed, with the server-side
+/// `wait_timeout` that bounds how long a vanished session keeps its lock).
 async fn touch(
     session: Option<LockSession>,
     opts: Opts,
+    wait_timeout: Duration,
     visit: Visit,
 ) -> Result<(LockSession, Seen), mysql_async::Error> {
     let mut session = match session {
         Some(session) => session,
-        None => LockSession {
-            conn: Conn::new(opts).await?,
-            held: false,
-        },
+        None => {
+            let mut conn = Conn::new(opts).await?;
+            conn.query_drop(format!(
+                "SET SESSION wait_timeout = {}",
+                wait_timeout.as_secs()
+            ))
+            .await?;
+            LockSession { conn, held: false }
+        }
     };
     let seen = if session.held {
         let mine: Option<Option<i64>> = session

@@ -67,7 +67,11 @@
 //!   stopped writing, see below);
 //! - every reachable replica agrees: none still has its IO thread connected
 //!   to the writer (`Slave_IO_Running` is `Connecting` or `No`). A writer
-//!   that only this pool cannot reach is not dead.
+//!   that only this pool cannot reach is not dead. A replica notices a
+//!   writer that vanished without closing its connections (a silent
+//!   partition) only after `slave_net_timeout` (60 s by default, with
+//!   heartbeats every half of it): set it to a few seconds, or such a
+//!   failover waits that long.
 //!
 //! A pool that never saw the cluster healthy since it started (a writer it
 //! could reach, with a majority of the servers answering) never promotes;

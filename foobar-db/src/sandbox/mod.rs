@@ -4,7 +4,8 @@
 //! [`Cluster::builder`] starts a primary and N replicas, each a private
 //! `mariadbd` on a random loopback port in its own temp directory, wired with
 //! GTID replication (`log_slave_updates`, `gtid_strict_mode`,
-//! `MASTER_CONNECT_RETRY=1`), optionally semi-synchronous. Any [`Node`] can be
+//! `MASTER_CONNECT_RETRY=1`, `slave_net_timeout=4`), optionally
+//! semi-synchronous. Any [`Node`] can be
 //! killed (`kill -9`), stopped cleanly or restarted. Every process dies with
 //! the cluster (on drop), and its directory is removed.
 //!

@@ -469,7 +469,19 @@ pub async fn wait_common_writer(
     .await
     .unwrap_or_else(|e| {
         let writers: Vec<_> = views.iter().map(|v| writer_of(v)).collect();
-        panic!("{e}: {writers:?}")
+        let why: Vec<_> = views
+            .iter()
+            .filter_map(|v| v.lock().ok()?.clone())
+            .map(|p| {
+                let status = p.status();
+                (
+                    status.unavailable_text,
+                    status.failover.leader,
+                    status.promotion_blocked_text,
+                )
+            })
+            .collect();
+        panic!("{e}: {writers:?} {why:#?}")
     });
     writer_of(&views[0]).expect("a writer")
 }
