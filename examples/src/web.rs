@@ -21,13 +21,13 @@ use bytes::Bytes;
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::Monitor;
+use foobar_core::RequestBody;
 use foobar_core::{PlainTcp, Server, Shutdown};
 use foobar_db::{Consistency, DbTls, Executor, FailoverConfig, RwPool};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 
@@ -282,7 +282,7 @@ pub async fn run(config: WebConfig, shutdown: Shutdown) -> Result<(), AppError> 
 
 async fn handle(
     app: Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
@@ -354,7 +354,7 @@ impl From<foobar_db::Error> for RequestError {
 
 type Answer = Result<Response<Full<Bytes>>, RequestError>;
 
-async fn create(app: &App, req: Request<Incoming>) -> Answer {
+async fn create(app: &App, req: Request<RequestBody>) -> Answer {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -401,7 +401,7 @@ async fn create(app: &App, req: Request<Incoming>) -> Answer {
     Ok(response)
 }
 
-async fn list(app: &App, req: &Request<Incoming>) -> Answer {
+async fn list(app: &App, req: &Request<RequestBody>) -> Answer {
     let mut conn = reader_for(app, req).await?;
     let rows: Vec<(u64, String, String, String)> = conn
         .query("SELECT id, author, message, served_by FROM guestbook ORDER BY id DESC LIMIT 100")
@@ -423,7 +423,7 @@ async fn list(app: &App, req: &Request<Incoming>) -> Answer {
     Ok(response)
 }
 
-async fn show(app: &App, req: &Request<Incoming>, id: u64) -> Answer {
+async fn show(app: &App, req: &Request<RequestBody>, id: u64) -> Answer {
     let mut conn = reader_for(app, req).await?;
     let row: Option<(u64, String, String, String)> = conn
         .exec_first(
@@ -449,7 +449,7 @@ async fn show(app: &App, req: &Request<Incoming>, id: u64) -> Answer {
 /// request names one (header or cookie).
 async fn reader_for(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<foobar_db::PooledConn, RequestError> {
     match caller_gtid(req) {
         Some(gtid) => Ok(app.pool.reader_after(gtid).await?),

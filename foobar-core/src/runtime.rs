@@ -14,7 +14,7 @@
 //! runtime::run_per_core(runtime::available_workers(), move |_worker| {
 //!     let shutdown = shutdown.clone();
 //!     async move {
-//!         let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+//!         let app = tower::service_fn(|_req: http::Request<foobar_core::RequestBody>| async {
 //!             Ok::<_, Infallible>(http::Response::new(String::from("hi")))
 //!         });
 //!         Server::builder()

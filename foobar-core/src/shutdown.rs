@@ -80,6 +80,12 @@ impl Shutdown {
         self.token.cancelled().await;
     }
 
+    /// A future completing once the signal has fired, owning what it needs
+    /// (to keep across polls without borrowing the signal).
+    pub(crate) fn waiter(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
+    }
+
     /// A signal that fires with this one but can also be fired on its own,
     /// without affecting this one (to stop one part early).
     pub fn child(&self) -> Self {

@@ -8,9 +8,9 @@ mod support;
 use std::time::Duration;
 
 use foobar_core::metrics::PrometheusExporter;
+use foobar_core::RequestBody;
 use foobar_core::Server;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use support::*;
 use tokio::net::TcpStream;
 
@@ -24,7 +24,7 @@ async fn accept_backs_off_on_emfile_and_recovers() {
         .unwrap();
     let addr = server.local_addr();
     tokio::spawn(
-        server.serve(tower::service_fn(|_req: Request<Incoming>| async {
+        server.serve(tower::service_fn(|_req: Request<RequestBody>| async {
             text(StatusCode::OK, "ok")
         })),
     );

@@ -74,7 +74,7 @@ async fn request_rates_come_from_the_metrics_layer() {
         .host_metrics(false)
         .start(&shutdown);
 
-    let app = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+    let app = tower::service_fn(|req: Request<foobar_core::RequestBody>| async move {
         let status = if req.uri().path() == "/fail" {
             StatusCode::INTERNAL_SERVER_ERROR
         } else {

@@ -55,7 +55,7 @@ async fn prometheus_scrapes_the_admin_endpoint() {
     let exporter = PrometheusExporter::install().expect("recorder");
     let shutdown = Shutdown::new();
 
-    let hello = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+    let hello = tower::service_fn(|_req: Request<foobar_core::RequestBody>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
     });
     let web = Server::builder()

@@ -58,7 +58,7 @@ async fn pushes_reach_the_gateway_survive_its_outage_and_resume() {
     marker.increment(7);
 
     // The application: a web server that must keep answering throughout.
-    let hello = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+    let hello = tower::service_fn(|_req: Request<foobar_core::RequestBody>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
     });
     let web = Server::builder()

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use foobar_core::RequestBody;
 use foobar_core::{runtime, Server, Shutdown};
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use support::*;
 
 #[test]
@@ -28,7 +28,7 @@ fn workers_share_a_port_and_stop_together() {
             runtime::run_per_core(NonZeroUsize::new(2).unwrap(), move |worker| {
                 let shutdown = shutdown.clone();
                 async move {
-                    let app = tower::service_fn(move |_req: Request<Incoming>| async move {
+                    let app = tower::service_fn(move |_req: Request<RequestBody>| async move {
                         let thread = std::thread::current().name().unwrap_or_default().to_owned();
                         text(StatusCode::OK, format!("{worker} {thread}"))
                     });

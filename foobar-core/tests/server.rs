@@ -7,9 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foobar_core::RequestBody;
 use foobar_core::{ConnInfo, Error, Server, Shutdown};
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Notify};
 
 /// Answers with the peer address the server saw.
 fn echo_peer() -> impl tower::Service<
-    Request<Incoming>,
+    Request<RequestBody>,
     Response = http::Response<http_body_util::Full<bytes::Bytes>>,
     Error = std::convert::Infallible,
     Future = impl Send,
@@ -25,7 +25,7 @@ fn echo_peer() -> impl tower::Service<
        + Send
        + Sync
        + 'static {
-    tower::service_fn(|req: Request<Incoming>| async move {
+    tower::service_fn(|req: Request<RequestBody>| async move {
         let info = req
             .extensions()
             .get::<ConnInfo>()
@@ -36,7 +36,7 @@ fn echo_peer() -> impl tower::Service<
 
 fn start<S, B>(server: Server, service: S) -> tokio::task::JoinHandle<Result<(), Error>>
 where
-    S: tower::Service<Request<Incoming>, Response = http::Response<B>>
+    S: tower::Service<Request<RequestBody>, Response = http::Response<B>>
         + Clone
         + Send
         + Sync
@@ -131,7 +131,7 @@ async fn graceful_shutdown_finishes_in_flight_refuses_new_and_closes_idle() {
     let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
     let service = {
         let release = release.clone();
-        tower::service_fn(move |req: Request<Incoming>| {
+        tower::service_fn(move |req: Request<RequestBody>| {
             let release = release.clone();
             let entered = entered_tx.clone();
             async move {
@@ -211,7 +211,7 @@ async fn graceful_shutdown_finishes_in_flight_refuses_new_and_closes_idle() {
 async fn grace_period_cuts_off_requests_that_never_finish() {
     let shutdown = Shutdown::new();
     let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
-    let service = tower::service_fn(move |_req: Request<Incoming>| {
+    let service = tower::service_fn(move |_req: Request<RequestBody>| {
         let entered = entered_tx.clone();
         async move {
             entered.send(()).await.ok();

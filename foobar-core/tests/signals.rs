@@ -15,7 +15,7 @@ async fn sigterm_stops_the_server_gracefully() {
         .build()
         .unwrap();
     let served = tokio::spawn(server.serve(tower::service_fn(
-        |_req: http::Request<hyper::body::Incoming>| async {
+        |_req: http::Request<foobar_core::RequestBody>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
         },
     )));

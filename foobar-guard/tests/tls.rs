@@ -72,7 +72,7 @@ fn start(layer: TlsLayer) -> (SocketAddr, ShutdownOnDrop) {
         .build()
         .unwrap();
     let addr = server.local_addr();
-    let app = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+    let app = tower::service_fn(|req: Request<foobar_core::RequestBody>| async move {
         let body = describe(req.extensions().get::<ConnInfo>(), req.version());
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
     });
@@ -149,6 +149,7 @@ enum Http {
 impl Http {
     async fn get(&mut self) -> Result<(Version, String), hyper::Error> {
         let request = Request::get("https://test/")
+            .header("host", "test")
             .body(Empty::<Bytes>::new())
             .unwrap();
         let response = match self {

@@ -11,7 +11,7 @@
 # Knobs (environment): DURATION=10 (s per run)  ROUNDS=3  CONNS="64 256"
 #                      MODES="http tls"
 #                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
-#                      FOOBAR_ARGS= (more lb-bench flags, e.g. --no-relay)
+#                      FOOBAR_ARGS= (more lb-bench flags)
 # Runs much shorter than 10 s let the opening burst of TLS handshakes (one
 # per connection, all at once) dominate p99 at 256 connections.
 # Everything listens on 127.0.0.1, on free high ports; all processes and

@@ -39,13 +39,27 @@ pub enum UpstreamError {
     /// The TCP connection could not be opened.
     #[error("cannot connect to the backend: {0}")]
     Connect(#[source] std::io::Error),
-    /// The TCP connection was not opened within the connect timeout.
+    /// The TCP connection and TLS handshake did not finish within the
+    /// connect timeout.
     #[error("cannot connect to the backend within {0:?}")]
     ConnectTimeout(std::time::Duration),
-    /// The HTTP exchange on an open connection failed.
+    /// The TLS handshake with the backend failed (certificate, protocol).
+    #[error("TLS handshake with the backend failed: {0}")]
+    Tls(#[source] std::io::Error),
+    /// The connection failed while the request went or the answer came.
     #[error("backend connection failed: {0}")]
-    Http(#[source] hyper::Error),
-    /// The pooled HTTPS / HTTP/2 client failed.
+    Connection(#[source] std::io::Error),
+    /// The backend closed the connection before answering.
+    #[error("the backend closed the connection before answering")]
+    Closed,
+    /// The backend's answer was not a valid HTTP/1.1 response.
+    #[error("invalid response from the backend: {0}")]
+    BadResponse(#[source] foobar_core::http1::BadResponse),
+    /// The request's own body failed while it was sent (malformed, or the
+    /// client went away): the client's fault, not the backend's.
+    #[error("the request body failed: {0}")]
+    RequestBody(#[source] foobar_core::BoxError),
+    /// The HTTP/2 client failed.
     #[error("backend request failed: {source}")]
     Client {
         /// Whether no connection could be made (nothing was sent).
@@ -63,9 +77,9 @@ impl UpstreamError {
     /// Whether no connection could be made (nothing was sent).
     pub fn is_connect(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::ConnectTimeout(_) => true,
-            Self::Http(_) | Self::BodyTimeout(_) => false,
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Tls(_) => true,
             Self::Client { connect, .. } => *connect,
+            _ => false,
         }
     }
 
@@ -86,29 +100,28 @@ impl UpstreamError {
     /// lengths). That is the backend's answer, not a lost connection: it is
     /// never retried.
     pub fn is_bad_response(&self) -> bool {
-        self.hyper().is_some_and(|error| {
-            error.is_parse() || error.is_parse_status() || error.is_parse_too_large()
-        })
+        matches!(self, Self::BadResponse(_))
+            || self
+                .causes()
+                .find_map(|c| c.downcast_ref::<hyper::Error>())
+                .is_some_and(|error| {
+                    error.is_parse() || error.is_parse_status() || error.is_parse_too_large()
+                })
     }
 
-    /// Whether the request's own body failed while it was sent (a malformed
-    /// or cut-short upload): the client's fault, not the backend's.
+    /// Whether the client's request body failed: its fault, never the
+    /// backend's.
     pub fn is_request_body(&self) -> bool {
-        self.hyper().is_some_and(hyper::Error::is_user)
-    }
-
-    /// The hyper error behind this one, if any.
-    fn hyper(&self) -> Option<&hyper::Error> {
-        self.causes().find_map(|c| c.downcast_ref::<hyper::Error>())
+        matches!(self, Self::RequestBody(_))
     }
 
     /// This error's sources, from the first.
     fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
         let first: Option<&(dyn std::error::Error + 'static)> = match self {
-            Self::ConnectTimeout(_) | Self::BodyTimeout(_) => None,
-            Self::Connect(error) => Some(error),
-            Self::Http(error) => Some(error),
-            Self::Client { source, .. } => Some(&**source),
+            Self::Connect(error) | Self::Tls(error) | Self::Connection(error) => Some(error),
+            Self::BadResponse(error) => Some(error),
+            Self::RequestBody(source) | Self::Client { source, .. } => Some(&**source),
+            Self::ConnectTimeout(_) | Self::Closed | Self::BodyTimeout(_) => None,
         };
         std::iter::successors(first, |cause| cause.source())
     }

@@ -51,42 +51,6 @@ impl<B> RequestKey<http::Request<B>> for HttpKey {
     }
 }
 
-/// A request head as the HTTP/1 relay parsed it, for affinity keys: the
-/// relay hashes keys from this instead of a built `http::Request`.
-#[derive(Clone, Copy, Debug)]
-pub struct RequestHead<'a> {
-    pub(crate) info: &'a ConnInfo,
-    pub(crate) headers: &'a [httparse::Header<'a>],
-}
-
-impl<'a> RequestHead<'a> {
-    /// The connection the request came on.
-    pub fn conn_info(&self) -> &'a ConnInfo {
-        self.info
-    }
-
-    /// The values of the header `name` (case-insensitive), in order.
-    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    }
-}
-
-impl<'a> RequestKey<RequestHead<'a>> for HttpKey {
-    fn key(&self, head: &RequestHead<'a>) -> Option<u64> {
-        match self {
-            Self::ClientIp => Some(hash_ip(head.info)),
-            Self::Header(name) => head.header_values(name.as_str()).next().map(hash_bytes),
-            Self::Cookie(name) => head
-                .header_values("cookie")
-                .find_map(|value| cookie_value(value, name.as_bytes()))
-                .map(hash_bytes),
-        }
-    }
-}
-
 fn hash_ip(info: &ConnInfo) -> u64 {
     match info.client_addr().ip() {
         std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),

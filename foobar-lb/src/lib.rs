@@ -16,6 +16,6 @@ pub use backend::{Backend, BackendConfig};
 pub use backends::{Backends, BackendsBuilder};
 pub use balance::{LoadBalancer, Outcome, ResponseFuture};
 pub use error::{Error, NoHealthyBackend, UpstreamError};
-pub use key::{hash_bytes, HttpKey, NoKey, RequestHead, RequestKey};
+pub use key::{hash_bytes, HttpKey, NoKey, RequestKey};
 pub use policy::Policy;
-pub use proxy::{Proxy, ProxyBuilder, Relay, Upstream};
+pub use proxy::{Proxy, ProxyBuilder, Upstream};

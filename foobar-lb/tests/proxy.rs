@@ -7,9 +7,6 @@ use foobar_core::HttpConfig;
 use foobar_lb::Proxy;
 use support::{serve_proxy, serve_with, TestServer};
 
-/// Whether foobar's own code parses HTTP/1 here (no: hyper does).
-const OWN_HTTP1: bool = false;
-
 async fn serve_front(proxy: Proxy) -> TestServer {
     serve_proxy(proxy).await
 }

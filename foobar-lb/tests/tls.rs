@@ -1,20 +1,21 @@
-//! HTTPS upstreams: a custom CA, HTTP/2 by ALPN, and mutual TLS where the
-//! backend refuses a proxy without the client certificate.
+//! HTTPS upstreams: a custom CA, HTTP/1.1 by default and HTTP/2 when
+//! asked, sessions resumed, and mutual TLS where the backend refuses a
+//! proxy without the client certificate.
 
 mod support;
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use foobar_core::tls::{DevCa, Identity};
+use foobar_core::RequestBody;
 use foobar_core::{Accepted, BoxError, Server, Shutdown};
 use foobar_lb::health::HealthCheck;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use support::*;
@@ -24,8 +25,16 @@ use tokio_rustls::TlsAcceptor;
 
 /// An HTTPS backend (h2 and http/1.1 by ALPN) that requires a client
 /// certificate from `ca` when `require_client_cert`; it answers with the
-/// HTTP version it saw and the client certificate's presence.
+/// HTTP version it saw, and counts the handshakes that resumed a session.
 async fn https_backend(ca: &DevCa, require_client_cert: bool) -> (TestServer, String) {
+    https_backend_counting(ca, require_client_cert, Arc::default()).await
+}
+
+async fn https_backend_counting(
+    ca: &DevCa,
+    require_client_cert: bool,
+    handshakes: Arc<Mutex<Vec<Option<rustls::HandshakeKind>>>>,
+) -> (TestServer, String) {
     let cert = ca.server_cert(["127.0.0.1"]).unwrap();
     let identity = cert.identity().unwrap();
     let provider = foobar_core::tls::provider();
@@ -52,13 +61,18 @@ async fn https_backend(ca: &DevCa, require_client_cert: bool) -> (TestServer, St
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let tls_stage = tower::service_fn(move |accepted: Accepted<TcpStream>| {
         let acceptor = acceptor.clone();
+        let handshakes = handshakes.clone();
         async move {
             let Accepted { io, info } = accepted;
             let tls: TlsStream<TcpStream> = acceptor.accept(io).await?;
+            handshakes
+                .lock()
+                .unwrap()
+                .push(tls.get_ref().1.handshake_kind());
             Ok::<_, BoxError>(Accepted::new(tls, info))
         }
     });
-    let app = tower::service_fn(|req: Request<Incoming>| async move {
+    let app = tower::service_fn(|req: Request<RequestBody>| async move {
         let body = format!("{:?}", req.version());
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
     });
@@ -89,19 +103,23 @@ fn client_identity(ca: &DevCa) -> Identity {
 }
 
 #[tokio::test]
-async fn https_upstream_with_mtls_speaks_h2_and_is_refused_without_the_certificate() {
+async fn https_upstream_with_mtls_is_served_and_refused_without_the_certificate() {
     let ca = DevCa::new().unwrap();
     let (_backend, url) = https_backend(&ca, true).await;
 
-    // With the client certificate: served, over HTTP/2 negotiated by ALPN.
-    let proxy = Proxy::builder(RoundRobin::new())
-        .tls(ca.client_tls().identity(client_identity(&ca)))
-        .build()
-        .unwrap();
-    proxy.add_backend(&url).unwrap();
-    let front = serve_proxy(proxy).await;
-    let (status, body) = get(&client(), &front.url()).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "HTTP/2.0"));
+    // With the client certificate: served, over HTTP/1.1 by default and
+    // HTTP/2 (by ALPN) when asked.
+    for (http2, version) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        let proxy = Proxy::builder(RoundRobin::new())
+            .tls(ca.client_tls().identity(client_identity(&ca)))
+            .http2_only(http2)
+            .build()
+            .unwrap();
+        proxy.add_backend(&url).unwrap();
+        let front = serve_proxy(proxy).await;
+        let (status, body) = get(&client(), &front.url()).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, version));
+    }
 
     // Without it: the backend refuses the handshake, the proxy answers 502.
     let anonymous = Proxy::builder(RoundRobin::new())
@@ -123,6 +141,33 @@ async fn https_upstream_with_mtls_speaks_h2_and_is_refused_without_the_certifica
     })
     .await;
     checker.abort();
+}
+
+#[tokio::test]
+async fn https_upstream_connections_resume_their_tls_sessions() {
+    let ca = DevCa::new().unwrap();
+    let handshakes = Arc::new(Mutex::new(Vec::new()));
+    let (_backend, url) = https_backend_counting(&ca, true, handshakes.clone()).await;
+    // No idle connections kept: every request opens a new one.
+    let proxy = Proxy::builder(RoundRobin::new())
+        .tls(ca.client_tls().identity(client_identity(&ca)))
+        .max_idle_per_backend(0)
+        .build()
+        .unwrap();
+    proxy.add_backend(&url).unwrap();
+    let front = serve_proxy(proxy).await;
+    for _ in 0..4 {
+        assert_eq!(get(&client(), &front.url()).await.0, StatusCode::OK);
+    }
+    let kinds = handshakes.lock().unwrap().clone();
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+    assert!(
+        kinds[1..]
+            .iter()
+            .all(|k| *k == Some(rustls::HandshakeKind::Resumed)),
+        "later connections resume: {kinds:?}"
+    );
 }
 
 #[tokio::test]

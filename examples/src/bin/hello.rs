@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
+use foobar_core::RequestBody;
 use foobar_core::{ConnInfo, Server, Shutdown};
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
@@ -51,7 +51,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(Args { listen, admin }))
 }
 
-async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn hello(req: Request<RequestBody>) -> Result<Response<Full<Bytes>>, Infallible> {
     let peer = req
         .extensions()
         .get::<ConnInfo>()

@@ -6,8 +6,7 @@
 //! plain HTTP on `--listen` and, with `--tls-listen`, `--cert` and
 //! `--key`, TLS termination too. One single-threaded runtime per worker
 //! (`--workers`, default: one per core), the workers sharing the listening
-//! ports through `SO_REUSEPORT`, each with its own upstream pools. Requests
-//! go through the proxy's HTTP/1 relay unless `--no-relay` is given.
+//! ports through `SO_REUSEPORT`, each with its own upstream pools.
 //! Ctrl-C or SIGTERM stops it gracefully.
 
 use std::io::Write as _;
@@ -15,12 +14,11 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use foobar_core::{runtime, DirectToHttp, PlainTcp, Server, Shutdown};
+use foobar_core::{runtime, PlainTcp, Server, Shutdown};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_lb::health::HealthCheck;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
-use tower::util::Either;
 use tower::ServiceBuilder;
 
 const USAGE: &str = "\
@@ -28,7 +26,7 @@ lb-bench: the benchmark's round-robin HTTP load balancer, with optional TLS term
 
 USAGE:
     lb-bench --backend URL... [--listen ADDR] [--tls-listen ADDR --cert FILE --key FILE]
-       [--workers N] [--health-path PATH] [--no-relay]
+       [--workers N] [--health-path PATH]
 
 OPTIONS:
     --backend URL      a backend, http://host:port (repeatable, at least one)
@@ -38,7 +36,6 @@ OPTIONS:
     --key FILE         PEM private key for --tls-listen
     --workers N        single-threaded workers [default: number of cores]
     --health-path PATH check backends with GET PATH every 2 s
-    --no-relay         serve every request through the Proxy service (hyper)
     -h, --help         print this help
 ";
 
@@ -51,7 +48,6 @@ struct Options {
     key: Option<String>,
     workers: Option<NonZeroUsize>,
     health_path: Option<String>,
-    no_relay: bool,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -60,10 +56,6 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Ok(None);
-        }
-        if flag == "--no-relay" {
-            options.no_relay = true;
-            continue;
         }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -165,17 +157,12 @@ fn main() -> ExitCode {
                     .interval(Duration::from_secs(2))
                     .spawn_http(proxy.backends());
             }
-            let relay = if options.no_relay {
-                Either::Right(DirectToHttp)
-            } else {
-                Either::Left(proxy.relay())
-            };
             let plain = Server::builder()
                 .bind(options.listen.as_deref().unwrap_or("127.0.0.1:8080"))?
                 .reuse_port(true)
                 .shutdown(shutdown.clone())
                 .build()?
-                .serve_connections_with(PlainTcp, relay.clone(), proxy.clone());
+                .serve_connections(PlainTcp, proxy.clone());
             match (&options.tls_listen, tls) {
                 (Some(addr), Some(tls)) => {
                     let stage = ServiceBuilder::new()
@@ -186,7 +173,7 @@ fn main() -> ExitCode {
                         .reuse_port(true)
                         .shutdown(shutdown.clone())
                         .build()?
-                        .serve_connections_with(stage, relay, proxy);
+                        .serve_connections(stage, proxy);
                     tokio::try_join!(plain, secure).map(|_| ())
                 }
                 _ => plain.await,

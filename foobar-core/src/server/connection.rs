@@ -1,6 +1,5 @@
 //! Serving one accepted connection: the connection stage, then HTTP.
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,17 +16,17 @@ use tokio_util::sync::CancellationToken;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-use super::handoff::{Handled, RawConnection};
 use super::HttpConfig;
+use crate::body::RequestBody;
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::BoxError;
+use crate::http1::{self, server::Ended};
 use crate::io::{Rewind, WriteTimeout};
 use crate::shutdown::Shutdown;
 
 /// What every connection task of one server shares.
-pub(crate) struct Shared<C, H, S> {
+pub(crate) struct Shared<C, S> {
     pub(crate) conn_stage: C,
-    pub(crate) handler: H,
     pub(crate) http: S,
     pub(crate) http_config: Arc<HttpConfig>,
     pub(crate) builder: auto::Builder<TokioExecutor>,
@@ -39,19 +38,16 @@ pub(crate) struct Shared<C, H, S> {
 /// How much of a new connection's first bytes the server reads itself.
 const FIRST_READ: usize = 4096;
 
-pub(crate) async fn serve<C, H, IO, S, B>(
-    stream: TcpStream,
-    info: ConnInfo,
-    shared: Arc<Shared<C, H, S>>,
-) where
+/// The HTTP/2 connection preface's first bytes.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+pub(crate) async fn serve<C, IO, S, B>(stream: TcpStream, info: ConnInfo, shared: Arc<Shared<C, S>>)
+where
     C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
-    H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + 'static,
-    H::Error: Into<BoxError>,
-    H::Future: Send,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: http_body::Body + Send + 'static,
@@ -82,8 +78,8 @@ pub(crate) async fn serve<C, H, IO, S, B>(
     };
     let Accepted { mut io, info } = accepted;
 
-    // The first bytes, under the header timeout: hyper's own header timer
-    // starts only once it has seen them.
+    // The first bytes, under the header timeout: they tell HTTP/1 from
+    // HTTP/2, and a client that connects and sends nothing is dropped.
     let mut first = BytesMut::with_capacity(FIRST_READ);
     let read = async {
         match shared.first_bytes_timeout {
@@ -111,28 +107,31 @@ pub(crate) async fn serve<C, H, IO, S, B>(
         }
     }
 
-    // The connection handler first; it may serve the whole connection. It
-    // obeys the drain signal itself, finishing the request in progress.
-    let raw = RawConnection {
-        io,
-        info: info.clone(),
-        buffered: first,
-        http: shared.http_config.clone(),
-        drain: shared.drain.clone(),
-    };
-    let handled = async {
-        tokio::select! {
-            result = shared.handler.clone().oneshot(raw) => Some(result),
-            () = shared.force.cancelled() => None,
-        }
-    };
-    let (io, buffered) = match handled.await {
-        None => return,
-        Some(Ok(Handled::Http { io, buffered })) => (io, buffered),
-        Some(Ok(Handled::Closed)) => return,
-        Some(Err(error)) => {
-            tracing::debug!(%peer, error = %error.into(), "connection handler failed");
-            return;
+    // HTTP/1.1 on foobar's own path; it hands a protocol switch to hyper
+    // at a request boundary. HTTP/2 goes to hyper from the start.
+    let h2 = info.tls.as_ref().is_some_and(|tls| tls.is_h2())
+        || H2_PREFACE.starts_with(&first[..first.len().min(H2_PREFACE.len())]);
+    let (io, buffered) = if h2 {
+        (io, first.freeze())
+    } else {
+        let served = http1::server::serve(
+            io,
+            first,
+            info.clone(),
+            shared.http.clone(),
+            &shared.http_config,
+            &shared.drain,
+        );
+        let ended = tokio::select! {
+            ended = served => ended,
+            () = shared.force.cancelled() => {
+                tracing::debug!(%peer, "connection cut off at the shutdown deadline");
+                return;
+            }
+        };
+        match ended {
+            Ended::Closed => return,
+            Ended::HandOver { io, buffered } => (io, buffered),
         }
     };
 
@@ -144,37 +143,25 @@ pub(crate) async fn serve<C, H, IO, S, B>(
         Rewind::new(buffered, io),
         shared.http_config.write_timeout,
     ));
-    let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
-    let mut drain = pin!(shared.drain.wait());
-    let mut drain_registered = false;
-    let ended = std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            return Poll::Ready(Some(result));
-        }
-        // The drain signal keeps the task's waker from its first poll (a
-        // task's waker does not change), so later wakes, one or more per
-        // request, need only the flag, not the signal's lock.
-        if !drain_registered || shared.drain.is_triggered() {
-            drain_registered = true;
-            if drain.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
+    let conn = shared.builder.serve_connection_with_upgrades(io, service);
+    let mut conn = pin!(conn);
+    let drained = tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            return;
         }
-        Poll::Pending
-    })
-    .await;
-    if let Some(result) = ended {
-        if let Err(error) = result {
-            tracing::debug!(%peer, %error, "connection ended with an error");
-        }
-        return;
-    }
+        () = shared.drain.wait() => true,
+    };
     // Draining: finish in-flight requests, close idle keep-alive connections,
     // send GOAWAY on HTTP/2; cut off at the server's deadline.
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        _ = conn => {}
-        () = shared.force.cancelled() => tracing::debug!(%peer, "connection cut off at the shutdown deadline"),
+    if drained {
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            _ = conn => {}
+            () = shared.force.cancelled() => tracing::debug!(%peer, "connection cut off at the shutdown deadline"),
+        }
     }
 }
 
@@ -204,13 +191,14 @@ struct WithConnInfo<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for WithConnInfo<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
 {
     type Response = Response<B>;
     type Error = S::Error;
-    type Future = Oneshot<S, Request<Incoming>>;
+    type Future = Oneshot<S, Request<RequestBody>>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let mut req = req.map(RequestBody::from);
         req.extensions_mut().insert(self.info.clone());
         self.inner.clone().oneshot(req)
     }

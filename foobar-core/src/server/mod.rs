@@ -5,18 +5,23 @@
 //! binds one or more addresses, accepts with a back-off on resource errors,
 //! runs each connection through a *connection stage* (a `tower::Service`
 //! over [`Accepted`], where firewall, limit and TLS layers stack), then
-//! serves HTTP/1.1 and HTTP/2 on it with hyper, inserting [`ConnInfo`] into
-//! every request's extensions.
+//! serves HTTP on it: HTTP/1.1 with foobar's own codec
+//! ([`http1`](crate::http1)), HTTP/2 (chosen by ALPN or by its preface)
+//! and protocol switches with hyper. Every request reaches the service as
+//! an `http::Request<`[`RequestBody`]`>` with
+//! [`ConnInfo`] in its extensions, whichever protocol carried it: one
+//! composition model, one path for every request.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
 //! use foobar_core::{Server, Shutdown};
+//! use foobar_core::RequestBody;
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use bytes::Bytes;
 //!
 //! # async fn run() -> Result<(), foobar_core::Error> {
-//! let hello = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+//! let hello = tower::service_fn(|_req: Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello\n"))))
 //! });
 //! Server::builder()
@@ -31,7 +36,6 @@
 
 mod config;
 mod connection;
-mod handoff;
 mod listener;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -39,7 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -49,8 +52,8 @@ use tower::Service;
 pub use self::config::HttpConfig;
 pub use self::connection::PlainTcp;
 use self::connection::Shared;
-pub use self::handoff::{DirectToHttp, Handled, RawConnection};
 use self::listener::{AcceptBackoff, ListenOptions};
+use crate::body::RequestBody;
 use crate::conn::{Accepted, ConnInfo};
 use crate::error::{BoxError, Error, Result};
 use crate::shutdown::Shutdown;
@@ -212,7 +215,7 @@ impl Server {
     /// [`Error::Bind`] if a listener cannot be registered with the runtime.
     pub async fn serve<S, B>(self, http: S) -> Result<()>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send,
         B: http_body::Body + Send + 'static,
@@ -235,41 +238,7 @@ impl Server {
         C::Error: Into<BoxError>,
         C::Future: Send,
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        self.serve_connections_with(conn_stage, DirectToHttp, http)
-            .await
-    }
-
-    /// Like [`serve_connections`](Self::serve_connections), with a
-    /// connection handler in front of HTTP: `handler` receives every
-    /// connection once its first bytes have arrived (within the header
-    /// timeout) and serves it, or returns [`Handled::Http`] to have `http`
-    /// serve the rest (see [`RawConnection`]). Per-request tower layers
-    /// around `http` do not see what the handler serves itself.
-    ///
-    /// # Errors
-    /// [`Error::Bind`] if a listener cannot be registered with the runtime.
-    pub async fn serve_connections_with<C, H, IO, S, B>(
-        self,
-        conn_stage: C,
-        handler: H,
-        http: S,
-    ) -> Result<()>
-    where
-        C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + Sync + 'static,
-        C::Error: Into<BoxError>,
-        C::Future: Send,
-        H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + Sync + 'static,
-        H::Error: Into<BoxError>,
-        H::Future: Send,
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send,
         B: http_body::Body + Send + 'static,
@@ -285,7 +254,6 @@ impl Server {
             .collect::<Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             conn_stage,
-            handler,
             http,
             http_config: Arc::new(self.http.clone()),
             builder: self.http.builder(),
@@ -313,19 +281,16 @@ impl Server {
     }
 }
 
-async fn accept_loop<C, H, IO, S, B>(
+async fn accept_loop<C, IO, S, B>(
     listener: TcpListener,
-    shared: Arc<Shared<C, H, S>>,
+    shared: Arc<Shared<C, S>>,
     tracker: TaskTracker,
 ) where
     C: Service<Accepted<TcpStream>, Response = Accepted<IO>> + Clone + Send + Sync + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send,
-    H: Service<RawConnection<IO>, Response = Handled<IO>> + Clone + Send + Sync + 'static,
-    H::Error: Into<BoxError>,
-    H::Future: Send,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: http_body::Body + Send + 'static,

@@ -40,7 +40,7 @@
 //! let conn_stage = ServiceBuilder::new()
 //!     .layer(TlsLayer::new(tls).handshake_timeout(Duration::from_secs(5)))
 //!     .service(PlainTcp);
-//! let app = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+//! let app = tower::service_fn(|req: Request<foobar_core::RequestBody>| async move {
 //!     let tls = req.extensions().get::<ConnInfo>().and_then(|c| c.tls.clone());
 //!     let name = tls.and_then(|t| t.server_name.clone()).unwrap_or_default();
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("hello {name}\n")))))

@@ -176,16 +176,6 @@ impl Forwarding {
         }
     }
 
-    /// The proxy's `Via` entry for an HTTP/1.0 message.
-    pub(crate) fn via_http10(&self) -> &HeaderValue {
-        &self.via[0]
-    }
-
-    /// The proxy's `Via` entry for an HTTP/1.1 message.
-    pub(crate) fn via_http11(&self) -> &HeaderValue {
-        &self.via[1]
-    }
-
     /// The proxy's `Via` entry for a message of `version`.
     pub(crate) fn via(&self, version: Version) -> HeaderValue {
         match version {

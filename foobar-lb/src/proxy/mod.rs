@@ -30,7 +30,6 @@
 
 mod body;
 pub mod headers;
-mod relay;
 mod upstream;
 
 use std::future::Future;
@@ -53,9 +52,8 @@ use tower::Service;
 use self::body::BodyProgress;
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
-pub use self::relay::Relay;
 pub use self::upstream::Upstream;
-use self::upstream::{Exchange, UpstreamConfig, UpstreamUrl};
+use self::upstream::{Answer, Exchange, UpstreamConfig, UpstreamUrl};
 use crate::backend::{Backend, BackendConfig};
 use crate::backends::{Backends, BackendsBuilder, InFlight};
 use crate::error::{Error, UpstreamError};
@@ -372,7 +370,7 @@ impl Replay {
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -384,7 +382,7 @@ enum Failure {
     Upstream(UpstreamError),
 }
 
-/// The proxy's own answers, the same on the hyper path and the relay.
+/// The proxy's own answers.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     NoBackend,
@@ -536,7 +534,7 @@ where
                 metrics::counter!("foobar_lb_no_backend_total").increment(1);
                 return self.error(Fault::NoBackend, &request_id);
             };
-            if connect && upstream.http1_pool().is_none() {
+            if connect && !upstream.is_http1() {
                 // Tunnels go to plain HTTP/1.1 backends only.
                 return self.fail(Fault::ConnectRefused, in_flight, &request_id);
             }
@@ -552,7 +550,7 @@ where
             };
             let error = match result {
                 Ok(exchange) => {
-                    let status = exchange.response.status();
+                    let status = exchange.status();
                     if status == StatusCode::SWITCHING_PROTOCOLS
                         && (downstream.is_none() || connect)
                     {
@@ -625,29 +623,24 @@ where
         connect: bool,
         request_id: HeaderValue,
     ) -> Response<ProxyBody> {
-        let Exchange {
-            response: mut resp,
-            conn,
-        } = exchange;
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let tunnel = switching || (connect && resp.status().is_success());
+        let status = exchange.status();
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        let tunnel = switching || (connect && status.is_success());
+        let mut resp = match (exchange, downstream) {
+            (Exchange::Http1(Answer { head, conn, .. }), Some(downstream)) if tunnel => {
+                let shutdown = self.backends.shutdown_signal().clone();
+                tokio::spawn(tunnel_bytes(downstream, conn, in_flight, shutdown));
+                Response::from_parts(head.parts, ProxyBody::empty())
+            }
+            (exchange, _) => exchange.into_response(Some(in_flight), self.upstream.body_timeout),
+        };
         let version = resp.version();
         let headers = resp.headers_mut();
         headers::remove_hop_by_hop(headers, switching);
         headers::normalize_content_length(headers);
         headers.append(VIA, self.forwarding.via(version));
         headers.entry(X_REQUEST_ID).or_insert(request_id);
-        match (tunnel, downstream) {
-            (true, Some(downstream)) => {
-                let upstream = hyper::upgrade::on(&mut resp);
-                let shutdown = self.backends.shutdown_signal().clone();
-                tokio::spawn(tunnel_bytes(downstream, upstream, in_flight, shutdown));
-                resp.map(|_| ProxyBody::empty())
-            }
-            _ => resp.map(|body| {
-                ProxyBody::upstream(body, Some(in_flight), conn, self.upstream.body_timeout)
-            }),
-        }
+        resp
     }
 
     fn error(&self, fault: Fault, request_id: &HeaderValue) -> Response<ProxyBody> {
@@ -668,25 +661,33 @@ where
     }
 }
 
-/// Copies bytes both ways between the client's and the backend's upgraded
-/// connections until either side closes or shutdown.
+/// Copies bytes both ways between the client's upgraded connection and
+/// the backend's, after what the backend sent past its answer, until
+/// either side closes or shutdown.
 async fn tunnel_bytes(
     downstream: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
+    upstream: upstream::PooledConn,
     in_flight: InFlight,
     shutdown: Shutdown,
 ) {
-    let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
-        Ok(pair) => pair,
+    let downstream = match downstream.await {
+        Ok(upgraded) => upgraded,
         Err(error) => {
             tracing::debug!(%error, "protocol upgrade failed");
             return;
         }
     };
     let mut downstream = TokioIo::new(downstream);
-    let mut upstream = TokioIo::new(upstream);
+    let mut upstream = upstream.into_conn();
+    let ahead = std::mem::take(&mut upstream.read_buf);
+    let copied = async {
+        if !ahead.is_empty() {
+            tokio::io::AsyncWriteExt::write_all(&mut downstream, &ahead).await?;
+        }
+        tokio::io::copy_bidirectional(&mut downstream, &mut upstream.stream).await
+    };
     tokio::select! {
-        result = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {
+        result = copied => {
             if let Err(error) = result {
                 tracing::debug!(%error, backend = in_flight.backend().id(), "tunnel closed with an error");
             }

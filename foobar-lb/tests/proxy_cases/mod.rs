@@ -1,9 +1,10 @@
 //! Reverse-proxy semantics: headers, errors, timeouts, retries, streaming,
-//! protocol upgrades; run against the `Proxy` service (`tests/proxy.rs`)
-//! and against the HTTP/1 relay in front of it (`tests/relay.rs`).
+//! protocol upgrades; the proxy served by `foobar_core::Server`, HTTP/1.1
+//! on foobar's own path and HTTP/2 through hyper.
 
 mod backend_faults;
 mod client_faults;
+mod http1;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +14,11 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use bytes::Bytes;
 use foobar_core::HttpConfig;
+use foobar_core::RequestBody;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -26,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn echo_headers() -> TestServer {
     serve(
         "127.0.0.1:0",
-        tower::service_fn(|req: Request<Incoming>| async move {
+        tower::service_fn(|req: Request<RequestBody>| async move {
             let mut text = String::new();
             for (name, value) in req.headers() {
                 text.push_str(&format!("{}: {}\n", name, value.to_str().unwrap_or("?")));
@@ -335,7 +336,7 @@ async fn counting_backend() -> (TestServer, Arc<AtomicUsize>, Arc<AtomicUsize>) 
     let (g, p) = (gets.clone(), posts.clone());
     let server = serve(
         "127.0.0.1:0",
-        tower::service_fn(move |req: Request<Incoming>| {
+        tower::service_fn(move |req: Request<RequestBody>| {
             let (g, p) = (g.clone(), p.clone());
             async move {
                 if req.method() == http::Method::POST {
@@ -407,7 +408,7 @@ async fn hundred_megabytes_stream_both_ways_with_bounded_memory() {
     const SIZE: u64 = 100 * 1024 * 1024;
     let backend = serve(
         "127.0.0.1:0",
-        tower::service_fn(|req: Request<Incoming>| async move {
+        tower::service_fn(|req: Request<RequestBody>| async move {
             if req.method() == http::Method::POST {
                 // Count the upload without keeping it.
                 let mut body = req.into_body();
@@ -486,7 +487,7 @@ async fn hundred_megabytes_stream_both_ways_with_bounded_memory() {
 async fn upgrade_echo_backend() -> TestServer {
     serve(
         "127.0.0.1:0",
-        tower::service_fn(|mut req: Request<Incoming>| async move {
+        tower::service_fn(|mut req: Request<RequestBody>| async move {
             let is_upgrade = req.headers().get("upgrade").is_some()
                 && req.headers().get("connection").is_some_and(|v| {
                     v.to_str()
@@ -573,7 +574,7 @@ async fn websocket_upgrades_are_tunnelled_end_to_end() {
 async fn http2_upstreams_by_prior_knowledge() {
     let backend = serve(
         "127.0.0.1:0",
-        tower::service_fn(|req: Request<Incoming>| async move {
+        tower::service_fn(|req: Request<RequestBody>| async move {
             let version = format!("{:?}", req.version());
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(version))))
         }),

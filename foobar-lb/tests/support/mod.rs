@@ -12,12 +12,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foobar_core::RequestBody;
 use foobar_core::{BoxError, HttpConfig, Server, Shutdown};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -53,7 +53,7 @@ impl Drop for TestServer {
 /// Serves `svc` over plain HTTP on `addr` (`127.0.0.x:0` for a free port).
 pub async fn serve<S, B>(addr: &str, svc: S) -> TestServer
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: Body + Send + 'static,
@@ -66,7 +66,7 @@ where
 /// Serves `svc` with these HTTP settings.
 pub async fn serve_with<S, B>(addr: &str, svc: S, http: HttpConfig) -> TestServer
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: Body + Send + 'static,
@@ -101,7 +101,7 @@ pub async fn named(name: &'static str) -> TestServer {
 pub async fn named_at(addr: &str, name: &'static str) -> TestServer {
     serve(
         addr,
-        tower::service_fn(move |_req: Request<Incoming>| async move {
+        tower::service_fn(move |_req: Request<RequestBody>| async move {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
                 name.as_bytes(),
             ))))
@@ -114,7 +114,7 @@ pub async fn named_at(addr: &str, name: &'static str) -> TestServer {
 pub async fn slow(name: &'static str, delay: Duration) -> TestServer {
     serve(
         "127.0.0.1:0",
-        tower::service_fn(move |_req: Request<Incoming>| async move {
+        tower::service_fn(move |_req: Request<RequestBody>| async move {
             tokio::time::sleep(delay).await;
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
                 name.as_bytes(),
@@ -128,7 +128,7 @@ pub async fn slow(name: &'static str, delay: Duration) -> TestServer {
 pub async fn status_backend(status: StatusCode) -> TestServer {
     serve(
         "127.0.0.1:0",
-        tower::service_fn(move |_req: Request<Incoming>| async move {
+        tower::service_fn(move |_req: Request<RequestBody>| async move {
             let mut resp = Response::new(Full::new(Bytes::from_static(b"status")));
             *resp.status_mut() = status;
             Ok::<_, Infallible>(resp)
@@ -140,7 +140,7 @@ pub async fn status_backend(status: StatusCode) -> TestServer {
 /// Serves a proxy (or any HTTP service) on a free port.
 pub async fn serve_proxy<S, B>(svc: S) -> TestServer
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: Body + Send + 'static,
@@ -288,47 +288,6 @@ pub fn rss_bytes() -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmRSS value");
     kb * 1024
-}
-
-/// Serves a proxy through its HTTP/1 relay (hyper for what it hands over)
-/// on a free port.
-pub async fn serve_relay<P, K>(proxy: foobar_lb::Proxy<P, K>) -> TestServer
-where
-    P: foobar_lb::Policy,
-    K: for<'a> foobar_lb::RequestKey<foobar_lb::RequestHead<'a>>
-        + foobar_lb::RequestKey<Request<foobar_lb::proxy::ProxyBody>>,
-{
-    serve_relay_with(proxy, HttpConfig::default()).await
-}
-
-/// Serves a proxy through its HTTP/1 relay with these HTTP settings.
-pub async fn serve_relay_with<P, K>(proxy: foobar_lb::Proxy<P, K>, http: HttpConfig) -> TestServer
-where
-    P: foobar_lb::Policy,
-    K: for<'a> foobar_lb::RequestKey<foobar_lb::RequestHead<'a>>
-        + foobar_lb::RequestKey<Request<foobar_lb::proxy::ProxyBody>>,
-{
-    let shutdown = Shutdown::new();
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
-        .expect("valid address")
-        .http(http)
-        .shutdown(shutdown.clone())
-        .grace_period(Duration::from_millis(200))
-        .build()
-        .expect("bind test server");
-    let addr = server.local_addr();
-    let task = tokio::spawn(async move {
-        server
-            .serve_connections_with(foobar_core::PlainTcp, proxy.relay(), proxy)
-            .await
-            .expect("serve");
-    });
-    TestServer {
-        addr,
-        shutdown,
-        task,
-    }
 }
 
 /// One request as a [`StrictBackend`] read it.

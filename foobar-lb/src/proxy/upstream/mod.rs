@@ -1,6 +1,10 @@
-//! [`Upstream`]: the pooled HTTP/1.1 + HTTP/2 client for one backend,
-//! plain or HTTPS (custom CA, optional client certificate).
+//! [`Upstream`]: the client side of one backend. HTTP/1.1 backends,
+//! plain or HTTPS (custom CA, optional client certificate, sessions
+//! resumed), get foobar's own lean keep-alive pool and HTTP/1 exchange;
+//! HTTP/2 backends go through hyper's pooled client.
 
+mod conn;
+mod exchange;
 mod pool;
 
 use std::future::Future;
@@ -10,10 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderValue, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
-use http_body::Body as _;
+use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
@@ -22,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 use tower::Service;
 
-use self::pool::SendError;
+pub(crate) use self::exchange::Answer;
 pub(crate) use self::pool::{Http1Pool, PooledConn};
 use super::body::ProxyBody;
 use crate::error::{Error, UpstreamError};
@@ -52,37 +54,41 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The client side of one backend: keep-alive connections speaking
-/// HTTP/1.1, or HTTP/2 (negotiated by ALPN over TLS, or by prior knowledge
-/// when the proxy is set to HTTP/2 only). Requests keep their path and
-/// query; scheme and authority become the backend's. Cheap to clone.
+/// The client side of one backend: keep-alive HTTP/1.1 connections (plain
+/// or TLS), or HTTP/2 when the proxy is set to HTTP/2 only. Requests keep
+/// their path and query; the backend's `Host` is the client's. Cheap to
+/// clone.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Arc<Pool>,
     scheme: Scheme,
     authority: Authority,
-    /// The version the general client is asked for.
-    version: Version,
     /// Longest wait for the next bytes of a response body.
     body_timeout: Option<Duration>,
 }
 
-/// The backend's connections: plain HTTP/1.1 backends get a lean pool of
-/// their own; HTTPS backends (ALPN picks the protocol) and plain HTTP/2
-/// (prior knowledge) the general pooled client.
 #[derive(Debug)]
 enum Pool {
     Http1(Arc<Http1Pool>),
     Http2Plain(Client<HttpConnector, ProxyBody>),
-    Https(Client<HttpsConnector<HttpConnector>, ProxyBody>),
+    Http2Tls(Client<HttpsConnector<HttpConnector>, ProxyBody>),
 }
 
-/// A backend's response head, with the connection to hand back once its
-/// body has been read.
+/// A backend's answer: an HTTP/1.1 response head with the connection its
+/// body comes on, or an HTTP/2 response.
 #[derive(Debug)]
-pub(crate) struct Exchange {
-    pub(crate) response: Response<Incoming>,
-    pub(crate) conn: Option<PooledConn>,
+pub(crate) enum Exchange {
+    Http1(Answer),
+    Http2(Response<Incoming>),
+}
+
+impl Exchange {
+    pub(crate) fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Http1(answer) => answer.head.parts.status,
+            Self::Http2(response) => response.status(),
+        }
+    }
 }
 
 /// A parsed upstream URL.
@@ -144,43 +150,43 @@ impl UpstreamUrl {
 
 impl Upstream {
     pub(crate) fn new(url: &UpstreamUrl, config: &UpstreamConfig) -> Result<Self, Error> {
-        if url.scheme == Scheme::HTTPS && config.tls.is_none() {
+        let https = url.scheme == Scheme::HTTPS;
+        if https && config.tls.is_none() {
             return Err(Error::InvalidUpstream {
                 input: format!("{}://{}", url.scheme, url.authority),
                 reason: "an https upstream needs a TLS client configuration (ProxyBuilder::tls)"
                     .to_owned(),
             });
         }
-        let client = if url.scheme == Scheme::HTTP && !config.http2_only {
+        let client = if config.http2_only {
+            http2_client(url, config)
+        } else {
+            let tls = if https {
+                config.tls.as_ref().map(http1_tls)
+            } else {
+                None
+            };
             Pool::Http1(Arc::new(Http1Pool::new(
                 &url.authority,
                 url.addr,
+                tls,
                 config.connect_timeout,
                 config.idle_timeout,
                 config.max_idle_per_backend,
-            )))
-        } else {
-            general_client(url, config)
+            )?))
         };
         Ok(Self {
             client: Arc::new(client),
             scheme: url.scheme.clone(),
             authority: url.authority.clone(),
-            version: if config.http2_only {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            },
             body_timeout: config.body_timeout,
         })
     }
 
-    /// The pool of a plain HTTP/1.1 backend, which the relay can use.
-    pub(crate) fn http1_pool(&self) -> Option<&Arc<Http1Pool>> {
-        match &*self.client {
-            Pool::Http1(pool) => Some(pool),
-            _ => None,
-        }
+    /// Whether requests go over HTTP/1.1 (the only way `Upgrade` and
+    /// `CONNECT` tunnels go).
+    pub(crate) fn is_http1(&self) -> bool {
+        matches!(&*self.client, Pool::Http1(_))
     }
 
     /// Sends a request to this backend.
@@ -188,50 +194,25 @@ impl Upstream {
         &self,
         mut req: Request<ProxyBody>,
     ) -> Result<Exchange, UpstreamError> {
-        if req.method() != Method::CONNECT && needs_chunked(req.body()) {
-            // A body of unknown length, sent chunked whatever the method:
-            // hyper's client would send a GET's or HEAD's as empty.
-            req.headers_mut()
-                .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        }
-        if req.method() == Method::CONNECT {
-            // The target stays `host:port` (authority form). Only the lean
-            // pool, which always dials the backend, carries it: the general
-            // client would dial the target itself.
-            *req.version_mut() = Version::HTTP_11;
-            let Pool::Http1(pool) = &*self.client else {
-                return Err(UpstreamError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "CONNECT is tunnelled to plain HTTP/1.1 backends only",
-                )));
-            };
-            return send_http1(pool, req).await;
-        }
-        let path = std::mem::take(req.uri_mut())
-            .into_parts()
-            .path_and_query
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         match &*self.client {
-            Pool::Http1(pool) => {
-                // Origin form: the Host header names the site.
-                *req.uri_mut() = Uri::from(path);
-                *req.version_mut() = Version::HTTP_11;
-                send_http1(pool, req).await
-            }
+            Pool::Http1(pool) => exchange::send(pool, req).await.map(Exchange::Http1),
             Pool::Http2Plain(client) => {
-                self.prepare_absolute(&mut req, path);
-                send_general(client, req).await
+                self.prepare_absolute(&mut req);
+                send_http2(client, req).await
             }
-            Pool::Https(client) => {
-                self.prepare_absolute(&mut req, path);
-                send_general(client, req).await
+            Pool::Http2Tls(client) => {
+                self.prepare_absolute(&mut req);
+                send_http2(client, req).await
             }
         }
     }
 
-    /// The general client takes absolute URIs (its pool key) and picks the
-    /// protocol from the request's version and ALPN.
-    fn prepare_absolute(&self, req: &mut Request<ProxyBody>, path: PathAndQuery) {
+    /// hyper's client takes absolute URIs (its pool key).
+    fn prepare_absolute(&self, req: &mut Request<ProxyBody>) {
+        let path = std::mem::take(req.uri_mut())
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
@@ -240,62 +221,19 @@ impl Upstream {
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        *req.version_mut() = self.version;
+        *req.version_mut() = Version::HTTP_2;
     }
 }
 
-impl Exchange {
-    fn unpooled(response: Response<Incoming>) -> Self {
-        Self {
-            response,
-            conn: None,
-        }
-    }
+/// The TLS configuration for HTTP/1.1 connections: ALPN says so.
+fn http1_tls(tls: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = (**tls).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
-/// Sends on an idle connection, or on a new one when there is none or the
-/// idle one turned out closed before the request left (the request comes
-/// back untouched then, so resending it is safe whatever its method).
-async fn send_http1(
-    pool: &Arc<Http1Pool>,
-    mut req: Request<ProxyBody>,
-) -> Result<Exchange, UpstreamError> {
-    if let Some(mut conn) = pool.checkout() {
-        match conn.send(req).await {
-            Ok(response) => {
-                return Ok(Exchange {
-                    response,
-                    conn: Some(conn),
-                })
-            }
-            Err(SendError::NotSent(back)) => req = *back,
-            Err(SendError::Failed(error)) => return Err(UpstreamError::Http(error)),
-        }
-    }
-    // Boxed: opening a connection is the rare path, and its large future
-    // would otherwise be moved with every request's.
-    let mut conn = Box::pin(pool.connect()).await?;
-    match conn.send(req).await {
-        Ok(response) => Ok(Exchange {
-            response,
-            conn: Some(conn),
-        }),
-        Err(SendError::Failed(error)) => Err(UpstreamError::Http(error)),
-        Err(SendError::NotSent(_)) => Err(UpstreamError::Connect(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "the new connection closed before the request was sent",
-        ))),
-    }
-}
-
-/// Whether a request body has to go chunked: it has bytes, and its
-/// length is not known.
-fn needs_chunked(body: &ProxyBody) -> bool {
-    !body.is_end_stream() && body.size_hint().exact().is_none()
-}
-
-/// Sends through the general pooled client.
-async fn send_general<C>(
+/// Sends through hyper's HTTP/2 client.
+async fn send_http2<C>(
     client: &Client<C, ProxyBody>,
     req: Request<ProxyBody>,
 ) -> Result<Exchange, UpstreamError>
@@ -305,15 +243,16 @@ where
     client
         .request(req)
         .await
-        .map(Exchange::unpooled)
+        .map(Exchange::Http2)
         .map_err(|error| UpstreamError::Client {
             connect: error.is_connect(),
             source: error.into(),
         })
 }
 
-/// The general pooled client, for HTTPS and HTTP/2 backends.
-fn general_client(url: &UpstreamUrl, config: &UpstreamConfig) -> Pool {
+/// hyper's pooled HTTP/2 client (prior knowledge on `http://`, ALPN `h2`
+/// on `https://`).
+fn http2_client(url: &UpstreamUrl, config: &UpstreamConfig) -> Pool {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -325,22 +264,19 @@ fn general_client(url: &UpstreamUrl, config: &UpstreamConfig) -> Pool {
         .pool_max_idle_per_host(config.max_idle_per_backend)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .http2_only(config.http2_only)
+        .http2_only(true)
         // Requests that never left a stale pooled connection are resent
         // by the pool; everything else is the proxy's decision.
         .retry_canceled_requests(true)
         .set_host(true);
     match &config.tls {
         Some(tls) if url.scheme == Scheme::HTTPS => {
-            let tls = HttpsConnectorBuilder::new()
+            let connector = HttpsConnectorBuilder::new()
                 .with_tls_config((**tls).clone())
-                .https_only();
-            let connector = if config.http2_only {
-                tls.enable_http2().wrap_connector(http)
-            } else {
-                tls.enable_http1().enable_http2().wrap_connector(http)
-            };
-            Pool::Https(builder.build(connector))
+                .https_only()
+                .enable_http2()
+                .wrap_connector(http);
+            Pool::Http2Tls(builder.build(connector))
         }
         _ => Pool::Http2Plain(builder.build(http)),
     }
@@ -358,10 +294,32 @@ impl Service<Request<ProxyBody>> for Upstream {
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         let upstream = self.clone();
         Box::pin(async move {
-            let Exchange { response, conn } = upstream.send(req).await?;
             let stall = upstream.body_timeout;
-            Ok(response.map(|body| ProxyBody::upstream(body, None, conn, stall)))
+            Ok(upstream.send(req).await?.into_response(None, stall))
         })
+    }
+}
+
+impl Exchange {
+    /// The response, its body read from the backend as the client takes
+    /// it, with `in_flight` kept until its end.
+    pub(crate) fn into_response(
+        self,
+        in_flight: Option<crate::backends::InFlight>,
+        stall: Option<Duration>,
+    ) -> Response<ProxyBody> {
+        match self {
+            Self::Http1(Answer {
+                head,
+                conn,
+                request_complete,
+            }) => {
+                let reusable = head.keep_alive && request_complete;
+                let body = ProxyBody::http1(conn, head.body, reusable, in_flight, stall);
+                Response::from_parts(head.parts, body)
+            }
+            Self::Http2(response) => response.map(|body| ProxyBody::http2(body, in_flight, stall)),
+        }
     }
 }
 

@@ -1,12 +1,11 @@
-//! [`Http1Pool`]: keep-alive HTTP/1.1 connections to one plain backend.
+//! [`Http1Pool`]: keep-alive HTTP/1.1 connections to one backend, plain
+//! or TLS (sessions resumed through the shared client configuration).
 //!
-//! Leaner than a general client: no pool key to hash, no boxed request
-//! future, no task spawned per request. A connection is checked out for one
-//! exchange and goes back when the response body has been read to its end;
-//! the last one returned is the first reused (warm, and the oldest expire).
-//!
-//! The HTTP/1 relay keeps bare TCP connections to the same backend in a
-//! second list: it speaks HTTP/1.1 on them itself.
+//! A connection is checked out for one exchange and goes back when the
+//! response has been read to its end with nothing after it; the last one
+//! returned is the first reused (warm, and the oldest expire). One that has
+//! anything to read when it would be reused (stray bytes, the backend's
+//! close) is closed instead.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,56 +14,68 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
-use super::super::body::ProxyBody;
+use super::conn::{Conn, Stream};
 use crate::error::UpstreamError;
 
 /// Idle connections to one backend, with what is needed to open more.
 #[derive(Debug)]
 pub(crate) struct Http1Pool {
+    /// The backend's `host:port`, the `Host` of requests without one.
+    pub(crate) authority: http::HeaderValue,
     target: Target,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<VecDeque<Idle>>,
-    raw: Mutex<VecDeque<RawIdle>>,
-    /// A task sweeps `raw` while it holds connections.
+    /// A task sweeps `idle` while it holds connections.
     sweeping: AtomicBool,
 }
 
 #[derive(Debug)]
-struct RawIdle {
-    stream: TcpStream,
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
-/// Whether an idle connection has nothing to read: readiness means the
-/// backend closed it (or sent something unasked). The runtime tracks
-/// readiness from its last poll, so this costs no system call; a close it
-/// has not seen yet shows up as a failed exchange, which the proxy may
-/// retry.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    stream.poll_read_ready(&mut cx).is_pending()
+/// Where the backend is: an address, or a host name resolved per connect.
+#[derive(Debug)]
+enum Target {
+    Addr(SocketAddr),
+    Host(String, u16),
 }
 
-/// Whether a connection has nothing to read right now. Any byte (stray
-/// bytes after a response, which the next request would take for its
-/// answer) or the end (the backend closed it) means it must not carry
-/// another request. One non-blocking peek: unlike [`is_quiet`], it also
-/// sees bytes that came since the runtime last looked.
-fn nothing_to_read(socket: &impl std::os::fd::AsFd) -> bool {
-    let mut byte = [std::mem::MaybeUninit::uninit(); 1];
-    let peeked = socket2::SockRef::from(socket).peek(&mut byte);
-    matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+/// A connection checked out of a pool for one exchange. Dropped before
+/// [`release`](Self::release) (a body not read to its end, an error, a
+/// tunnel), it is closed rather than reused.
+#[derive(Debug)]
+pub(crate) struct PooledConn {
+    pub(crate) conn: Conn,
+    /// Whether it came from the pool (it may have been closed by the
+    /// backend meanwhile) rather than being new.
+    pub(crate) reused: bool,
+    pool: Arc<Http1Pool>,
 }
 
-/// Closes the bare idle connections the backend has closed, or that have
+impl PooledConn {
+    /// The connection, out of the pool for good (a tunnel).
+    pub(crate) fn into_conn(self) -> Conn {
+        self.conn
+    }
+
+    /// The exchange is complete: the connection may serve another request.
+    pub(crate) fn release(self) {
+        let pool = self.pool.clone();
+        pool.put(self.conn);
+    }
+}
+
+/// Closes the idle connections the backend has closed, or that have
 /// expired, while any are idle: no request looks at them when traffic
 /// stops, and a closed one would wait in CLOSE_WAIT until the next. Ends
 /// when none are left (the next return starts it again) or the pool is
@@ -82,8 +93,8 @@ async fn sweep(pool: Weak<Http1Pool>) {
             return;
         };
         let now = Instant::now();
-        let mut idle = pool.raw();
-        idle.retain(|c| !pool.expired(c.since, now) && is_quiet(&c.stream));
+        let mut idle = pool.idle();
+        idle.retain_mut(|c| !pool.expired(c.since, now) && c.conn.stream.is_quiet());
         if idle.is_empty() {
             // Under the lock: a connection returned after this starts a
             // new sweep.
@@ -93,100 +104,57 @@ async fn sweep(pool: Weak<Http1Pool>) {
     }
 }
 
-/// Where the backend is: an address, or a host name resolved per connect.
-#[derive(Debug)]
-enum Target {
-    Addr(SocketAddr),
-    Host(String, u16),
-}
-
-#[derive(Debug)]
-struct Idle {
-    sender: SendRequest<ProxyBody>,
-    /// The connection's socket, for [`nothing_to_read`] (a second
-    /// descriptor: hyper owns the first).
-    probe: Option<socket2::Socket>,
-    since: Instant,
-}
-
-/// A connection checked out of a pool for one exchange. Dropped before
-/// [`release`](Self::release) (a body not read to its end, an error, an
-/// upgrade), it is closed rather than reused.
-#[derive(Debug)]
-pub(crate) struct PooledConn {
-    sender: Option<SendRequest<ProxyBody>>,
-    probe: Option<socket2::Socket>,
-    pool: Arc<Http1Pool>,
-    reusable: bool,
-}
-
-/// Why [`PooledConn::send`] failed.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    /// The request never left (the connection was closed): here it is.
-    NotSent(Box<Request<ProxyBody>>),
-    /// The exchange failed after the request was (perhaps partly) sent.
-    Failed(hyper::Error),
-}
-
-impl PooledConn {
-    /// Sends one request on this connection.
-    pub(crate) async fn send(
-        &mut self,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let Some(sender) = self.sender.as_mut() else {
-            return Err(SendError::NotSent(Box::new(req)));
-        };
-        sender
-            .try_send_request(req)
-            .await
-            .map_err(|mut error| match error.take_message() {
-                Some(req) => SendError::NotSent(Box::new(req)),
-                None => SendError::Failed(error.into_error()),
-            })
-    }
-
-    /// The exchange is complete: the connection may serve another request.
-    pub(crate) fn release(mut self) {
-        self.reusable = true;
-    }
-}
-
-impl Drop for PooledConn {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            if self.reusable && !sender.is_closed() {
-                self.pool.put(sender, self.probe.take());
-            }
-        }
-    }
-}
-
 impl Http1Pool {
     pub(crate) fn new(
         authority: &Authority,
         addr: Option<SocketAddr>,
+        tls: Option<Arc<ClientConfig>>,
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
-    ) -> Self {
+    ) -> Result<Self, crate::Error> {
         let target = match addr {
             Some(addr) => Target::Addr(addr),
             None => Target::Host(
                 authority.host().to_owned(),
-                authority.port_u16().unwrap_or(80),
+                authority
+                    .port_u16()
+                    .unwrap_or(if tls.is_some() { 443 } else { 80 }),
             ),
         };
-        Self {
+        let tls = match tls {
+            Some(config) => {
+                let host = authority.host();
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+                    crate::Error::InvalidUpstream {
+                        input: authority.to_string(),
+                        reason: "the host is not a valid TLS server name".to_owned(),
+                    }
+                })?;
+                Some((config, name))
+            }
+            None => None,
+        };
+        let authority_value = http::HeaderValue::from_str(authority.as_str()).map_err(|_| {
+            crate::Error::InvalidUpstream {
+                input: authority.to_string(),
+                reason: "the authority is not a valid Host value".to_owned(),
+            }
+        })?;
+        Ok(Self {
+            authority: authority_value,
             target,
+            tls,
             connect_timeout,
             idle_timeout,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
-            raw: Mutex::new(VecDeque::new()),
             sweeping: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Whether a connection idle since `since` has outlived the idle timeout.
@@ -194,39 +162,44 @@ impl Http1Pool {
         now.duration_since(since) > self.idle_timeout
     }
 
-    fn raw(&self) -> MutexGuard<'_, VecDeque<RawIdle>> {
-        self.raw
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        // A queue of connections stays consistent even if a holder panicked.
+        self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An idle bare connection for the relay, if there is one that has not
-    /// expired and shows no sign of having been closed.
-    pub(crate) fn checkout_raw(&self) -> Option<TcpStream> {
+    /// An idle connection that has not expired and has nothing to read.
+    pub(crate) fn checkout(self: &Arc<Self>) -> Option<PooledConn> {
         let now = Instant::now();
-        let mut idle = self.raw();
+        let mut idle = self.idle();
+        // The longest idle are at the front: drop those past the timeout.
         while idle.front().is_some_and(|c| self.expired(c.since, now)) {
             idle.pop_front();
         }
-        while let Some(entry) = idle.pop_back() {
-            if nothing_to_read(&entry.stream) {
-                return Some(entry.stream);
+        while let Some(mut entry) = idle.pop_back() {
+            if entry.conn.stream.is_quiet() {
+                return Some(PooledConn {
+                    conn: entry.conn,
+                    reused: true,
+                    pool: self.clone(),
+                });
             }
         }
         None
     }
 
-    /// Returns a bare connection after a complete exchange.
-    pub(crate) fn put_raw(self: &Arc<Self>, stream: TcpStream) {
-        if self.max_idle == 0 {
+    /// Returns a connection after a complete exchange.
+    fn put(self: &Arc<Self>, conn: Conn) {
+        if self.max_idle == 0 || !conn.read_buf.is_empty() || conn.eof {
             return;
         }
-        let mut idle = self.raw();
+        let mut idle = self.idle();
         if idle.len() >= self.max_idle {
             idle.pop_front();
         }
-        idle.push_back(RawIdle {
-            stream,
+        idle.push_back(Idle {
+            conn,
             since: Instant::now(),
         });
         drop(idle);
@@ -235,239 +208,51 @@ impl Http1Pool {
         }
     }
 
-    /// Opens a bare connection for the relay.
-    pub(crate) async fn connect_raw(&self) -> Result<TcpStream, UpstreamError> {
-        self.open_tcp().await
-    }
-
-    /// Opens a TCP connection (TCP_NODELAY, TCP keep-alive) under the
-    /// connect timeout.
-    async fn open_tcp(&self) -> Result<TcpStream, UpstreamError> {
-        let connect = async {
-            match &self.target {
+    /// Opens a connection (TCP_NODELAY, TCP keep-alive, then TLS if the
+    /// backend is `https://`), all under the connect timeout.
+    pub(crate) async fn connect(self: &Arc<Self>) -> Result<PooledConn, UpstreamError> {
+        let open = async {
+            let tcp = match &self.target {
                 Target::Addr(addr) => TcpStream::connect(addr).await,
                 Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
             }
-        };
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(UpstreamError::Connect(source)),
-            Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
-        };
-        // Small requests must not wait for Nagle; keep-alive probes find
-        // backends that vanished without a FIN.
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(stream)
-    }
-
-    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        // A queue of senders stays consistent even if a holder panicked.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// An idle connection ready for a request, if there is one.
-    pub(crate) fn checkout(self: &Arc<Self>) -> Option<PooledConn> {
-        let now = Instant::now();
-        let mut idle = self.idle();
-        // The longest idle are at the front: drop those past the timeout.
-        while idle.front().is_some_and(|c| self.expired(c.since, now)) {
-            idle.pop_front();
-        }
-        // A connection whose last exchange the connection task has not
-        // wound up yet is not ready: look past it, and leave it where it
-        // is, so the queue stays ordered by idle time for the expiry above.
-        let mut at = idle.len();
-        while at > 0 {
-            at -= 1;
-            let entry = &idle[at];
-            let readable = || {
-                entry
-                    .probe
-                    .as_ref()
-                    .is_some_and(|probe| !nothing_to_read(probe))
-            };
-            if entry.sender.is_closed() || readable() {
-                idle.remove(at);
-            } else if entry.sender.is_ready() {
-                return idle
-                    .remove(at)
-                    .map(|entry| self.pooled(entry.sender, entry.probe));
+            .map_err(UpstreamError::Connect)?;
+            // Small requests must not wait for Nagle; keep-alive probes
+            // find backends that vanished without a FIN.
+            let _ = tcp.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+            match &self.tls {
+                None => Ok(Stream::Tcp(tcp)),
+                Some((config, name)) => TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map(|tls| Stream::Tls(Box::new(tls)))
+                    .map_err(UpstreamError::Tls),
             }
-        }
-        None
-    }
-
-    fn put(&self, sender: SendRequest<ProxyBody>, probe: Option<socket2::Socket>) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let mut idle = self.idle();
-        if idle.len() >= self.max_idle {
-            idle.pop_front();
-        }
-        idle.push_back(Idle {
-            sender,
-            probe,
-            since: Instant::now(),
-        });
-    }
-
-    fn pooled(
-        self: &Arc<Self>,
-        sender: SendRequest<ProxyBody>,
-        probe: Option<socket2::Socket>,
-    ) -> PooledConn {
-        PooledConn {
-            sender: Some(sender),
-            probe,
-            pool: self.clone(),
-            reusable: false,
-        }
-    }
-
-    /// Opens a new connection; its connection task runs until the peer or
-    /// the last sender goes away.
-    pub(crate) async fn connect(self: &Arc<Self>) -> Result<PooledConn, UpstreamError> {
-        let stream = self.open_tcp().await?;
-        let probe = std::os::fd::AsFd::as_fd(&stream)
-            .try_clone_to_owned()
-            .ok()
-            .map(socket2::Socket::from);
-        let (sender, connection) = http1::Builder::new()
-            // Head and body copied into one buffer per write, cheaper than an
-            // iovec list for the small messages a proxy mostly relays.
-            .writev(false)
-            .handshake(TokioIo::new(stream))
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, open)
             .await
-            .map_err(UpstreamError::Http)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(self.pooled(sender, probe))
+            .map_err(|_| UpstreamError::ConnectTimeout(self.connect_timeout))??;
+        Ok(PooledConn {
+            conn: Conn::new(stream),
+            reused: false,
+            pool: self.clone(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::io::{Read, Write};
 
-    use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
-
-    /// A keep-alive backend on a real socket: `200 ok` to every request.
-    async fn backend() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    /// One complete exchange; the connection goes back to the pool.
-    async fn exchange(mut conn: PooledConn) {
-        let response = conn.send(Request::new(ProxyBody::empty())).await.unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"ok");
-        conn.release();
-    }
-
-    fn ready_count(pool: &Http1Pool) -> usize {
-        pool.idle().iter().filter(|c| c.sender.is_ready()).count()
-    }
-
-    async fn until_all_ready(pool: &Http1Pool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while ready_count(pool) < pool.idle().len() {
-            assert!(
-                Instant::now() < deadline,
-                "pooled connections never became ready"
-            );
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// A checkout that looks past a connection whose last exchange is not
-    /// wound up yet must leave it in place: moved to the front, it would
-    /// shield older connections behind it from the idle-timeout expiry,
-    /// and a later checkout would hand out one idle for too long.
-    #[tokio::test]
-    async fn skipping_a_busy_connection_keeps_the_idle_order_for_expiry() {
-        let addr = backend().await;
-        let authority: Authority = addr.to_string().parse().unwrap();
-        let idle_timeout = Duration::from_secs(1);
-        let pool = Arc::new(Http1Pool::new(
-            &authority,
-            Some(addr),
-            Duration::from_secs(3),
-            idle_timeout,
-            16,
-        ));
-
-        // Two connections idle from `start`: the oldest in the pool.
-        let (first, second) = (pool.connect().await.unwrap(), pool.connect().await.unwrap());
-        exchange(first).await;
-        exchange(second).await;
-        until_all_ready(&pool).await;
-        let start = Instant::now();
-        tokio::time::sleep(idle_timeout / 2).await;
-
-        // A third, checked in as soon as it is open: its connection task
-        // has not run yet, so it is not ready (as one is between the end of
-        // an exchange and its task winding it up).
-        pool.connect().await.unwrap().release();
-        let ready = ready_count(&pool);
-        assert_eq!((pool.idle().len(), ready), (3, 2));
-        let taken = pool.checkout().expect("a ready connection");
-        drop(taken); // not released: closed, not returned
-        assert_eq!(pool.idle().len(), 2);
-
-        // Past the older one's timeout, well before the newer one's: the
-        // older one goes, the newer one is handed out.
-        let expired = start + idle_timeout + Duration::from_millis(100);
-        tokio::time::sleep_until(expired.into()).await;
-        until_all_ready(&pool).await;
-        assert!(
-            Instant::now() < start + idle_timeout + idle_timeout / 2,
-            "too slow to tell the two connections apart"
-        );
-        let reused = pool.checkout().expect("the newer connection");
-        assert_eq!(
-            pool.idle().len(),
-            0,
-            "the expired connection is still pooled"
-        );
-        exchange(reused).await;
-    }
 
     /// A std-thread backend: answers one request `200 ok`, then writes
     /// `stray` when told to, and keeps the connection open.
     fn stray_backend() -> (SocketAddr, std::sync::mpsc::Sender<&'static [u8]>) {
-        use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (tell, told) = std::sync::mpsc::channel::<&'static [u8]>();
@@ -492,25 +277,26 @@ mod tests {
         (addr, tell)
     }
 
-    fn pool_for(addr: SocketAddr) -> Arc<Http1Pool> {
+    fn pool_for(addr: SocketAddr, idle_timeout: Duration) -> Arc<Http1Pool> {
         let authority: Authority = addr.to_string().parse().unwrap();
-        Arc::new(Http1Pool::new(
-            &authority,
-            Some(addr),
-            Duration::from_secs(3),
-            Duration::from_secs(60),
-            16,
-        ))
+        Arc::new(
+            Http1Pool::new(
+                &authority,
+                Some(addr),
+                None,
+                Duration::from_secs(3),
+                idle_timeout,
+                16,
+            )
+            .unwrap(),
+        )
     }
 
-    /// Bytes that came after a response, before the runtime has looked at
-    /// the socket again, keep the connection out of use: it is checked
-    /// with the socket itself, not with what the runtime last saw.
-    #[tokio::test]
-    async fn a_bare_connection_with_stray_bytes_is_never_handed_out() {
-        let (addr, stray) = stray_backend();
-        let pool = pool_for(addr);
-        let mut stream = pool.connect_raw().await.unwrap();
+    async fn one_exchange(pooled: &mut PooledConn) {
+        let stream = match &mut pooled.conn.stream {
+            Stream::Tcp(tcp) => tcp,
+            Stream::Tls(_) => unreachable!("plain backend"),
+        };
         stream
             .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
@@ -520,7 +306,18 @@ mod tests {
         while !answer[..got].ends_with(b"ok") {
             got += stream.read(&mut answer[got..]).await.unwrap();
         }
-        pool.put_raw(stream);
+    }
+
+    /// Bytes that came after a response, before the runtime has looked at
+    /// the socket again, keep the connection out of use: it is checked
+    /// with the socket itself, not with what the runtime last saw.
+    #[tokio::test]
+    async fn a_connection_with_stray_bytes_is_never_handed_out() {
+        let (addr, stray) = stray_backend();
+        let pool = pool_for(addr, Duration::from_secs(60));
+        let mut pooled = pool.connect().await.unwrap();
+        one_exchange(&mut pooled).await;
+        pooled.release();
         stray
             .send(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON")
             .unwrap();
@@ -528,39 +325,8 @@ mod tests {
         // for that without giving the runtime a turn.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let pooled = pool.raw();
-            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
-            if socket2::SockRef::from(&pooled[0].stream)
-                .peek(&mut byte)
-                .is_ok()
-            {
-                break;
-            }
-            drop(pooled);
-            assert!(Instant::now() < deadline, "the stray bytes never came");
-            std::thread::yield_now();
-        }
-        assert!(
-            pool.checkout_raw().is_none(),
-            "a poisoned connection was handed out"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_pooled_connection_with_stray_bytes_is_never_handed_out() {
-        let (addr, stray) = stray_backend();
-        let pool = pool_for(addr);
-        exchange(pool.connect().await.unwrap()).await;
-        until_all_ready(&pool).await;
-        stray
-            .send(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON")
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
             let idle = pool.idle();
-            let probe = idle[0].probe.as_ref().expect("a probe");
-            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
-            if socket2::SockRef::from(probe).peek(&mut byte).is_ok() {
+            if !super::super::conn::nothing_to_read(idle[0].conn.stream.tcp()) {
                 break;
             }
             drop(idle);
@@ -570,6 +336,23 @@ mod tests {
         assert!(
             pool.checkout().is_none(),
             "a poisoned connection was handed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_reused_until_they_expire() {
+        let (addr, _stray) = stray_backend();
+        let pool = pool_for(addr, Duration::from_millis(100));
+        let mut pooled = pool.connect().await.unwrap();
+        one_exchange(&mut pooled).await;
+        pooled.release();
+        let again = pool.checkout().expect("the fresh connection");
+        assert!(again.reused);
+        again.release();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            pool.checkout().is_none(),
+            "an expired connection was handed out"
         );
     }
 }
