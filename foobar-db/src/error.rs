@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use crate::failover::{FailoverError, WriterUnavailable};
+use crate::failover::WriterUnavailable;
 
 /// Everything that can go wrong in foobar-db.
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +130,6 @@ pub enum Error {
         /// The row's column names, comma-separated.
         columns: String,
     },
-    /// A failover step failed.
-    #[error(transparent)]
-    Failover(#[from] FailoverError),
 }
 
 /// What timed out in a host's pool (deadpool's `TimeoutType`, comparable).
@@ -172,6 +169,14 @@ pub enum ConfigError {
     DuplicateHost {
         /// `host:port`.
         host: String,
+    },
+    /// Automatic promotion decides by a majority of the servers: with fewer
+    /// than three, losing the primary leaves no majority, so it could never
+    /// promote.
+    #[error("automatic promotion needs at least three database hosts, {hosts} configured")]
+    TooFewHostsForMajority {
+        /// Hosts configured.
+        hosts: usize,
     },
     /// A failover step could outlast the lease of the built-in coordinator,
     /// which holds for at least half of the lock timeout after a renewal.

@@ -5,7 +5,9 @@
 //! decides the truth from `@@global.read_only` and replication status. Every
 //! per-host field the router reads is an atomic; the writer and its epoch
 //! travel together in one `tokio::sync::watch`, so a reader never sees a
-//! writer with another writer's epoch.
+//! writer with another writer's epoch. The router, which needs only the
+//! writer, reads it from an atomic copy set under the watch's lock before
+//! any waiter wakes: no lock on the query path.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -318,6 +320,8 @@ impl EventLog {
 pub struct Topology {
     pub(crate) hosts: Vec<Arc<Host>>,
     writer: watch::Sender<WriterState>,
+    /// The watch's writer, for the query path (`usize::MAX`: none).
+    writer_index: AtomicUsize,
     next_reader: AtomicUsize,
     failovers: AtomicU64,
     /// The last writer known (`usize::MAX`: none yet): a different one
@@ -339,6 +343,7 @@ impl Topology {
         Self {
             hosts,
             writer,
+            writer_index: AtomicUsize::new(usize::MAX),
             next_reader: AtomicUsize::new(0),
             failovers: AtomicU64::new(0),
             last_writer: AtomicUsize::new(usize::MAX),
@@ -409,12 +414,14 @@ impl Topology {
     }
 
     pub(crate) fn writer_host(&self) -> Option<&Arc<Host>> {
-        let index = self.writer.borrow().writer?;
-        self.hosts.get(index)
+        self.hosts.get(self.writer_index()?)
     }
 
     pub(crate) fn writer_index(&self) -> Option<usize> {
-        self.writer.borrow().writer
+        match self.writer_index.load(Ordering::Acquire) {
+            usize::MAX => None,
+            index => Some(index),
+        }
     }
 
     /// Publishes a new writer state; whether it changed.
@@ -424,6 +431,8 @@ impl Topology {
                 return false;
             }
             *current = state.clone();
+            self.writer_index
+                .store(state.writer.unwrap_or(usize::MAX), Ordering::Release);
             true
         });
         if let Some(writer) = state.writer.filter(|_| changed) {

@@ -2,10 +2,9 @@
 
 mod support;
 
-use foobar_db::Executor;
 use std::time::{Duration, Instant};
 
-use foobar_db::Consistency;
+use foobar_db::{Consistency, Executor};
 use support::cluster_and_pool;
 
 /// Makes the only replica apply everything `seconds` late, and waits until

@@ -406,6 +406,44 @@ async fn a_drain_that_times_out_stops_the_promotion_and_says_so() {
     shutdown.trigger();
 }
 
+#[tokio::test]
+async fn configurations_that_cannot_work_are_refused_at_build() {
+    let shutdown = foobar_core::Shutdown::new();
+    let auto = |hosts: usize| {
+        (0..hosts)
+            .fold(RwPool::builder(), |b, i| {
+                b.replica(format!("mysql://app:x@127.0.0.1:{}/app", 1 + i))
+            })
+            .failover(FailoverConfig::new(FailoverMode::AutoPromote))
+    };
+    let err = auto(2).build(&shutdown).await.expect_err("two hosts");
+    assert!(
+        matches!(
+            err,
+            Error::Config(ConfigError::TooFewHostsForMajority { hosts: 2 })
+        ),
+        "{err}"
+    );
+    let err = auto(3)
+        .failover(
+            FailoverConfig::new(FailoverMode::AutoPromote)
+                .lock_timeout(Duration::from_secs(4))
+                .step_timeout(Duration::from_secs(2)),
+        )
+        .build(&shutdown)
+        .await
+        .expect_err("steps as long as half the lock");
+    assert!(
+        matches!(err, Error::Config(ConfigError::StepOutlastsLease { .. })),
+        "{err}"
+    );
+    let err = RwPool::builder()
+        .build(&shutdown)
+        .await
+        .expect_err("no hosts");
+    assert!(matches!(err, Error::Config(ConfigError::NoHosts)), "{err}");
+}
+
 #[test]
 fn the_accounts_in_the_docs_list_the_same_privileges() {
     let readme = include_str!("../README.md");

@@ -3,10 +3,10 @@
 
 mod support;
 
-use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_db::sandbox::wait_for;
+use foobar_db::Executor;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use support::cluster_and_pool;
 

@@ -3,7 +3,6 @@
 
 mod support;
 
-use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_core::status::StatusSource;
@@ -12,7 +11,7 @@ use foobar_db::mysql_async::Opts;
 use foobar_db::pool::Manager;
 use foobar_db::sandbox::{wait_for, MONITOR};
 use foobar_db::topology::{Health, Role};
-use foobar_db::{Error, PoolConfig, ResetPolicy};
+use foobar_db::{Error, Executor, PoolConfig, ResetPolicy};
 use support::cluster_and_pool;
 
 #[tokio::test]

@@ -2,12 +2,11 @@
 
 mod support;
 
-use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::sandbox::wait_for;
-use foobar_db::{Error, ReadFallback};
+use foobar_db::{Error, Executor, ReadFallback};
 use support::{cluster_and_pool, port_of_read};
 
 #[tokio::test]

@@ -59,6 +59,8 @@ pub enum Step {
     SetReadOnly,
     /// Make a fenced host a replica of the writer.
     Rejoin,
+    /// Read what a diverged host holds beyond the writer.
+    CompareGtids,
 }
 
 impl fmt::Display for Step {
@@ -77,6 +79,7 @@ impl fmt::Display for Step {
             Self::SetWritable => "set writable",
             Self::SetReadOnly => "set read-only",
             Self::Rejoin => "rejoin as replica",
+            Self::CompareGtids => "compare GTIDs",
         })
     }
 }

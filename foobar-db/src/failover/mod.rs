@@ -37,7 +37,9 @@
 //!   ProxySQL does, and sets a former writer that comes back writable
 //!   read-only.
 //! - [`FailoverMode::AutoPromote`]: the pools promote a replica themselves.
-//!   Every application instance may run it; they decide together.
+//!   Every application instance may run it; they decide together. It needs
+//!   at least three servers (a primary and two replicas): with two, losing
+//!   the primary leaves no majority to decide with.
 //!
 //! # Deciding together
 //!

@@ -580,7 +580,7 @@ pub(crate) async fn diverged(
     let host_state: String = value(
         &host,
         &mut conn,
-        Step::Survey,
+        Step::CompareGtids,
         dialect.binlog_state(),
         (),
         timeout,
@@ -598,7 +598,7 @@ pub(crate) async fn diverged(
     let writer_state: String = value(
         &writer,
         &mut conn,
-        Step::Survey,
+        Step::CompareGtids,
         dialect.binlog_state(),
         (),
         timeout,
@@ -615,7 +615,7 @@ pub(crate) async fn diverged(
             let set: String = value(
                 &writer,
                 &mut conn,
-                Step::Survey,
+                Step::CompareGtids,
                 "SELECT GTID_SUBTRACT(?, ?)",
                 (host_state, writer_state),
                 timeout,

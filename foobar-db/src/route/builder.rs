@@ -179,6 +179,12 @@ impl RwPoolBuilder {
         if self.pool.max_size == 0 {
             return Err(ConfigError::ZeroPoolSize.into());
         }
+        if self.failover.mode == FailoverMode::AutoPromote && self.hosts.len() < 3 {
+            return Err(ConfigError::TooFewHostsForMajority {
+                hosts: self.hosts.len(),
+            }
+            .into());
+        }
         let (step, lock) = (self.failover.step_timeout, self.failover.lock_timeout);
         if self.failover.mode == FailoverMode::AutoPromote
             && self.failover.coordinator.is_none()

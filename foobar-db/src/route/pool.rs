@@ -319,6 +319,9 @@ impl RwPool {
     /// will not go away by waiting.
     async fn writer_host(&self) -> Result<Arc<Host>> {
         let topology = &self.inner.topology;
+        if let Some(host) = topology.writer_host() {
+            return Ok(Arc::clone(host));
+        }
         let state = topology.writer_state();
         if let Some(host) = state.writer.and_then(|w| topology.hosts.get(w)) {
             return Ok(Arc::clone(host));

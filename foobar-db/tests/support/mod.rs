@@ -4,12 +4,11 @@
 pub mod fleet;
 pub mod proxy;
 
-use foobar_db::Executor;
 use std::time::Duration;
 
 use foobar_core::Shutdown;
 use foobar_db::sandbox::{Cluster, REPLICATION};
-use foobar_db::{FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
+use foobar_db::{Executor, FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
