@@ -9,6 +9,8 @@
 //!   balancer's client certificate (mTLS); active health checks on
 //!   `/healthz` and passive outlier detection; idempotent requests retried
 //!   on another server after a connection failure.
+//! - An access log (JSON or nginx `combined`, reopened on SIGHUP) naming
+//!   the web server that answered each request.
 //! - An admin listener (`/metrics`, `/status`, `/readyz`) on its own address,
 //!   behind its own allow-list.
 
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use foobar_core::access_log::{AccessLogLayer, AccessLogWriter, Format};
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::Monitor;
@@ -27,9 +30,92 @@ use foobar_guard::{ConnLimitLayer, FirewallLayer, Rules};
 use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
+use serde::Deserialize;
 use tower::ServiceBuilder;
 
+use crate::config::{self, ConfigError, Parsed};
+use crate::web::LogFormat;
 use crate::AppError;
+
+/// The `lb` role's command line. Every option may also be set in the
+/// `--config` file (same names, TOML); a flag overrides the file.
+#[derive(Debug, clap::Parser)]
+#[command(name = "lb", about = "The HTTPS load balancer of the foobar stack")]
+pub struct LbArgs {
+    /// A TOML file with any of these options (a flag overrides it)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTPS address
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Admin address (/metrics, /status, /readyz)
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// The served certificate chain (PEM, reloaded on SIGHUP)
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM)
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// Firewall 1 rules [default: allow everyone]
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Who may reach the admin address [default: loopback only]
+    #[arg(long, value_name = "FILE")]
+    pub admin_rules: Option<PathBuf>,
+    /// Requests per second per client address
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Requests a client may send at once [default: twice the rate]
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Open connections in all
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections per client address
+    #[arg(long, default_value_t = 256)]
+    pub max_per_client: usize,
+    /// A web server, https://host:port (repeatable)
+    #[arg(long = "backend", value_name = "URL")]
+    pub backends: Vec<String>,
+    /// The CA the web servers' certificates are verified with
+    #[arg(long, value_name = "PEM")]
+    pub upstream_ca: Option<PathBuf>,
+    /// The load balancer's client certificate (mTLS to the web servers)
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Write an access log line per request to this file (reopened on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// The access log's format
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub access_log_format: LogFormat,
+}
+
+/// The `lb` role's configuration file: the flags' names, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LbFile {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    rules: Option<PathBuf>,
+    admin_rules: Option<PathBuf>,
+    rate: Option<u32>,
+    burst: Option<u32>,
+    max_connections: Option<usize>,
+    max_per_client: Option<usize>,
+    backend: Option<Vec<String>>,
+    upstream_ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    access_log: Option<PathBuf>,
+    access_log_format: Option<LogFormat>,
+}
 
 /// Everything a load balancer needs.
 #[derive(Debug)]
@@ -57,79 +143,89 @@ pub struct LbConfig {
     /// The load balancer's client certificate and key, for mTLS to the web
     /// servers.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Where the access log goes, if anywhere.
+    pub access_log: Option<(PathBuf, Format)>,
 }
 
-/// The `lb` role's command-line flags.
-pub const FLAGS: &[&str] = &[
-    "listen",
-    "admin",
-    "cert",
-    "key",
-    "rules",
-    "admin-rules",
-    "rate",
-    "burst",
-    "max-connections",
-    "max-per-client",
-    "backend",
-    "upstream-ca",
-    "client-cert",
-    "client-key",
-];
-
-/// The `lb` role's usage text.
-pub const USAGE: &str = "\
-lb: the HTTPS load balancer of the foobar stack
-
-USAGE:
-    lb --cert PEM --key PEM --upstream-ca PEM --backend URL... [OPTIONS]
-
-OPTIONS:
-    --listen ADDR           HTTPS address [default: 127.0.0.1:8443]
-    --admin ADDR            admin address (/metrics, /status, /readyz) [default: 127.0.0.1:9901]
-    --cert PEM, --key PEM   the served certificate chain and key (reloaded on SIGHUP)
-    --rules FILE            Firewall 1 rules [default: allow everyone]
-    --admin-rules FILE      who may reach the admin address [default: loopback only]
-    --rate N, --burst N     requests per second per client address, and the burst [default: 200, 400]
-    --max-connections N     open connections in all [default: 10000]
-    --max-per-client N      open connections per client address [default: 256]
-    --backend URL           a web server, https://host:port (repeatable)
-    --upstream-ca PEM       the CA the web servers' certificates are verified with
-    --client-cert PEM, --client-key PEM   the load balancer's client certificate (mTLS)
-    -h, --help              print this help
-";
-
 impl LbConfig {
-    /// Reads the configuration from command-line flags ([`FLAGS`]).
+    /// The configuration from a parsed command line and its `--config` file.
     ///
     /// # Errors
-    /// A message naming the missing or bad flag, or the bad rules file.
-    pub fn from_flags(flags: &crate::cli::Flags) -> Result<Self, String> {
-        let rate: u32 = flags.parse_or("rate", 200)?;
-        let burst: u32 = flags.parse_or("burst", rate.saturating_mul(2))?;
-        let client_cert = match (flags.get("client-cert"), flags.get("client-key")) {
-            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-            (None, None) => None,
-            _ => return Err("--client-cert and --client-key go together".to_owned()),
+    /// A [`ConfigError`] naming the flag, or the file and line.
+    pub fn from_args(parsed: &Parsed<LbArgs>) -> Result<Self, ConfigError> {
+        let file: LbFile = match &parsed.args.config {
+            Some(path) => config::load_file(path)?,
+            None => LbFile::default(),
         };
-        if flags.all("backend").is_empty() {
-            return Err("at least one --backend is required".to_owned());
+        let args = &parsed.args;
+        let opt = |id: &str, flag: &Option<PathBuf>, file: Option<PathBuf>| {
+            parsed.pick_opt(id, flag.clone(), file)
+        };
+        let rate = parsed.pick("rate", args.rate, file.rate).max(1);
+        let burst = parsed
+            .pick_opt("burst", args.burst, file.burst)
+            .unwrap_or(rate.saturating_mul(2))
+            .max(1);
+        let client_cert = match (
+            opt("client_cert", &args.client_cert, file.client_cert),
+            opt("client_key", &args.client_key, file.client_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    flag: "client-cert",
+                    reason: "--client-cert and --client-key go together".to_owned(),
+                })
+            }
+        };
+        let backends = if args.backends.is_empty() {
+            file.backend.unwrap_or_default()
+        } else {
+            args.backends.clone()
+        };
+        if backends.is_empty() {
+            return Err(ConfigError::Missing { flag: "backend" });
         }
+        let access_log = opt("access_log", &args.access_log, file.access_log).map(|path| {
+            let format = parsed.pick(
+                "access_log_format",
+                args.access_log_format,
+                file.access_log_format,
+            );
+            (path, format.into())
+        });
         Ok(Self {
-            listen: flags.parse_or("listen", SocketAddr::from(([127, 0, 0, 1], 8443)))?,
-            admin: flags.parse_or("admin", SocketAddr::from(([127, 0, 0, 1], 9901)))?,
-            cert: flags.require("cert")?,
-            key: flags.require("key")?,
-            allow: crate::cli::rules(flags.get("rules"), "default allow\n")?,
-            admin_allow: crate::cli::rules(flags.get("admin-rules"), crate::cli::LOOPBACK_ONLY)?,
-            rate_limit: (rate.max(1), burst.max(1)),
+            listen: parsed.pick("listen", args.listen, file.listen),
+            admin: parsed.pick("admin", args.admin, file.admin),
+            cert: opt("cert", &args.cert, file.cert)
+                .ok_or(ConfigError::Missing { flag: "cert" })?,
+            key: opt("key", &args.key, file.key).ok_or(ConfigError::Missing { flag: "key" })?,
+            allow: config::rules(
+                opt("rules", &args.rules, file.rules).as_deref(),
+                "default allow\n",
+            )?,
+            admin_allow: config::rules(
+                opt("admin_rules", &args.admin_rules, file.admin_rules).as_deref(),
+                config::LOOPBACK_ONLY,
+            )?,
+            rate_limit: (rate, burst),
             max_connections: (
-                flags.parse_or("max-connections", 10_000)?,
-                flags.parse_or("max-per-client", 256)?,
+                parsed.pick(
+                    "max_connections",
+                    args.max_connections,
+                    file.max_connections,
+                ),
+                parsed.pick("max_per_client", args.max_per_client, file.max_per_client),
             ),
-            backends: flags.all("backend").to_vec(),
-            upstream_ca: flags.require("upstream-ca")?,
+            backends,
+            upstream_ca: opt("upstream_ca", &args.upstream_ca, file.upstream_ca).ok_or(
+                ConfigError::Missing {
+                    flag: "upstream-ca",
+                },
+            )?,
             client_cert,
+            access_log,
         })
     }
 }
@@ -181,8 +277,17 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         .spawn_http(proxy.backends());
 
     let (rate, burst) = config.rate_limit;
+    let access_log = match &config.access_log {
+        Some((path, format)) => {
+            let writer = AccessLogWriter::open(path)?;
+            writer.reopen_on_sighup(shutdown.clone())?;
+            AccessLogLayer::new(writer, *format)
+        }
+        None => AccessLogLayer::optional(None, Format::Json),
+    };
     let http = ServiceBuilder::new()
         .layer(MetricsLayer::new("lb").with_rates(monitor.rates()))
+        .layer(access_log)
         .layer(RateLimitLayer::per_second(rate, burst)?)
         .service(proxy.clone());
 

@@ -4,13 +4,15 @@
 //! | binary | role |
 //! |---|---|
 //! | `hello` | the smallest server: metrics and an admin listener |
+//! | `grpc` | [`grpc`]: a tonic server behind guard's layers, a client balanced by `LoadBalancer` |
 //! | `web` | [`web`]: a guestbook API behind the load balancer, on [`foobar_db::RwPool`] |
 //! | `lb` | [`lb`]: the HTTPS load balancer in front of the web servers |
 //! | `lb-bench` | the benchmark's minimal thread-per-core load balancer |
 //! | `stack` | the whole topology on one machine |
 
 pub mod certs;
-pub mod cli;
+pub mod config;
+pub mod grpc;
 pub mod lb;
 pub mod stack;
 pub mod web;

@@ -23,44 +23,80 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 use crate::certs::StackCerts;
+use crate::config::{self, ConfigError, Parsed};
 use crate::AppError;
 
-/// The `stack` command's flags.
-pub const FLAGS: &[&str] = &[
-    "dir",
-    "lb",
-    "lb-admin",
-    "web",
-    "web-admin",
-    "db-primary",
-    "db-replica",
-    "db-ca",
-    "db-monitor",
-    "rate",
-];
+/// The `stack` command's command line. Every option may also be set in
+/// the `--config` file (same names, TOML); a flag overrides the file.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "stack",
+    about = "The whole foobar reference topology on one machine",
+    after_help = "Roles, as the stack runs them:\n    stack web --help    one web server\n    stack lb --help     the load balancer\n\n\
+                  Passwords of existing database servers come from files (--db-password-file, \
+                  --db-monitor-password-file) or from FOOBAR_DB_PASSWORD and \
+                  FOOBAR_DB_MONITOR_PASSWORD, never from the command line."
+)]
+pub struct StackArgs {
+    /// A TOML file with any of these options (a flag overrides it)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where certificates, rules, logs and stack.json go [default: a temp dir, removed at exit]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The site, over HTTPS
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub lb: SocketAddr,
+    /// The load balancer's admin and status page
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub lb_admin: SocketAddr,
+    /// A web server's HTTPS address (repeat for more) [default: 127.0.0.1:8541, 127.0.0.1:8542]
+    #[arg(long = "web", value_name = "ADDR")]
+    pub webs: Vec<SocketAddr>,
+    /// Its admin address, in the same order [default: 127.0.0.1:9911, 127.0.0.1:9912]
+    #[arg(long = "web-admin", value_name = "ADDR")]
+    pub web_admins: Vec<SocketAddr>,
+    /// Use this MariaDB/MySQL primary (mysql://user@host:port/db) instead of private servers
+    #[arg(long, value_name = "URL")]
+    pub db_primary: Option<String>,
+    /// A replica of it (repeatable)
+    #[arg(long = "db-replica", value_name = "URL")]
+    pub db_replicas: Vec<String>,
+    /// The CA of the existing servers' TLS certificates
+    #[arg(long, value_name = "PEM")]
+    pub db_ca: Option<PathBuf>,
+    /// File holding the existing servers' application password [env: FOOBAR_DB_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// The monitoring account on the existing servers
+    #[arg(long, value_name = "USER")]
+    pub db_monitor_user: Option<String>,
+    /// File holding its password [env: FOOBAR_DB_MONITOR_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_monitor_password_file: Option<PathBuf>,
+    /// Requests per second per client at the load balancer
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+}
 
-/// The `stack` command's usage text.
-pub const USAGE: &str = "\
-stack: the whole foobar reference topology on one machine
-
-USAGE:
-    stack [OPTIONS]
-    stack web --help    run one web server (as the stack does)
-    stack lb --help     run the load balancer (as the stack does)
-
-OPTIONS:
-    --dir DIR               where certificates, rules and stack.json go [default: a temp dir, removed at exit]
-    --lb ADDR               the site, over HTTPS [default: 127.0.0.1:8443]
-    --lb-admin ADDR         the load balancer's admin and status page [default: 127.0.0.1:9901]
-    --web ADDR              a web server's HTTPS address (repeat for more) [default: 127.0.0.1:8541, 127.0.0.1:8542]
-    --web-admin ADDR        its admin address, in the same order [default: 127.0.0.1:9911, 127.0.0.1:9912]
-    --db-primary URL        use this MariaDB/MySQL primary instead of starting private servers
-    --db-replica URL        a replica of it (repeatable)
-    --db-ca PEM             the CA of the existing servers' TLS certificates
-    --db-monitor USER:PASS  the monitoring account on the existing servers
-    --rate N                requests per second per client at the load balancer [default: 500]
-    -h, --help              print this help
-";
+/// The `stack` command's configuration file: the flags' names, all
+/// optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StackFile {
+    dir: Option<PathBuf>,
+    lb: Option<SocketAddr>,
+    lb_admin: Option<SocketAddr>,
+    web: Option<Vec<SocketAddr>>,
+    web_admin: Option<Vec<SocketAddr>>,
+    db_primary: Option<String>,
+    db_replica: Option<Vec<String>>,
+    db_ca: Option<PathBuf>,
+    db_password_file: Option<PathBuf>,
+    db_monitor_user: Option<String>,
+    db_monitor_password_file: Option<PathBuf>,
+    rate: Option<u32>,
+}
 
 /// Addresses and options of a stack.
 #[derive(Debug, Clone)]
@@ -82,49 +118,106 @@ pub struct StackConfig {
 /// Database servers the stack does not own.
 #[derive(Debug, Clone)]
 pub struct ExistingDb {
-    /// The primary's URL.
+    /// The primary's URL, without a password.
     pub primary: String,
-    /// Replica URLs.
+    /// Replica URLs, without passwords.
     pub replicas: Vec<String>,
     /// The CA of their TLS certificates, if they speak TLS.
     pub ca: Option<PathBuf>,
-    /// The monitoring account (`user:password`).
-    pub monitor: Option<String>,
+    /// The application account's password.
+    pub password: Option<String>,
+    /// The monitoring account (`user`, `password`).
+    pub monitor: Option<(String, String)>,
 }
 
 impl StackConfig {
-    /// Reads the configuration from command-line flags ([`FLAGS`]).
+    /// The configuration from a parsed command line and its `--config` file.
     ///
     /// # Errors
-    /// A message naming the bad flag.
-    pub fn from_flags(flags: &crate::cli::Flags) -> Result<Self, String> {
-        let parse = |values: &[String], defaults: [&str; 2]| -> Result<Vec<SocketAddr>, String> {
-            if values.is_empty() {
-                return Ok(defaults.iter().filter_map(|d| d.parse().ok()).collect());
-            }
-            values
-                .iter()
-                .map(|v| v.parse().map_err(|e| format!("{v:?}: {e}")))
-                .collect()
+    /// A [`ConfigError`] naming the flag, the file and line, or the secret
+    /// file.
+    pub fn from_args(parsed: &Parsed<StackArgs>) -> Result<Self, ConfigError> {
+        let file: StackFile = match &parsed.args.config {
+            Some(path) => config::load_file(path)?,
+            None => StackFile::default(),
         };
-        let webs = parse(flags.all("web"), ["127.0.0.1:8541", "127.0.0.1:8542"])?;
-        let admins = parse(flags.all("web-admin"), ["127.0.0.1:9911", "127.0.0.1:9912"])?;
+        let args = &parsed.args;
+        let list =
+            |flag: &[SocketAddr], file: Option<Vec<SocketAddr>>, default: [SocketAddr; 2]| {
+                if flag.is_empty() {
+                    file.unwrap_or_else(|| default.to_vec())
+                } else {
+                    flag.to_vec()
+                }
+            };
+        let webs = list(
+            &args.webs,
+            file.web,
+            [
+                SocketAddr::from(([127, 0, 0, 1], 8541)),
+                SocketAddr::from(([127, 0, 0, 1], 8542)),
+            ],
+        );
+        let admins = list(
+            &args.web_admins,
+            file.web_admin,
+            [
+                SocketAddr::from(([127, 0, 0, 1], 9911)),
+                SocketAddr::from(([127, 0, 0, 1], 9912)),
+            ],
+        );
         if webs.len() != admins.len() {
-            return Err("give one --web-admin per --web".to_owned());
+            return Err(ConfigError::Invalid {
+                flag: "web-admin",
+                reason: "give one --web-admin per --web".to_owned(),
+            });
         }
-        let existing_db = flags.get("db-primary").map(|primary| ExistingDb {
-            primary: primary.to_owned(),
-            replicas: flags.all("db-replica").to_vec(),
-            ca: flags.get("db-ca").map(PathBuf::from),
-            monitor: flags.get("db-monitor").map(str::to_owned),
-        });
+        let existing_db =
+            match parsed.pick_opt("db_primary", args.db_primary.clone(), file.db_primary) {
+                None => None,
+                Some(primary) => {
+                    let password_file = parsed.pick_opt(
+                        "db_password_file",
+                        args.db_password_file.clone(),
+                        file.db_password_file,
+                    );
+                    let monitor_file = parsed.pick_opt(
+                        "db_monitor_password_file",
+                        args.db_monitor_password_file.clone(),
+                        file.db_monitor_password_file,
+                    );
+                    let monitor = match parsed.pick_opt(
+                        "db_monitor_user",
+                        args.db_monitor_user.clone(),
+                        file.db_monitor_user,
+                    ) {
+                        Some(user) => Some((
+                            user,
+                            config::secret(monitor_file.as_deref(), "FOOBAR_DB_MONITOR_PASSWORD")?
+                                .unwrap_or_default(),
+                        )),
+                        None => None,
+                    };
+                    Some(ExistingDb {
+                        primary,
+                        replicas: if args.db_replicas.is_empty() {
+                            file.db_replica.unwrap_or_default()
+                        } else {
+                            args.db_replicas.clone()
+                        },
+                        ca: parsed.pick_opt("db_ca", args.db_ca.clone(), file.db_ca),
+                        password: config::secret(password_file.as_deref(), "FOOBAR_DB_PASSWORD")?,
+                        monitor,
+                    })
+                }
+            };
         Ok(Self {
-            dir: flags.get("dir").map(PathBuf::from),
-            lb: flags.parse_or("lb", SocketAddr::from(([127, 0, 0, 1], 8443)))?,
-            lb_admin: flags.parse_or("lb-admin", SocketAddr::from(([127, 0, 0, 1], 9901)))?,
+            dir: parsed.pick_opt("dir", args.dir.clone(), file.dir),
+            lb: parsed.pick("lb", args.lb, file.lb),
+            lb_admin: parsed.pick("lb_admin", args.lb_admin, file.lb_admin),
             webs: webs.into_iter().zip(admins).collect(),
             existing_db,
-            rate: flags.parse_or("rate", 500)?,
+            rate: parsed.pick("rate", args.rate, file.rate),
         })
     }
 }
@@ -172,15 +265,40 @@ pub struct DbNodeInfo {
     pub pid_file: PathBuf,
 }
 
-/// The private database servers, or the URLs of existing ones.
+/// The private database servers, or the URLs of existing ones. URLs hold
+/// no passwords: the roles read them from files only their user can read.
 struct Database {
     cluster: Option<Cluster>,
     primary: String,
     replicas: Vec<String>,
     ca: Option<PathBuf>,
-    monitor: Option<String>,
-    failover: Option<String>,
-    replication: Option<String>,
+    password: Option<PathBuf>,
+    monitor: Option<Account>,
+    failover: Option<Account>,
+    replication: Option<Account>,
+}
+
+/// A database account whose password is in a file.
+struct Account {
+    user: String,
+    password_file: PathBuf,
+}
+
+/// Writes a secret into `dir/secrets/name`, readable by this user only.
+fn write_secret(dir: &Path, name: &str, secret: &str) -> Result<PathBuf, AppError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
+    let path = secrets.join(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    Ok(path)
 }
 
 /// Runs the stack until `shutdown` fires.
@@ -213,7 +331,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         "# Firewall 2: only the load balancer\nallow 127.0.0.1\ndefault deny\n",
     )?;
 
-    let database = start_database(&config, &certs).await?;
+    let database = start_database(&config, &certs, &dir).await?;
     let info = StackInfo {
         dir: dir.clone(),
         ca: certs.ca.clone(),
@@ -249,7 +367,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         .map(|web| {
             RoleProcess::new(
                 web.name.clone(),
-                web_args(web, &certs, &web_rules, &database),
+                web_args(&dir, web, &certs, &web_rules, &database, config.rate),
             )
         })
         .collect();
@@ -291,14 +409,30 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     Ok(())
 }
 
-async fn start_database(config: &StackConfig, certs: &StackCerts) -> Result<Database, AppError> {
+async fn start_database(
+    config: &StackConfig,
+    certs: &StackCerts,
+    dir: &Path,
+) -> Result<Database, AppError> {
     if let Some(existing) = &config.existing_db {
+        let password = match &existing.password {
+            Some(password) => Some(write_secret(dir, "db-app", password)?),
+            None => None,
+        };
+        let monitor = match &existing.monitor {
+            Some((user, password)) => Some(Account {
+                user: user.clone(),
+                password_file: write_secret(dir, "db-monitor", password)?,
+            }),
+            None => None,
+        };
         return Ok(Database {
             cluster: None,
             primary: existing.primary.clone(),
             replicas: existing.replicas.clone(),
             ca: existing.ca.clone(),
-            monitor: existing.monitor.clone(),
+            password,
+            monitor,
             failover: None,
             replication: None,
         });
@@ -324,23 +458,40 @@ async fn start_database(config: &StackConfig, certs: &StackCerts) -> Result<Data
     ))
     .await?;
     drop(root);
-    let account = |a: sandbox::Account| Some(format!("{}:{}", a.user, a.password));
+    let account = |a: sandbox::Account, name: &str| -> Result<Option<Account>, AppError> {
+        Ok(Some(Account {
+            user: a.user.to_owned(),
+            password_file: write_secret(dir, name, a.password)?,
+        }))
+    };
+    let url = |node: &sandbox::Node| {
+        format!(
+            "mysql://{}@{}/{}",
+            sandbox::APP.user,
+            node.address(),
+            sandbox::APP_DATABASE
+        )
+    };
     Ok(Database {
-        primary: cluster.primary().app_url(),
-        replicas: cluster
-            .replicas()
-            .iter()
-            .map(sandbox::Node::app_url)
-            .collect(),
+        primary: url(cluster.primary()),
+        replicas: cluster.replicas().iter().map(url).collect(),
         ca: Some(certs.ca.clone()),
-        monitor: account(sandbox::MONITOR),
-        failover: account(sandbox::ADMIN),
-        replication: account(sandbox::REPLICATION),
+        password: Some(write_secret(dir, "db-app", sandbox::APP.password)?),
+        monitor: account(sandbox::MONITOR, "db-monitor")?,
+        failover: account(sandbox::ADMIN, "db-failover")?,
+        replication: account(sandbox::REPLICATION, "db-replication")?,
         cluster: Some(cluster),
     })
 }
 
-fn web_args(web: &WebInfo, certs: &StackCerts, rules: &Path, db: &Database) -> Vec<String> {
+fn web_args(
+    dir: &Path,
+    web: &WebInfo,
+    certs: &StackCerts,
+    rules: &Path,
+    db: &Database,
+    rate: u32,
+) -> Vec<String> {
     let mut args = vec![
         "web".to_owned(),
         format!("--name={}", web.name),
@@ -351,19 +502,41 @@ fn web_args(web: &WebInfo, certs: &StackCerts, rules: &Path, db: &Database) -> V
         format!("--client-ca={}", certs.ca.display()),
         format!("--rules={}", rules.display()),
         format!("--db-primary={}", db.primary),
+        format!(
+            "--access-log={}",
+            dir.join(format!("{}-access.log", web.name)).display()
+        ),
+        "--access-log-format=combined".to_owned(),
+        // The clients behind the load balancer get the same limit there.
+        format!("--rate={rate}"),
     ];
     args.extend(db.replicas.iter().map(|r| format!("--db-replica={r}")));
     if let Some(ca) = &db.ca {
         args.push(format!("--db-ca={}", ca.display()));
     }
+    if let Some(password) = &db.password {
+        args.push(format!("--db-password-file={}", password.display()));
+    }
     if let Some(monitor) = &db.monitor {
-        args.push(format!("--db-monitor={monitor}"));
+        args.push(format!("--db-monitor-user={}", monitor.user));
+        args.push(format!(
+            "--db-monitor-password-file={}",
+            monitor.password_file.display()
+        ));
     }
     // Every web server takes part in failover: they decide together,
     // through a majority of locks on the database servers.
     if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
-        args.push(format!("--db-failover={failover}"));
-        args.push(format!("--db-replication={replication}"));
+        args.push(format!("--db-failover-user={}", failover.user));
+        args.push(format!(
+            "--db-failover-password-file={}",
+            failover.password_file.display()
+        ));
+        args.push(format!("--db-replication-user={}", replication.user));
+        args.push(format!(
+            "--db-replication-password-file={}",
+            replication.password_file.display()
+        ));
         args.push("--failover=auto".to_owned());
     }
     if db.cluster.is_some() {
@@ -389,6 +562,7 @@ fn lb_args(
         format!("--upstream-ca={}", certs.ca.display()),
         format!("--client-cert={}", certs.lb_client.cert.display()),
         format!("--client-key={}", certs.lb_client.key.display()),
+        format!("--access-log={}", info.dir.join("lb-access.log").display()),
     ];
     args.extend(
         info.webs

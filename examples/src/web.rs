@@ -1,37 +1,205 @@
-//! The web role: a guestbook API behind the load balancer.
+//! The web role: a guestbook API behind the load balancer, as an axum app.
 //!
-//! - Firewall 2: only the load balancer's addresses may connect, and only
-//!   with a client certificate from the internal CA (mTLS).
-//! - The application: `POST /entries` writes to the primary, `GET /entries`
-//!   reads from a replica through [`RwPool`], with read-your-writes across
-//!   web servers: a write answers with its GTID (header `x-foobar-gtid` and
-//!   a cookie), and a read carrying it waits until the chosen replica has
-//!   applied it, or reads from the primary.
+//! - Firewall 2 (connection level): only the load balancer's addresses may
+//!   connect, and only with a client certificate from the internal CA
+//!   (mTLS).
+//! - The application ([`router`]): an axum `Router` with `State` holding the
+//!   [`RwPool`], and foobar's request layers: metrics, an access log, the
+//!   request-level firewall (the client behind the load balancer, from its
+//!   `X-Forwarded-For`) and a per-client rate limit. `POST /entries` writes
+//!   to the primary, `GET /entries` reads from a replica, with
+//!   read-your-writes across web servers: a write answers with its GTID
+//!   (header `x-foobar-gtid` and a cookie), and a read carrying it waits
+//!   until the chosen replica has applied it, or reads from the primary.
 //! - Firewall 3: the pool speaks TLS to the database, verifying the
 //!   server's certificate against the internal CA.
-//! - Request metrics, host metrics and an admin listener (`/metrics`,
-//!   `/status`, `/readyz`) on a separate address.
+//! - Host metrics and an admin listener (`/metrics`, `/status`, `/readyz`)
+//!   on a separate address.
+//!
+//! The same [`router`] runs under `foobar_core::Server` (here) or under
+//! `axum::serve` with `into_make_service_with_connect_info::<SocketAddr>()`
+//! (the tests do both).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRef, Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use foobar_core::access_log::{AccessLogLayer, AccessLogWriter, Format};
 use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
-use foobar_core::monitor::Monitor;
-use foobar_core::RequestBody;
+use foobar_core::monitor::{Monitor, RequestRates};
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_db::{Consistency, DbTls, Executor, FailoverConfig, RwPool};
+use foobar_db::{Consistency, DbTls, Executor, FailoverConfig, FailoverMode, RwPool};
+use foobar_guard::rate_limit::RateLimitLayer;
 use foobar_guard::tls::{TlsConfig, TlsLayer};
-use foobar_guard::{FirewallLayer, Rules};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use foobar_guard::{FirewallLayer, Rules, TrustedProxies};
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 
+use crate::config::{self, ConfigError, Parsed};
 use crate::AppError;
+
+/// The `web` role's command line. Every option may also be set in the
+/// `--config` file (same names, TOML); a flag overrides the file.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "web",
+    about = "The guestbook web server of the foobar stack (HTTPS, mTLS from the load balancer only)",
+    after_help = "Database passwords are never taken from the command line: give them in files \
+                  (--db-password-file ...) or in FOOBAR_DB_PASSWORD, FOOBAR_DB_MONITOR_PASSWORD, \
+                  FOOBAR_DB_FAILOVER_PASSWORD, FOOBAR_DB_REPLICATION_PASSWORD."
+)]
+pub struct WebArgs {
+    /// A TOML file with any of these options (a flag overrides it)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Name in responses and metrics
+    #[arg(long, default_value = "web")]
+    pub name: String,
+    /// HTTPS address
+    #[arg(long, default_value = "127.0.0.1:8541")]
+    pub listen: SocketAddr,
+    /// Admin address (/metrics, /status, /readyz)
+    #[arg(long, default_value = "127.0.0.1:9911")]
+    pub admin: SocketAddr,
+    /// The server certificate chain (PEM)
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM)
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// Accept only clients with a certificate from this CA (the load balancer)
+    #[arg(long, value_name = "PEM")]
+    pub client_ca: Option<PathBuf>,
+    /// Firewall 2 rules, who may connect [default: allow 127.0.0.1, deny the rest]
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Rules for the clients behind the load balancer, per request [default: allow all]
+    #[arg(long, value_name = "FILE")]
+    pub client_rules: Option<PathBuf>,
+    /// Proxies whose X-Forwarded-For names the client
+    #[arg(long, value_name = "LIST", default_value = "127.0.0.1")]
+    pub trusted_proxies: String,
+    /// Requests per second per client
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+    /// Requests a client may send at once [default: twice the rate]
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Who may reach the admin address [default: loopback only]
+    #[arg(long, value_name = "FILE")]
+    pub admin_rules: Option<PathBuf>,
+    /// Write an access log line per request to this file (reopened on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// The access log's format
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub access_log_format: LogFormat,
+    /// The primary, mysql://user@host:port/db (no password: see below)
+    #[arg(long, value_name = "URL")]
+    pub db_primary: Option<String>,
+    /// A replica, same form (repeatable)
+    #[arg(long = "db-replica", value_name = "URL")]
+    pub db_replicas: Vec<String>,
+    /// Speak TLS to the database, verifying it against this CA
+    #[arg(long, value_name = "PEM")]
+    pub db_ca: Option<PathBuf>,
+    /// File holding the application account's password [env: FOOBAR_DB_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// The monitoring account [default: the application's]
+    #[arg(long, value_name = "USER")]
+    pub db_monitor_user: Option<String>,
+    /// File holding its password [env: FOOBAR_DB_MONITOR_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_monitor_password_file: Option<PathBuf>,
+    /// The account that promotes and fences [default: the monitor's]
+    #[arg(long, value_name = "USER")]
+    pub db_failover_user: Option<String>,
+    /// File holding its password [env: FOOBAR_DB_FAILOVER_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_failover_password_file: Option<PathBuf>,
+    /// The replication account (to turn a fenced primary into a replica)
+    #[arg(long, value_name = "USER")]
+    pub db_replication_user: Option<String>,
+    /// File holding its password [env: FOOBAR_DB_REPLICATION_PASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub db_replication_password_file: Option<PathBuf>,
+    /// Follow an external promoter, or promote a replica automatically
+    #[arg(long, value_enum, default_value_t = FailoverArg::Follow)]
+    pub failover: FailoverArg,
+    /// The cluster runs semi-synchronous replication
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub semi_sync: bool,
+}
+
+/// The access log's format, as a flag value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One JSON object per line, every field.
+    Json,
+    /// nginx's `combined` format.
+    Combined,
+}
+
+impl From<LogFormat> for Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Json => Format::Json,
+            LogFormat::Combined => Format::Combined,
+        }
+    }
+}
+
+/// The failover mode, as a flag value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverArg {
+    /// Wait for an external promoter.
+    Follow,
+    /// Promote the most advanced replica.
+    Auto,
+}
+
+/// The `web` role's configuration file: the flags' names, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WebFile {
+    name: Option<String>,
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    rules: Option<PathBuf>,
+    client_rules: Option<PathBuf>,
+    trusted_proxies: Option<String>,
+    rate: Option<u32>,
+    burst: Option<u32>,
+    admin_rules: Option<PathBuf>,
+    access_log: Option<PathBuf>,
+    access_log_format: Option<LogFormat>,
+    db_primary: Option<String>,
+    db_replica: Option<Vec<String>>,
+    db_ca: Option<PathBuf>,
+    db_password_file: Option<PathBuf>,
+    db_monitor_user: Option<String>,
+    db_monitor_password_file: Option<PathBuf>,
+    db_failover_user: Option<String>,
+    db_failover_password_file: Option<PathBuf>,
+    db_replication_user: Option<String>,
+    db_replication_password_file: Option<PathBuf>,
+    failover: Option<FailoverArg>,
+    semi_sync: Option<bool>,
+}
 
 /// Everything a web server needs.
 #[derive(Debug)]
@@ -52,7 +220,12 @@ pub struct WebConfig {
     pub allow: Rules,
     /// Who may reach the admin listener.
     pub admin_allow: Rules,
-    /// The database hosts: primary first, then replicas (`mysql://` URLs).
+    /// What every request goes through.
+    pub requests: RequestPolicy,
+    /// Where the access log goes, if anywhere.
+    pub access_log: Option<(PathBuf, Format)>,
+    /// The database hosts: primary first, then replicas (`mysql://` URLs,
+    /// passwords included).
     pub db_primary: String,
     /// Replica URLs.
     pub db_replicas: Vec<String>,
@@ -67,98 +240,218 @@ pub struct WebConfig {
     pub db_failover: FailoverConfig,
 }
 
-/// The `web` role's command-line flags.
-pub const FLAGS: &[&str] = &[
-    "name",
-    "listen",
-    "admin",
-    "cert",
-    "key",
-    "client-ca",
-    "rules",
-    "admin-rules",
-    "db-primary",
-    "db-replica",
-    "db-ca",
-    "db-monitor",
-    "db-failover",
-    "db-replication",
-    "failover",
-    "semi-sync",
-];
-
-/// The `web` role's usage text.
-pub const USAGE: &str = "\
-web: the guestbook web server of the foobar stack (HTTPS, mTLS from the load balancer only)
-
-USAGE:
-    web --cert PEM --key PEM --client-ca PEM --db-primary URL [OPTIONS]
-
-OPTIONS:
-    --name NAME             name in responses and metrics [default: web]
-    --listen ADDR           HTTPS address [default: 127.0.0.1:8541]
-    --admin ADDR            admin address (/metrics, /status, /readyz) [default: 127.0.0.1:9911]
-    --cert PEM, --key PEM   the server certificate chain and key
-    --client-ca PEM         accept only clients with a certificate from this CA (the load balancer)
-    --rules FILE            Firewall 2 rules [default: allow 127.0.0.1, deny the rest]
-    --admin-rules FILE      who may reach the admin address [default: loopback only]
-    --db-primary URL        mysql://user:pass@host:port/db of the primary
-    --db-replica URL        a replica (repeatable)
-    --db-ca PEM             speak TLS to the database, verifying it against this CA
-    --db-monitor USER:PASS  the monitoring account [default: the URL's]
-    --db-failover USER:PASS the account that promotes and fences [default: the monitor's]
-    --db-replication USER:PASS  the replication account (to turn a fenced primary into a replica)
-    --failover MODE         follow (an external promoter) or auto (promote a replica) [default: follow]
-    --semi-sync BOOL        the cluster runs semi-synchronous replication [default: false]
-    -h, --help              print this help
-";
+/// What the request layers enforce.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    /// The name of the request metrics (`service` label).
+    pub metrics_name: String,
+    /// Which clients may send requests (after trusted-proxy resolution).
+    pub client_rules: Rules,
+    /// Whose forwarding headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Requests per second per client, and the burst.
+    pub rate: (u32, u32),
+}
 
 impl WebConfig {
-    /// Reads the configuration from command-line flags ([`FLAGS`]).
+    /// The configuration from a parsed command line and its `--config` file.
     ///
     /// # Errors
-    /// A message naming the missing or bad flag, or the bad rules file.
-    pub fn from_flags(flags: &crate::cli::Flags) -> Result<Self, String> {
-        let account = |name: &str| -> Result<Option<(String, String)>, String> {
-            flags
-                .get(name)
-                .map(|raw| {
-                    raw.split_once(':')
-                        .map(|(u, p)| (u.to_owned(), p.to_owned()))
-                        .ok_or_else(|| format!("--{name} takes USER:PASSWORD"))
-                })
-                .transpose()
+    /// A [`ConfigError`] naming the flag, the file and line, or the secret
+    /// file.
+    pub fn from_args(parsed: &Parsed<WebArgs>) -> Result<Self, ConfigError> {
+        let file: WebFile = match &parsed.args.config {
+            Some(path) => config::load_file(path)?,
+            None => WebFile::default(),
         };
-        let mode = match flags.get("failover").unwrap_or("follow") {
-            "follow" => foobar_db::FailoverMode::FollowExternal,
-            "auto" => foobar_db::FailoverMode::AutoPromote,
-            other => return Err(format!("--failover {other:?}: expected follow or auto")),
+        let args = &parsed.args;
+        let opt = |id: &str, flag: &Option<PathBuf>, file: Option<PathBuf>| {
+            parsed.pick_opt(id, flag.clone(), file)
         };
-        let mut failover = FailoverConfig::new(mode).semi_sync(flags.parse_or("semi-sync", false)?);
-        if let Some((user, password)) = account("db-replication")? {
+        let opt_str = |id: &str, flag: &Option<String>, file: Option<String>| {
+            parsed.pick_opt(id, flag.clone(), file)
+        };
+        let required =
+            |flag: &'static str, value: Option<PathBuf>| value.ok_or(ConfigError::Missing { flag });
+
+        let mode = match parsed.pick("failover", args.failover, file.failover) {
+            FailoverArg::Follow => FailoverMode::FollowExternal,
+            FailoverArg::Auto => FailoverMode::AutoPromote,
+        };
+        let mut failover = FailoverConfig::new(mode).semi_sync(parsed.pick(
+            "semi_sync",
+            args.semi_sync,
+            file.semi_sync,
+        ));
+        let account = |user: Option<String>,
+                       file: Option<PathBuf>,
+                       env: &str|
+         -> Result<Option<(String, String)>, ConfigError> {
+            let Some(user) = user else { return Ok(None) };
+            let password = config::secret(file.as_deref(), env)?.unwrap_or_default();
+            Ok(Some((user, password)))
+        };
+        if let Some((user, password)) = account(
+            opt_str(
+                "db_replication_user",
+                &args.db_replication_user,
+                file.db_replication_user,
+            ),
+            opt(
+                "db_replication_password_file",
+                &args.db_replication_password_file,
+                file.db_replication_password_file,
+            ),
+            "FOOBAR_DB_REPLICATION_PASSWORD",
+        )? {
             failover = failover.replication_credentials(user, password);
         }
+        let password = config::secret(
+            opt(
+                "db_password_file",
+                &args.db_password_file,
+                file.db_password_file,
+            )
+            .as_deref(),
+            "FOOBAR_DB_PASSWORD",
+        )?;
+        let url = |flag: &'static str, url: &str| with_password(flag, url, password.as_deref());
+        let primary = opt_str("db_primary", &args.db_primary, file.db_primary)
+            .ok_or(ConfigError::Missing { flag: "db-primary" })?;
+        let replicas = if args.db_replicas.is_empty() {
+            file.db_replica.unwrap_or_default()
+        } else {
+            args.db_replicas.clone()
+        };
+        let rate = parsed.pick("rate", args.rate, file.rate).max(1);
+        let burst = parsed
+            .pick_opt("burst", args.burst, file.burst)
+            .unwrap_or(rate.saturating_mul(2))
+            .max(1);
+        let trusted = parsed.pick(
+            "trusted_proxies",
+            args.trusted_proxies.clone(),
+            file.trusted_proxies,
+        );
+        let name = parsed.pick("name", args.name.clone(), file.name);
+        let access_log = opt("access_log", &args.access_log, file.access_log).map(|path| {
+            (
+                path,
+                parsed
+                    .pick(
+                        "access_log_format",
+                        args.access_log_format,
+                        file.access_log_format,
+                    )
+                    .into(),
+            )
+        });
         Ok(Self {
-            name: flags.get("name").unwrap_or("web").to_owned(),
-            listen: flags.parse_or("listen", SocketAddr::from(([127, 0, 0, 1], 8541)))?,
-            admin: flags.parse_or("admin", SocketAddr::from(([127, 0, 0, 1], 9911)))?,
-            cert: flags.require("cert")?,
-            key: flags.require("key")?,
-            client_ca: flags.require("client-ca")?,
-            allow: crate::cli::rules(flags.get("rules"), "allow 127.0.0.1\ndefault deny\n")?,
-            admin_allow: crate::cli::rules(flags.get("admin-rules"), crate::cli::LOOPBACK_ONLY)?,
-            db_primary: flags.require("db-primary")?,
-            db_replicas: flags.all("db-replica").to_vec(),
-            db_ca: flags.get("db-ca").map(PathBuf::from),
-            db_monitor: account("db-monitor")?,
-            db_failover_account: account("db-failover")?,
+            listen: parsed.pick("listen", args.listen, file.listen),
+            admin: parsed.pick("admin", args.admin, file.admin),
+            cert: required("cert", opt("cert", &args.cert, file.cert))?,
+            key: required("key", opt("key", &args.key, file.key))?,
+            client_ca: required(
+                "client-ca",
+                opt("client_ca", &args.client_ca, file.client_ca),
+            )?,
+            allow: config::rules(
+                opt("rules", &args.rules, file.rules).as_deref(),
+                "allow 127.0.0.1\ndefault deny\n",
+            )?,
+            admin_allow: config::rules(
+                opt("admin_rules", &args.admin_rules, file.admin_rules).as_deref(),
+                config::LOOPBACK_ONLY,
+            )?,
+            requests: RequestPolicy {
+                metrics_name: name.clone(),
+                client_rules: config::rules(
+                    opt("client_rules", &args.client_rules, file.client_rules).as_deref(),
+                    "default allow\n",
+                )?,
+                trusted_proxies: TrustedProxies::parse(&trusted)?,
+                rate: (rate, burst),
+            },
+            access_log,
+            db_primary: url("db-primary", &primary)?,
+            db_replicas: replicas
+                .iter()
+                .map(|r| url("db-replica", r))
+                .collect::<Result<_, _>>()?,
+            db_ca: opt("db_ca", &args.db_ca, file.db_ca),
+            db_monitor: account(
+                opt_str(
+                    "db_monitor_user",
+                    &args.db_monitor_user,
+                    file.db_monitor_user,
+                ),
+                opt(
+                    "db_monitor_password_file",
+                    &args.db_monitor_password_file,
+                    file.db_monitor_password_file,
+                ),
+                "FOOBAR_DB_MONITOR_PASSWORD",
+            )?,
+            db_failover_account: account(
+                opt_str(
+                    "db_failover_user",
+                    &args.db_failover_user,
+                    file.db_failover_user,
+                ),
+                opt(
+                    "db_failover_password_file",
+                    &args.db_failover_password_file,
+                    file.db_failover_password_file,
+                ),
+                "FOOBAR_DB_FAILOVER_PASSWORD",
+            )?,
             db_failover: failover,
+            name,
         })
     }
 }
 
+/// `url` with `password` put into its user part. A URL that already holds
+/// a password is refused: given on a command line, any local user reads it
+/// with `ps`.
+fn with_password(
+    flag: &'static str,
+    url: &str,
+    password: Option<&str>,
+) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        flag,
+        reason: reason.to_owned(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid("expected mysql://user@host:port/database"))?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return Ok(url.to_owned());
+    };
+    let user = &rest[..at];
+    if user.contains(':') {
+        return Err(invalid(
+            "the URL holds a password; give it in a file (--db-password-file) or FOOBAR_DB_PASSWORD instead",
+        ));
+    }
+    let Some(password) = password else {
+        return Ok(url.to_owned());
+    };
+    let mut encoded = String::with_capacity(password.len());
+    for byte in password.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{encoded}{}", &rest[at..]))
+}
+
 /// The guestbook schema, created at start-up if missing.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS guestbook (
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS guestbook (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     author VARCHAR(64) NOT NULL,
     message VARCHAR(1000) NOT NULL,
@@ -206,11 +499,75 @@ struct NewEntry {
     message: String,
 }
 
-/// The application state shared by every request.
-#[derive(Debug)]
-struct App {
-    name: String,
-    pool: RwPool,
+/// The application state: the server's name and its database pool.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The server's name, in responses and in the rows it writes.
+    pub name: Arc<str>,
+    /// The read/write-splitting pool.
+    pub pool: RwPool,
+}
+
+impl FromRef<App> for RwPool {
+    fn from_ref(app: &App) -> RwPool {
+        app.pool.clone()
+    }
+}
+
+/// The guestbook as an axum `Router`, with foobar's request layers
+/// (outermost first): metrics, the access log (if given), the
+/// request-level firewall (client rules after trusted-proxy resolution) and
+/// the per-client rate limit.
+///
+/// # Errors
+/// [`foobar_guard::ConfigError`] for a zero rate.
+pub fn router(
+    app: App,
+    policy: &RequestPolicy,
+    access_log: Option<(AccessLogWriter, Format)>,
+    rates: Option<&RequestRates>,
+) -> Result<Router, foobar_guard::ConfigError> {
+    let served_by = HeaderValue::from_str(&app.name).ok();
+    let router = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/entries", get(list).post(create))
+        .route("/entries/{id}", get(show))
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let served_by = served_by.clone();
+                async move {
+                    if let Some(name) = served_by {
+                        response.headers_mut().insert(SERVED_BY_HEADER, name);
+                    }
+                    response
+                }
+            },
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+        .layer(RateLimitLayer::per_second(policy.rate.0, policy.rate.1)?)
+        .layer(
+            FirewallLayer::new(policy.client_rules.clone())
+                .trusted_proxies(policy.trusted_proxies.clone()),
+        );
+    let router = match access_log {
+        Some((writer, format)) => {
+            // The client as the firewall will see it, behind the load
+            // balancer too.
+            let trusted = policy.trusted_proxies.clone();
+            router.layer(
+                AccessLogLayer::new(writer, format)
+                    .client(move |extensions, headers| trusted.client_of(extensions, headers)),
+            )
+        }
+        None => router,
+    };
+    let metrics = MetricsLayer::new(policy.metrics_name.clone());
+    Ok(router.layer(match rates {
+        Some(rates) => metrics.with_rates(rates),
+        None => metrics,
+    }))
 }
 
 /// Runs a web server until `shutdown` fires.
@@ -251,13 +608,19 @@ pub async fn run(config: WebConfig, shutdown: Shutdown) -> Result<(), AppError> 
         .layer(TlsLayer::new(tls))
         .service(PlainTcp);
 
-    let app = Arc::new(App {
-        name: config.name.clone(),
+    let access_log = match &config.access_log {
+        Some((path, format)) => {
+            let writer = AccessLogWriter::open(path)?;
+            writer.reopen_on_sighup(shutdown.clone())?;
+            Some((writer, *format))
+        }
+        None => None,
+    };
+    let app = App {
+        name: config.name.as_str().into(),
         pool: pool.clone(),
-    });
-    let http = ServiceBuilder::new()
-        .layer(MetricsLayer::new(config.name.clone()).with_rates(monitor.rates()))
-        .service_fn(move |req| handle(app.clone(), req));
+    };
+    let http = router(app, &config.requests, access_log, Some(monitor.rates()))?;
 
     let web = Server::builder()
         .bind_addr(config.listen)
@@ -280,100 +643,59 @@ pub async fn run(config: WebConfig, shutdown: Shutdown) -> Result<(), AppError> 
     Ok(())
 }
 
-async fn handle(
-    app: Arc<App>,
-    req: Request<RequestBody>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let response = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-        (&Method::GET, "/") => text(StatusCode::OK, format!("{}: {INDEX}", app.name)),
-        (&Method::POST, "/entries") => create(&app, req).await,
-        (&Method::GET, "/entries") => list(&app, &req).await,
-        (&Method::GET, path) if path.starts_with("/entries/") => {
-            match path["/entries/".len()..].parse::<u64>() {
-                Ok(id) => show(&app, &req, id).await,
-                Err(_) => text(StatusCode::NOT_FOUND, "no such entry\n".into()),
-            }
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-    };
-    let mut response = response.unwrap_or_else(|error| {
-        tracing::warn!(%error, "request failed");
-        let status = match error.kind {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        let mut response = text_response(status, format!("{}\n", error.message));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    });
-    if let Ok(name) = HeaderValue::from_str(&app.name) {
-        response.headers_mut().insert(SERVED_BY_HEADER, name);
-    }
-    Ok(response)
+async fn index(State(app): State<App>) -> String {
+    format!("{}: {INDEX}", app.name)
 }
 
 /// Why a request failed, mapped to its status.
 #[derive(Debug)]
-struct RequestError {
-    kind: ErrorKind,
-    message: String,
-}
-
-#[derive(Debug)]
-enum ErrorKind {
-    BadRequest,
-    Unavailable,
-}
-
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-fn bad_request(message: impl Into<String>) -> RequestError {
-    RequestError {
-        kind: ErrorKind::BadRequest,
-        message: message.into(),
-    }
+enum RequestError {
+    BadRequest(String),
+    Unavailable(foobar_db::Error),
 }
 
 impl From<foobar_db::Error> for RequestError {
     fn from(error: foobar_db::Error) -> Self {
-        Self {
-            kind: ErrorKind::Unavailable,
-            message: format!("database: {error}"),
+        Self::Unavailable(error)
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(message) => {
+                tracing::debug!(%message, "bad request");
+                (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+            }
+            Self::Unavailable(error) => {
+                tracing::warn!(%error, "request failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    format!("database: {error}\n"),
+                )
+                    .into_response()
+            }
         }
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, RequestError>;
-
-async fn create(app: &App, req: Request<RequestBody>) -> Answer {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| bad_request(format!("cannot read the body: {e}")))?
-        .to_bytes();
-    let entry: NewEntry = serde_json::from_slice(&body)
-        .map_err(|e| bad_request(format!("expected {{\"author\",\"message\"}}: {e}")))?;
+async fn create(State(app): State<App>, body: Bytes) -> Result<Response, RequestError> {
+    let entry: NewEntry = serde_json::from_slice(&body).map_err(|e| {
+        RequestError::BadRequest(format!("expected {{\"author\",\"message\"}}: {e}"))
+    })?;
     if entry.author.is_empty()
         || entry.author.chars().count() > 64
         || entry.message.chars().count() > 1000
     {
-        return Err(bad_request(
-            "author must be 1-64 characters and message at most 1000",
+        return Err(RequestError::BadRequest(
+            "author must be 1-64 characters and message at most 1000".to_owned(),
         ));
     }
     let mut conn = app.pool.writer().await?;
     conn.exec_drop(
         "INSERT INTO guestbook (author, message, served_by) VALUES (?, ?, ?)",
-        (&entry.author, &entry.message, &app.name),
+        (&entry.author, &entry.message, &*app.name),
     )
     .await?;
     let id = conn.last_insert_id().unwrap_or_default();
@@ -383,9 +705,9 @@ async fn create(app: &App, req: Request<RequestBody>) -> Answer {
         id,
         author: entry.author,
         message: entry.message,
-        served_by: app.name.clone(),
+        served_by: app.name.to_string(),
     };
-    let mut response = json(StatusCode::CREATED, &created);
+    let mut response = (StatusCode::CREATED, axum::Json(created)).into_response();
     if let Some(value) = gtid
         .filter(|g| !g.is_empty())
         .and_then(|g| HeaderValue::from_str(&g).ok())
@@ -401,8 +723,8 @@ async fn create(app: &App, req: Request<RequestBody>) -> Answer {
     Ok(response)
 }
 
-async fn list(app: &App, req: &Request<RequestBody>) -> Answer {
-    let mut conn = reader_for(app, req).await?;
+async fn list(State(pool): State<RwPool>, headers: HeaderMap) -> Result<Response, RequestError> {
+    let mut conn = reader_for(&pool, &headers).await?;
     let rows: Vec<(u64, String, String, String)> = conn
         .query("SELECT id, author, message, served_by FROM guestbook ORDER BY id DESC LIMIT 100")
         .await?;
@@ -415,16 +737,19 @@ async fn list(app: &App, req: &Request<RequestBody>) -> Answer {
             served_by,
         })
         .collect();
-    let mut response = json(StatusCode::OK, &entries);
-    response.headers_mut().insert(
-        "x-foobar-db-host",
-        HeaderValue::from_str(conn.host()).unwrap_or(HeaderValue::from_static("?")),
-    );
-    Ok(response)
+    let host = HeaderValue::from_str(conn.host()).unwrap_or(HeaderValue::from_static("?"));
+    Ok(([("x-foobar-db-host", host)], axum::Json(entries)).into_response())
 }
 
-async fn show(app: &App, req: &Request<RequestBody>, id: u64) -> Answer {
-    let mut conn = reader_for(app, req).await?;
+async fn show(
+    State(pool): State<RwPool>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, RequestError> {
+    let Ok(id) = id.parse::<u64>() else {
+        return Ok((StatusCode::NOT_FOUND, "no such entry\n").into_response());
+    };
+    let mut conn = reader_for(&pool, &headers).await?;
     let row: Option<(u64, String, String, String)> = conn
         .exec_first(
             "SELECT id, author, message, served_by FROM guestbook WHERE id = ?",
@@ -432,36 +757,34 @@ async fn show(app: &App, req: &Request<RequestBody>, id: u64) -> Answer {
         )
         .await?;
     Ok(match row {
-        Some((id, author, message, served_by)) => json(
-            StatusCode::OK,
-            &Entry {
-                id,
-                author,
-                message,
-                served_by,
-            },
-        ),
-        None => text_response(StatusCode::NOT_FOUND, "no such entry\n".into()),
+        Some((id, author, message, served_by)) => axum::Json(Entry {
+            id,
+            author,
+            message,
+            served_by,
+        })
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such entry\n").into_response(),
     })
 }
 
 /// A reader connection that has seen the caller's last write, if the
 /// request names one (header or cookie).
 async fn reader_for(
-    app: &App,
-    req: &Request<RequestBody>,
+    pool: &RwPool,
+    headers: &HeaderMap,
 ) -> Result<foobar_db::PooledConn, RequestError> {
-    match caller_gtid(req) {
-        Some(gtid) => Ok(app.pool.reader_after(gtid).await?),
-        None => Ok(app.pool.reader().await?),
+    match caller_gtid(headers) {
+        Some(gtid) => Ok(pool.reader_after(gtid).await?),
+        None => Ok(pool.reader().await?),
     }
 }
 
-fn caller_gtid<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(value) = req.headers().get(GTID_HEADER).and_then(|v| v.to_str().ok()) {
+fn caller_gtid(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(GTID_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(value);
     }
-    req.headers()
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -469,51 +792,95 @@ fn caller_gtid<B>(req: &Request<B>) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(GTID_COOKIE)?.strip_prefix('='))
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn text(status: StatusCode, body: String) -> Answer {
-    Ok(text_response(status, body))
-}
-
-fn text_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
     #[test]
     fn the_callers_gtid_comes_from_the_header_or_the_cookie() {
-        let req = Request::get("/")
-            .header(GTID_HEADER, "0-1-5")
-            .body(())
-            .unwrap();
-        assert_eq!(caller_gtid(&req), Some("0-1-5"));
-        let req = Request::get("/")
-            .header(header::COOKIE, "a=b; foobar_gtid=0-1-9; c=d")
-            .body(())
-            .unwrap();
-        assert_eq!(caller_gtid(&req), Some("0-1-9"));
-        let req = Request::get("/")
-            .header(header::COOKIE, "foobar_gtidx=1")
-            .body(())
-            .unwrap();
-        assert_eq!(caller_gtid(&req), None);
+        assert_eq!(
+            caller_gtid(&headers(&[(GTID_HEADER, "0-1-5")])),
+            Some("0-1-5")
+        );
+        assert_eq!(
+            caller_gtid(&headers(&[("cookie", "a=b; foobar_gtid=0-1-9; c=d")])),
+            Some("0-1-9")
+        );
+        assert_eq!(caller_gtid(&headers(&[("cookie", "foobar_gtidx=1")])), None);
+    }
+
+    #[test]
+    fn passwords_go_into_urls_but_never_come_from_them() {
+        assert_eq!(
+            with_password(
+                "db-primary",
+                "mysql://app@127.0.0.1:3306/app",
+                Some("p@ss:w/rd")
+            )
+            .unwrap(),
+            "mysql://app:p%40ss%3Aw%2Frd@127.0.0.1:3306/app"
+        );
+        assert_eq!(
+            with_password("db-primary", "mysql://app@h:1/db", None).unwrap(),
+            "mysql://app@h:1/db"
+        );
+        assert!(matches!(
+            with_password("db-primary", "mysql://app:secret@h:1/db", Some("x")),
+            Err(ConfigError::Invalid {
+                flag: "db-primary",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_flag_overrides_the_file_and_the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7001\"\nadmin = \"127.0.0.1:7002\"\ncert = \"a.pem\"\nkey = \"a.key\"\nclient-ca = \"ca.pem\"\ndb-primary = \"mysql://app@127.0.0.1:3306/app\"\nrate = 7\n",
+        )
+        .unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "hunter2\n").unwrap();
+        let parsed = Parsed::<WebArgs>::from_args([
+            "web".to_owned(),
+            format!("--config={}", file.display()),
+            "--listen=127.0.0.1:7100".to_owned(),
+            format!("--db-password-file={}", secret.display()),
+        ])
+        .unwrap();
+        let config = WebConfig::from_args(&parsed).unwrap();
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:7100".parse().unwrap(),
+            "the flag wins"
+        );
+        assert_eq!(
+            config.admin,
+            "127.0.0.1:7002".parse().unwrap(),
+            "the file's value"
+        );
+        assert_eq!(config.requests.rate, (7, 14));
+        assert_eq!(config.name, "web", "the default");
+        assert_eq!(config.db_primary, "mysql://app:hunter2@127.0.0.1:3306/app");
+
+        std::fs::write(&file, "listen = \"127.0.0.1:7001\"\nrat = 5\n").unwrap();
+        let parsed = Parsed::<WebArgs>::from_args([
+            "web".to_owned(),
+            format!("--config={}", file.display()),
+        ])
+        .unwrap();
+        let error = WebConfig::from_args(&parsed).unwrap_err().to_string();
+        assert!(error.contains("web.toml:2: key `rat`"), "{error}");
     }
 }

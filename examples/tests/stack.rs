@@ -71,6 +71,27 @@ async fn records_are_read_back_at_once_across_both_web_servers() {
     assert_eq!(status, StatusCode::OK);
     let listed: Vec<Entry> = serde_json::from_str(&body).unwrap();
     assert_eq!(listed.len(), 40);
+
+    // Every write is in the load balancer's access log, naming the web
+    // server that took it.
+    let web_addrs: Vec<String> = stack
+        .info
+        .webs
+        .iter()
+        .map(|w| format!("https://{}", w.listen))
+        .collect();
+    let logged = support::wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(stack.dir().join("lb-access.log")).unwrap_or_default();
+        let writes = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v["method"] == "POST" && v["status"] == 201)
+            .filter(|v| web_addrs.iter().any(|w| v["upstream"] == w.as_str()))
+            .count();
+        async move { writes == 40 }
+    })
+    .await;
+    assert!(logged, "the access log lacks the writes: {}", stack.log());
 }
 
 #[tokio::test]
@@ -393,6 +414,9 @@ async fn rotated_certificates_are_served_after_reload_without_failed_requests() 
     std::fs::write(key, rotated.key_pem()).unwrap();
     let lb = pids_with_arg(&format!("--rules={}", dir.join("lb.rules").display()));
     assert_eq!(lb.len(), 1, "one load balancer process: {lb:?}");
+    // logrotate's way: rename the access log, then signal.
+    let access_log = dir.join("lb-access.log");
+    std::fs::rename(&access_log, dir.join("lb-access.log.1")).unwrap();
     signal(lb[0], "-HUP");
 
     let new_served = wait_until(Duration::from_secs(10), || async {
@@ -402,6 +426,11 @@ async fn rotated_certificates_are_served_after_reload_without_failed_requests() 
     .await;
     assert!(new_served, "new connections never saw the new certificate");
     assert_ne!(old, rotated.cert_der().as_ref());
+    let reopened = wait_until(Duration::from_secs(10), || async {
+        std::fs::read_to_string(&access_log).is_ok_and(|text| text.lines().count() > 0)
+    })
+    .await;
+    assert!(reopened, "the access log was not reopened after SIGHUP");
     stop.store(true, Ordering::Relaxed);
     let (ok, errors) = load.await.unwrap();
     assert!(ok > 0);

@@ -56,6 +56,12 @@ impl ConnInfo {
     }
 }
 
+/// The upstream (backend) a proxy sent a request to, in the response's
+/// extensions: the access log writes it, and the application may read it.
+/// foobar-lb's proxy sets it to the backend's name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamName(pub Arc<str>);
+
 /// What a TLS termination layer learned during the handshake.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]

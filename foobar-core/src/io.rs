@@ -150,7 +150,19 @@ delegate_read!(Holding, T);
 
 delegate_write!(Holding, T);
 
-/// A stream whose writes fail with [`io::ErrorKind::TimedOut`] once one has
+/// Why a [`WriteTimeout`] stream failed a write: the peer took no bytes for
+/// this long. The `io::Error` (kind `TimedOut`) carries it; find it with
+/// `error.get_ref().and_then(|e| e.downcast_ref::<WriteStalled>())`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the peer took no bytes for {after:?}")]
+#[non_exhaustive]
+pub struct WriteStalled {
+    /// The write timeout that ran out.
+    pub after: Duration,
+}
+
+/// A stream whose writes fail with [`io::ErrorKind::TimedOut`] (carrying a
+/// [`WriteStalled`]) once one has
 /// waited `timeout` for the peer to take bytes: a client that stops reading
 /// cannot hold its connection, and what is relayed to it, forever. Reads go
 /// straight to the stream, and a stream with no write waiting never times
@@ -222,7 +234,7 @@ impl<IO> WriteTimeout<IO> {
         match stalled.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("the peer took no bytes for {limit:?}"),
+                WriteStalled { after: limit },
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -299,6 +311,15 @@ mod tests {
         let started = tokio::time::Instant::now();
         let error = s.write_all(&[3; 16]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let stalled = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<WriteStalled>());
+        assert_eq!(
+            stalled,
+            Some(&WriteStalled {
+                after: Duration::from_millis(50)
+            })
+        );
         assert!(started.elapsed() >= Duration::from_millis(50));
     }
 

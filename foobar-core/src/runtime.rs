@@ -35,23 +35,52 @@
 use std::future::Future;
 use std::num::NonZeroUsize;
 
-use crate::error::{Error, Result};
-
 /// The number of cores this process may use (at least 1).
 pub fn available_workers() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Why [`run_per_core`] failed: a worker's own error, or a worker that
+/// could not start or panicked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError<E> {
+    /// A worker returned an error.
+    #[error("worker {worker}: {source}")]
+    Failed {
+        /// The worker's index.
+        worker: usize,
+        /// Its error.
+        #[source]
+        source: E,
+    },
+    /// A worker's thread or runtime could not be started.
+    #[error("cannot start worker {worker}: {source}")]
+    Start {
+        /// The worker's index.
+        worker: usize,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker panicked.
+    #[error("worker {worker} panicked")]
+    Panicked {
+        /// The worker's index.
+        worker: usize,
+    },
 }
 
 /// Runs `worker(i)` for `i` in `0..workers`, each on its own thread with its
 /// own single-threaded runtime, and waits for all of them.
 ///
 /// # Errors
-/// The first worker's error, in worker order; [`Error::Runtime`] if a thread
-/// or runtime cannot be started or a worker panicked.
-pub fn run_per_core<F, Fut>(workers: NonZeroUsize, worker: F) -> Result<()>
+/// The first worker's failure, in worker order.
+pub fn run_per_core<F, Fut, E>(workers: NonZeroUsize, worker: F) -> Result<(), WorkerError<E>>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<()>> + 'static,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     let worker = std::sync::Arc::new(worker);
     let threads = (0..workers.get())
@@ -63,12 +92,21 @@ where
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| {
-                            Error::Runtime(format!("cannot start worker {index}'s runtime: {e}"))
+                        .map_err(|source| WorkerError::Start {
+                            worker: index,
+                            source,
                         })?;
-                    runtime.block_on(worker(index))
+                    runtime
+                        .block_on(worker(index))
+                        .map_err(|source| WorkerError::Failed {
+                            worker: index,
+                            source,
+                        })
                 })
-                .map_err(|e| Error::Runtime(format!("cannot start worker thread {index}: {e}")))
+                .map_err(|source| WorkerError::Start {
+                    worker: index,
+                    source,
+                })
         })
         .collect::<Vec<_>>();
     let mut first_error = None;
@@ -76,7 +114,7 @@ where
         let outcome = match thread {
             Ok(handle) => handle
                 .join()
-                .unwrap_or_else(|_| Err(Error::Runtime(format!("worker {index} panicked")))),
+                .unwrap_or(Err(WorkerError::Panicked { worker: index })),
             Err(error) => Err(error),
         };
         if let Err(error) = outcome {

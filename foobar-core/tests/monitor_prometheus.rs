@@ -1,6 +1,7 @@
 //! A real Prometheus server (Debian `prometheus`) scrapes the admin
 //! endpoint, through its bearer token, and a PromQL query through its HTTP
-//! API returns the number of requests the application served.
+//! API returns the number of requests the application served; every series
+//! carries its help text, and the process's CPU time keeps its fractions.
 
 #[path = "monitor_support/mod.rs"]
 mod support;
@@ -18,7 +19,8 @@ use foobar_core::{Server, Shutdown};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use support::{
-    free_port, get, require_binary, serve_admin, temp_dir, try_get, wait_for, ChildGuard,
+    families_without_help, free_port, get, require_binary, sample_text, serve_admin, temp_dir,
+    try_get, wait_for, ChildGuard,
 };
 use tower::ServiceBuilder;
 
@@ -74,7 +76,7 @@ async fn prometheus_scrapes_the_admin_endpoint() {
     );
     let monitor = Monitor::start(&shutdown);
     let admin = Admin::new(exporter)
-        .with_monitor(monitor)
+        .with_monitor(monitor.clone())
         .bearer_token(TOKEN);
     let admin_addr = serve_admin(admin, &shutdown);
 
@@ -141,6 +143,63 @@ async fn prometheus_scrapes_the_admin_endpoint() {
         })
         .await;
     }
+
+    // Every series on /metrics has a `# HELP`, and Prometheus has the text.
+    let auth = format!("Bearer {TOKEN}");
+    let (_, _, text) = get(admin_addr, "/metrics", &[("authorization", &auth)]).await;
+    assert_eq!(families_without_help(&text), Vec::<String>::new(), "{text}");
+    let help = wait_for(
+        "Prometheus to know the help text",
+        Duration::from_secs(20),
+        || async {
+            let (_, _, body) = try_get(
+                prometheus_addr,
+                "/api/v1/metadata?metric=http_server_requests_total",
+                &[],
+            )
+            .await
+            .ok()?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            json["data"]["http_server_requests_total"][0]["help"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(help.starts_with("HTTP requests answered"), "{help}");
+
+    // The process's CPU time in seconds with their fractions, as the
+    // monitor read it, on /metrics and in Prometheus.
+    let (exported, sampled) = wait_for(
+        "a fractional process_cpu_seconds_total matching the monitor",
+        Duration::from_secs(20),
+        || async {
+            let (_, _, text) = get(admin_addr, "/metrics", &[("authorization", &auth)]).await;
+            let exported = sample_text(&text, "process_cpu_seconds_total")?.to_owned();
+            let sampled = monitor.snapshot().process?.cpu_seconds_total;
+            let value: f64 = exported.parse().ok()?;
+            (exported.contains('.') && (value - sampled).abs() < 1e-9).then_some((value, sampled))
+        },
+    )
+    .await;
+    assert!(
+        exported > 0.0 && exported.fract() != 0.0,
+        "{exported} vs {sampled}"
+    );
+    let scraped = wait_for(
+        "Prometheus to store a fractional CPU time",
+        Duration::from_secs(30),
+        || async {
+            let value = query_value(
+                prometheus_addr,
+                r#"process_cpu_seconds_total{job="foobar"}"#,
+            )
+            .await?;
+            value.contains('.').then_some(value)
+        },
+    )
+    .await;
+    assert!(scraped.parse::<f64>().is_ok_and(|v| v > 0.0), "{scraped}");
 
     prometheus.stop();
     shutdown.trigger();

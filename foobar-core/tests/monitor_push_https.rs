@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foobar_core::metrics::PrometheusExporter;
-use foobar_core::monitor::{Push, PushTarget};
+use foobar_core::monitor::{Push, PushFailure, PushTarget};
 use foobar_core::tls::DevCa;
 use foobar_core::Shutdown;
 use http::{Request, Response, StatusCode};
@@ -144,10 +144,10 @@ async fn https_http_source_gets_headers_and_retries() {
     .await;
     assert_eq!(stats.failed_total, 2, "{stats:?}");
     assert!(
-        stats
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("500")),
+        matches!(
+            stats.last_error.as_deref(),
+            Some(PushFailure::Rejected { status, .. }) if *status == 500
+        ),
         "{stats:?}"
     );
     let received = received.lock().unwrap().clone();

@@ -216,6 +216,35 @@ async fn status_page_renders_backends_and_db_hosts_in_chromium() {
     .await;
     let url = format!("http://{addr}/status");
 
+    // One poll (the page polls every 1.5 s): rates and sparklines come
+    // from the server's samples, not from polls the page has yet to make.
+    let (dom, stderr) = chromium(&[
+        "--dump-dom".into(),
+        "--virtual-time-budget=1000".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(
+        dom.contains("data-rendered=\"true\""),
+        "page never rendered data:\n{dom}\n{stderr}"
+    );
+    let busy = row(&dom, "10.0.0.11:8080");
+    let per_second: f64 = cell(busy, "req/s")
+        .parse()
+        .unwrap_or_else(|_| panic!("{busy}"));
+    assert!((300.0..600.0).contains(&per_second), "{busy}");
+    assert!(spark_points(cell(busy, "recent req/s")) >= 5, "{busy}");
+    let replica = row(&dom, "127.0.0.1:3308");
+    assert!(
+        spark_points(cell(replica, "recent queries/s")) >= 5,
+        "{replica}"
+    );
+    let web = dom
+        .find(r#"data-service="web""#)
+        .map(|start| &dom[start..])
+        .unwrap_or_else(|| panic!("no web service row:\n{dom}"));
+    assert!(spark_points(web) >= 5, "{web}");
+
     let (dom, stderr) = chromium(&[
         "--dump-dom".into(),
         "--virtual-time-budget=5000".into(),
@@ -268,6 +297,37 @@ async fn status_page_renders_backends_and_db_hosts_in_chromium() {
     assert_png(&shot, &stderr);
     traffic.abort();
     shutdown.trigger();
+}
+
+/// The `<tr>` of the table row named `key`.
+fn row<'a>(dom: &'a str, key: &str) -> &'a str {
+    let start = dom
+        .find(&format!(r#"data-row="{key}""#))
+        .unwrap_or_else(|| panic!("no row {key}:\n{dom}"));
+    let end = dom[start..].find("</tr>").map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+/// The inner HTML of the cell labelled `label` in `row`.
+fn cell<'a>(row: &'a str, label: &str) -> &'a str {
+    let marker = format!(r#"data-label="{label}">"#);
+    let start = row
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {label} cell in {row}"))
+        + marker.len();
+    let end = row[start..].find("</td>").map_or(row.len(), |e| start + e);
+    &row[start..end]
+}
+
+/// How many points the first sparkline in `html` draws.
+fn spark_points(html: &str) -> usize {
+    let marker = r#"data-points=""#;
+    html.find(marker)
+        .and_then(|start| {
+            let rest = &html[start + marker.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn assert_png(path: &Path, stderr: &str) {

@@ -40,7 +40,7 @@ pub enum Error {
     Config(#[from] ConfigError),
     /// A TLS file (CA bundle, client certificate or key) is unusable.
     #[error("database TLS: {0}")]
-    Tls(#[source] foobar_core::Error),
+    Tls(#[source] foobar_core::tls::TlsError),
     /// No writable primary is known, and none appeared within the wait.
     /// Writes are never sent to a replica instead.
     #[error("no writable primary known after waiting {waited:?}: {reason}")]

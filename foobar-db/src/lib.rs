@@ -6,7 +6,7 @@ pub mod classify;
 pub mod consistency;
 mod error;
 pub mod failover;
-mod metrics;
+mod metric_help;
 pub mod monitor;
 pub mod pool;
 pub mod query;

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use foobar_core::BoxError;
 use pin_project_lite::pin_project;
 
-use crate::error::Error;
+use crate::error::Refused;
 
 pin_project! {
     /// Response future of the connection-level layers (firewall, connection
@@ -24,7 +24,7 @@ pin_project! {
     #[derive(Debug)]
     enum AcceptKind<F> {
         Inner { #[pin] future: F },
-        Denied { error: Option<Error> },
+        Denied { error: Option<Refused> },
     }
 }
 
@@ -35,7 +35,7 @@ impl<F> AcceptFuture<F> {
         }
     }
 
-    pub(crate) fn denied(error: Error) -> Self {
+    pub(crate) fn denied(error: Refused) -> Self {
         Self {
             kind: AcceptKind::Denied { error: Some(error) },
         }

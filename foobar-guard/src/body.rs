@@ -36,6 +36,13 @@ impl<B> GuardBody<B> {
         }
     }
 
+    /// An empty body.
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: Kind::Message { message: None },
+        }
+    }
+
     /// A body holding `message`.
     pub fn message(message: &'static str) -> Self {
         Self {

@@ -1,4 +1,13 @@
-//! The client's address: trusted proxies and forwarding headers.
+//! The client's address: where the server put it, trusted proxies and
+//! forwarding headers.
+//!
+//! The request-level layers find the connection's peer wherever the server
+//! put it ([`ClientAddr::connection_peer`]): foobar's
+//! [`ConnInfo`](foobar_core::ConnInfo), axum's `ConnectInfo<SocketAddr>`
+//! (feature `axum`), or tonic's `TcpConnectInfo` / `TlsConnectInfo` (feature
+//! `tonic`). An application (or a layer of its own) may also insert a
+//! [`ClientAddr`] itself. When none of them is there the layers refuse the
+//! request ([`UnknownClient`](crate::UnknownClient)).
 //!
 //! Behind a load balancer the TCP peer is the balancer, not the client. The
 //! request-level firewall ([`Firewall`](crate::firewall::Firewall)) resolves
@@ -13,13 +22,13 @@
 //! one is the client. Entries further left were written by the client itself
 //! and are never believed.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use http::header::{HeaderMap, HeaderName, FORWARDED};
-use http::Request;
+use http::{Extensions, Request};
 use ipnet::IpNet;
 
 use crate::error::Result;
@@ -29,24 +38,63 @@ use foobar_core::ConnInfo;
 /// The client address of a request, after trusted-proxy resolution.
 ///
 /// Inserted into request extensions by the request-level
-/// [`Firewall`](crate::firewall::Firewall).
+/// [`Firewall`](crate::firewall::Firewall). An application served by a
+/// server that records no peer address may insert it itself, before the
+/// guard layers; they then take it as the resolved client.
+///
+/// ```
+/// use foobar_guard::ClientAddr;
+///
+/// let mut req = http::Request::new(());
+/// assert_eq!(ClientAddr::of(&req), None);
+/// req.extensions_mut().insert(ClientAddr("192.0.2.7".parse()?));
+/// assert_eq!(ClientAddr::of(&req), Some("192.0.2.7".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientAddr(pub IpAddr);
 
 impl ClientAddr {
     /// The best known client address of `req`: its `ClientAddr` extension,
-    /// else the connection's client address from [`ConnInfo`] (the PROXY
-    /// protocol address or the TCP peer), else `None`.
+    /// else the [connection's peer](Self::connection_peer), else `None`.
     pub fn of<B>(req: &Request<B>) -> Option<IpAddr> {
-        let extensions = req.extensions();
-        extensions
-            .get::<ClientAddr>()
-            .map(|client| client.0)
-            .or_else(|| {
-                extensions
-                    .get::<ConnInfo>()
-                    .map(|info| info.client_addr().ip())
-            })
+        Self::from_extensions(req.extensions())
+    }
+
+    /// As [`of`](Self::of), from a request's extensions.
+    pub fn from_extensions(extensions: &Extensions) -> Option<IpAddr> {
+        match extensions.get::<ClientAddr>() {
+            Some(client) => Some(client.0),
+            None => Self::connection_peer(extensions).map(|peer| peer.ip()),
+        }
+    }
+
+    /// The address the connection came from, wherever the server recorded
+    /// it: foobar's [`ConnInfo`] (the PROXY protocol client or the TCP
+    /// peer), axum's `ConnectInfo<SocketAddr>` (feature `axum`), tonic's
+    /// `TcpConnectInfo` or `TlsConnectInfo<TcpConnectInfo>` (feature
+    /// `tonic`). `None` when the server recorded none of them.
+    pub fn connection_peer(extensions: &Extensions) -> Option<SocketAddr> {
+        if let Some(info) = extensions.get::<ConnInfo>() {
+            return Some(info.client_addr());
+        }
+        #[cfg(feature = "axum")]
+        if let Some(axum::extract::ConnectInfo(peer)) =
+            extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(*peer);
+        }
+        #[cfg(feature = "tonic")]
+        {
+            use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+            if let Some(info) = extensions.get::<TcpConnectInfo>() {
+                return info.remote_addr();
+            }
+            if let Some(info) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+                return info.get_ref().remote_addr();
+            }
+        }
+        None
     }
 }
 
@@ -104,7 +152,7 @@ impl TrustedProxies {
     /// Parses addresses and CIDR blocks separated by commas or white space.
     ///
     /// # Errors
-    /// [`Error::RulesSyntax`](crate::Error::RulesSyntax) naming the bad
+    /// [`ConfigError::RulesSyntax`](crate::ConfigError::RulesSyntax) naming the bad
     /// token.
     pub fn parse(list: &str) -> Result<Self> {
         let mut text = String::with_capacity(list.len() + 16);
@@ -129,6 +177,20 @@ impl TrustedProxies {
     #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.set.load().is_allowed(addr)
+    }
+
+    /// The client of a request with these extensions and headers: a
+    /// [`ClientAddr`] already there, else the
+    /// [connection's peer](ClientAddr::connection_peer) resolved through
+    /// these proxies. For code outside the guard layers, such as an
+    /// access log in front of the firewall.
+    pub fn client_of(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+        match extensions.get::<ClientAddr>() {
+            Some(client) => Some(client.0),
+            None => {
+                ClientAddr::connection_peer(extensions).map(|peer| self.resolve(peer.ip(), headers))
+            }
+        }
     }
 
     /// Whether no proxy is trusted.
@@ -261,6 +323,46 @@ mod tests {
             map.append(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn the_peer_is_found_where_the_server_put_it() {
+        let mut extensions = Extensions::new();
+        assert_eq!(ClientAddr::connection_peer(&extensions), None);
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut info = ConnInfo::new(peer, "127.0.0.1:443".parse().unwrap());
+        info.proxied_client = Some("198.51.100.7:5000".parse().unwrap());
+        extensions.insert(info);
+        assert_eq!(
+            ClientAddr::connection_peer(&extensions),
+            Some("198.51.100.7:5000".parse().unwrap())
+        );
+        extensions.insert(ClientAddr(ip("203.0.113.9")));
+        assert_eq!(
+            ClientAddr::from_extensions(&extensions),
+            Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[cfg(feature = "tonic")]
+    #[test]
+    fn tonic_connect_info_names_the_peer() {
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut extensions = Extensions::new();
+        extensions.insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(peer),
+        });
+        assert_eq!(ClientAddr::connection_peer(&extensions), Some(peer));
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn axum_connect_info_names_the_peer() {
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut extensions = Extensions::new();
+        extensions.insert(axum::extract::ConnectInfo(peer));
+        assert_eq!(ClientAddr::connection_peer(&extensions), Some(peer));
     }
 
     #[test]

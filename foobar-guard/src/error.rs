@@ -1,26 +1,27 @@
-//! The crate's error type.
+//! The crate's errors: configuration that cannot be used ([`ConfigError`])
+//! and connections or requests a layer refused ([`Refused`]).
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-/// Errors from building or running foobar-guard's layers.
-///
-/// Connection layers fail with this type to close a connection (the server
-/// logs the reason); configuration parsers return it for bad input.
+/// A configuration the layers cannot use: firewall rules that do not parse
+/// or cannot be read, a rate limit of zero. Returned when building a layer
+/// or reloading its configuration, never while serving.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// A firewall rules text has a syntax error.
+pub enum ConfigError {
+    /// A firewall rules text (or a trusted-proxy list) has a syntax error.
     #[error("{origin}:{line}: {reason}: {token:?}")]
     RulesSyntax {
-        /// Where the text came from: a file path, or `(in memory)`.
-        origin: String,
+        /// Where the text came from.
+        origin: RulesOrigin,
         /// The 1-based line number.
         line: usize,
-        /// The offending token (or the whole line when it is incomplete).
+        /// The offending text (or the whole line when it is incomplete).
         token: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: SyntaxError,
     },
     /// A firewall rules file could not be read.
     #[error("cannot read firewall rules {path}: {source}")]
@@ -31,6 +32,73 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A rate-limit quota was given a zero rate, burst or period.
+    #[error("invalid rate limit: {0}")]
+    InvalidQuota(QuotaError),
+}
+
+/// Where a rules text came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RulesOrigin {
+    /// A string given in code.
+    InMemory,
+    /// A file.
+    File(PathBuf),
+}
+
+impl fmt::Display for RulesOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InMemory => f.write_str("(in memory)"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What is wrong with a line of firewall rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyntaxError {
+    /// A keyword without its operand.
+    #[error("incomplete rule")]
+    IncompleteRule,
+    /// More than a keyword and an operand on one line.
+    #[error("unexpected token after the rule")]
+    TrailingToken,
+    /// The line starts with something other than `allow`, `deny` or
+    /// `default`.
+    #[error("expected allow, deny or default")]
+    UnknownKeyword,
+    /// `default` followed by something other than `allow` or `deny`.
+    #[error("expected allow or deny")]
+    UnknownAction,
+    /// The operand is not an IP address or CIDR block.
+    #[error("expected an IP address or CIDR block")]
+    NotANetwork,
+}
+
+/// Which part of a rate-limit quota is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuotaError {
+    /// The rate is zero.
+    #[error("the rate is zero")]
+    ZeroRate,
+    /// The burst is zero.
+    #[error("the burst is zero")]
+    ZeroBurst,
+    /// The period is zero.
+    #[error("the period is zero")]
+    ZeroPeriod,
+}
+
+/// A connection a connection-level layer refused. The layer's future fails
+/// with it (boxed); the server closes the connection and logs the reason.
+/// Downcast the server's error to match on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
     /// The firewall denied a connection from this address.
     #[error("connection from {addr} denied by the firewall")]
     Denied {
@@ -53,6 +121,25 @@ pub enum Error {
         /// The configured per-client limit.
         limit: usize,
     },
+    /// The client did not finish the TLS handshake in time.
+    #[error("TLS handshake with {peer} timed out after {timeout:?}")]
+    TlsHandshakeTimeout {
+        /// The TCP peer.
+        peer: SocketAddr,
+        /// The configured limit.
+        timeout: std::time::Duration,
+    },
+    /// The TLS handshake failed (protocol error, no shared version or
+    /// cipher, certificate refused, connection closed).
+    #[error("TLS handshake with {peer} failed: {source}")]
+    TlsHandshake {
+        /// The TCP peer.
+        peer: SocketAddr,
+        /// The error from the TLS stack; for TLS failures its inner error
+        /// is a `rustls::Error`.
+        #[source]
+        source: std::io::Error,
+    },
     /// A PROXY protocol header was missing, malformed, late or not allowed.
     #[error("PROXY protocol from {peer}: {reason}")]
     ProxyProtocol {
@@ -61,9 +148,6 @@ pub enum Error {
         /// What went wrong.
         reason: ProxyHeaderError,
     },
-    /// A rate-limit quota was given a zero rate, burst or period.
-    #[error("invalid rate limit: {0}")]
-    InvalidQuota(&'static str),
 }
 
 /// Why a PROXY protocol header was refused.
@@ -87,5 +171,5 @@ pub enum ProxyHeaderError {
     Io(#[from] std::io::Error),
 }
 
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// `Result` with this crate's [`ConfigError`].
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;

@@ -9,18 +9,23 @@ mod error;
 pub mod firewall;
 pub mod hygiene;
 pub mod limit;
+mod metric_help;
 pub mod proxy_protocol;
 pub mod rate_limit;
 mod response_future;
 pub mod tls;
+mod unknown_client;
 
 pub use accept_future::AcceptFuture;
 pub use body::GuardBody;
 pub use client_addr::{ClientAddr, TrustedProxies};
-pub use error::{Error, ProxyHeaderError, Result};
+pub use error::{
+    ConfigError, ProxyHeaderError, QuotaError, Refused, Result, RulesOrigin, SyntaxError,
+};
 pub use firewall::{FirewallLayer, Rules};
 pub use ipnet::IpNet;
 pub use limit::ConnLimitLayer;
 pub use proxy_protocol::ProxyProtocolLayer;
 pub use rate_limit::RateLimitLayer;
 pub use tls::{TlsConfig, TlsError, TlsLayer};
+pub use unknown_client::UnknownClient;

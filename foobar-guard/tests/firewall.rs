@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use foobar_core::PlainTcp;
 use foobar_guard::firewall::{Action, Rule, Rules};
-use foobar_guard::{Error, FirewallLayer, IpNet, TrustedProxies};
+use foobar_guard::{ConfigError, FirewallLayer, IpNet, RulesOrigin, TrustedProxies};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::{get_from, ip, serve, App, Reply};
@@ -221,13 +221,13 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
     let path = dir.path().join("firewall.rules");
     std::fs::write(&path, "# office\nallow 10.0.0.0/8\nalow 192.0.2.0/24\n").unwrap();
     match Rules::from_file(&path) {
-        Err(Error::RulesSyntax {
+        Err(ConfigError::RulesSyntax {
             origin,
             line,
             token,
             ..
         }) => {
-            assert_eq!(origin, path.display().to_string());
+            assert_eq!(origin, RulesOrigin::File(path.clone()));
             assert_eq!(line, 3);
             assert_eq!(token, "alow");
         }
@@ -248,7 +248,7 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
         ("allow ::g", "::g"),
     ] {
         match Rules::parse(text) {
-            Err(Error::RulesSyntax {
+            Err(ConfigError::RulesSyntax {
                 token: got,
                 line: 1,
                 ..
@@ -258,7 +258,7 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
     }
     assert!(matches!(
         Rules::from_file(dir.path().join("missing")),
-        Err(Error::RulesFile { .. })
+        Err(ConfigError::RulesFile { .. })
     ));
 
     // Reloading a broken file keeps the rules in force.
@@ -269,7 +269,7 @@ fn a_rules_file_with_a_typo_names_the_file_line_and_token() {
     std::fs::write(&path, "deny 192.0.2.0/24\nallow 10.0.0.0/8 oops\n").unwrap();
     assert!(matches!(
         handle.reload_file(&path),
-        Err(Error::RulesSyntax { line: 2, .. })
+        Err(ConfigError::RulesSyntax { line: 2, .. })
     ));
     assert!(
         !handle.is_allowed(ip("192.0.2.1")),

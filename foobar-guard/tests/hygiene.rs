@@ -120,3 +120,29 @@ async fn an_oversized_head_gets_431() {
     assert_ne!(ok, Reply::Closed);
     assert_eq!(ok.status(), Some(200));
 }
+
+#[tokio::test]
+async fn grpc_requests_are_refused_with_grpc_statuses() {
+    let server = server();
+    let mut stream = connect_from(ip("127.0.0.85"), server.addr).await;
+    let request = format!(
+        "POST /read HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/grpc\r\nContent-Length: {}\r\n\r\n",
+        LIMIT + 1
+    );
+    let reply = send_raw(&mut stream, request.as_bytes()).await;
+    assert_eq!(reply.status(), Some(200), "{reply:?}");
+    assert_eq!(
+        reply.header("grpc-status").as_deref(),
+        Some("8"),
+        "RESOURCE_EXHAUSTED: {reply:?}"
+    );
+
+    let mut stream = connect_from(ip("127.0.0.85"), server.addr).await;
+    let request = "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/grpc+proto\r\n\r\n";
+    let reply = send_raw(&mut stream, request.as_bytes()).await;
+    assert_eq!(
+        reply.header("grpc-status").as_deref(),
+        Some("4"),
+        "DEADLINE_EXCEEDED: {reply:?}"
+    );
+}

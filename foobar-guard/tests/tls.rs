@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use foobar_core::tls::{server_name, DevCa, DevCert, DevCertFiles};
+use foobar_core::tls::{server_name, DevCa, DevCert, DevCertFiles, Material, TlsError as Load};
 use foobar_core::{ConnInfo, PlainTcp, Server, Shutdown};
 use foobar_guard::tls::{TlsConfig, TlsError, TlsLayer};
 use http::{Request, Response, Version};
@@ -418,8 +418,11 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     // 1. Corrupt PEM in the certificate file.
     std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\n%%%\n").unwrap();
     match config.reload().unwrap_err() {
-        TlsError::Load(foobar_core::Error::Pem { what, origin, .. }) => {
-            assert_eq!((what, origin.as_str()), ("certificate", cert_path.as_str()));
+        TlsError::Load(Load::Pem { what, origin, .. }) => {
+            assert_eq!(
+                (what, origin.path()),
+                (Material::Certificate, Some(files.cert.as_path()))
+            );
         }
         other => panic!("unexpected error: {other}"),
     }
@@ -431,8 +434,11 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     std::fs::write(&files.cert, other.cert_pem()).unwrap();
     let error = config.reload().unwrap_err();
     match &error {
-        TlsError::Load(foobar_core::Error::KeyMismatch { certificate, key }) => {
-            assert_eq!((certificate, key), (&cert_path, &key_path));
+        TlsError::Load(Load::KeyMismatch { certificate, key }) => {
+            assert_eq!(
+                (certificate.to_string(), key.to_string()),
+                (cert_path, key_path.clone())
+            );
         }
         other => panic!("unexpected error: {other}"),
     }
@@ -443,8 +449,8 @@ async fn a_broken_file_on_reload_keeps_the_old_certificate_and_names_the_file() 
     // 3. The key file is gone.
     std::fs::remove_file(&files.key).unwrap();
     match config.reload().unwrap_err() {
-        TlsError::Load(foobar_core::Error::ReadFile { what, path, .. }) => {
-            assert_eq!((what, path), ("private key", files.key.clone()));
+        TlsError::Load(Load::ReadFile { what, path, .. }) => {
+            assert_eq!((what, path), (Material::PrivateKey, files.key.clone()));
         }
         other => panic!("unexpected error: {other}"),
     }
@@ -466,7 +472,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Load(foobar_core::Error::Pem { origin, .. }) if origin == &corrupt.display().to_string()),
+        matches!(&err, TlsError::Load(Load::Pem { origin, .. }) if origin.path() == Some(corrupt.as_path())),
         "{err}"
     );
 
@@ -475,7 +481,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Load(foobar_core::Error::KeyMismatch { .. })),
+        matches!(&err, TlsError::Load(Load::KeyMismatch { .. })),
         "{err}"
     );
 
@@ -485,7 +491,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Load(foobar_core::Error::ReadFile { path, .. }) if path == &missing),
+        matches!(&err, TlsError::Load(Load::ReadFile { path, .. }) if path == &missing),
         "{err}"
     );
 
@@ -496,7 +502,7 @@ fn bad_files_at_build_are_typed_errors_naming_the_file() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TlsError::Load(foobar_core::Error::ReadFile { what: "CA bundle", path, .. }) if path == &missing_ca),
+        matches!(&err, TlsError::Load(Load::ReadFile { what: Material::CaBundle, path, .. }) if path == &missing_ca),
         "{err}"
     );
 

@@ -147,6 +147,11 @@ impl Backend {
         &self.id
     }
 
+    /// Its name, shared (no copy).
+    pub(crate) fn shared_id(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
     /// Its socket address, if one was given.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr

@@ -139,6 +139,7 @@ impl<P: Policy> BackendsBuilder<P> {
     where
         S: Clone + Send + Sync + 'static,
     {
+        crate::metric_help::describe();
         let prepared = self.policy.prepare(&[]);
         let inner = Inner {
             members: Mutex::new(Vec::new()),

@@ -20,7 +20,7 @@ pub enum Error {
     },
     /// The TLS client configuration for HTTPS upstreams failed.
     #[error("upstream TLS: {0}")]
-    Tls(#[from] foobar_core::Error),
+    Tls(#[from] foobar_core::tls::TlsError),
 }
 
 /// The request was refused because no backend can take it (all down,

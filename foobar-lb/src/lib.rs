@@ -8,6 +8,7 @@ mod error;
 pub mod health;
 mod key;
 mod latency;
+mod metric_help;
 pub mod policy;
 pub mod proxy;
 pub mod status;

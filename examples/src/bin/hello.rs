@@ -16,39 +16,16 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tower::ServiceBuilder;
 
-const USAGE: &str = "\
-hello: a hello server with request metrics and an admin listener
-
-USAGE:
-    hello [--listen ADDR]... [--admin ADDR]
-
-OPTIONS:
-    --listen ADDR   address of the hello server (repeatable) [default: 127.0.0.1:8080]
-    --admin ADDR    address of the admin listener (/metrics, /healthz) [default: 127.0.0.1:9901]
-    -h, --help      print this help
-";
-
+/// A hello server with request metrics and an admin listener.
+#[derive(Debug, clap::Parser)]
+#[command(name = "hello")]
 struct Args {
+    /// Address of the hello server (repeatable)
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: Vec<String>,
+    /// Address of the admin listener (/metrics, /healthz)
+    #[arg(long, default_value = "127.0.0.1:9901")]
     admin: String,
-}
-
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut listen = Vec::new();
-    let mut admin = "127.0.0.1:9901".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => listen.push(args.next().ok_or("--listen needs an address")?),
-            "--admin" => admin = args.next().ok_or("--admin needs an address")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if listen.is_empty() {
-        listen.push("127.0.0.1:8080".to_owned());
-    }
-    Ok(Some(Args { listen, admin }))
 }
 
 async fn hello(req: Request<RequestBody>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -99,20 +76,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            #[allow(clippy::print_stdout)]
-            {
-                print!("{USAGE}");
-            }
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            tracing::error!("{error}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

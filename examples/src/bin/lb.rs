@@ -1,11 +1,12 @@
 //! Run with: `cargo run -p foobar-examples --bin lb -- --help`
 //!
 //! The stack's HTTPS load balancer, as its own process: Firewall 1,
-//! connection limits, TLS termination (SIGHUP reloads the certificate),
-//! per-client rate limit, HTTPS with a client certificate to the web
-//! servers, and an admin listener with metrics and the status page.
+//! connection limits, TLS termination (SIGHUP reloads the certificate and
+//! reopens the access log), per-client rate limit, HTTPS with a client
+//! certificate to the web servers, and an admin listener with metrics and
+//! the status page.
 
-use foobar_examples::{cli, lb};
+use foobar_examples::{config, lb};
 
 /// A thread-caching allocator: a proxy allocates and frees buffers on every
 /// request, which the system allocator serves noticeably slower.
@@ -13,11 +14,5 @@ use foobar_examples::{cli, lb};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::run_role(
-        std::env::args().skip(1),
-        lb::FLAGS,
-        lb::USAGE,
-        lb::LbConfig::from_flags,
-        lb::run,
-    )
+    config::run_role::<lb::LbArgs, _, _, _, _>(std::env::args(), lb::LbConfig::from_args, lb::run)
 }

@@ -5,7 +5,7 @@
 //! balancer, each role its own process. `stack web …` and `stack lb …` run
 //! one role, as the stack itself does.
 
-use foobar_examples::{cli, lb, stack, web};
+use foobar_examples::{config, lb, stack, web};
 
 /// A thread-caching allocator: a proxy allocates and frees buffers on every
 /// request, which the system allocator serves noticeably slower.
@@ -13,34 +13,30 @@ use foobar_examples::{cli, lb, stack, web};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args().skip(1).peekable();
-    match args.peek().map(String::as_str) {
-        Some("web") => {
-            args.next();
-            cli::run_role(
-                args,
-                web::FLAGS,
-                web::USAGE,
-                web::WebConfig::from_flags,
-                web::run,
-            )
-        }
-        Some("lb") => {
-            args.next();
-            cli::run_role(
-                args,
-                lb::FLAGS,
-                lb::USAGE,
-                lb::LbConfig::from_flags,
-                lb::run,
-            )
-        }
-        _ => cli::run_role(
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        // `stack web --listen ..` parses as `stack-web --listen ..`.
+        Some("web") => config::run_role::<web::WebArgs, _, _, _, _>(
+            role_args(&args, "stack web"),
+            web::WebConfig::from_args,
+            web::run,
+        ),
+        Some("lb") => config::run_role::<lb::LbArgs, _, _, _, _>(
+            role_args(&args, "stack lb"),
+            lb::LbConfig::from_args,
+            lb::run,
+        ),
+        _ => config::run_role::<stack::StackArgs, _, _, _, _>(
             args,
-            stack::FLAGS,
-            stack::USAGE,
-            stack::StackConfig::from_flags,
+            stack::StackConfig::from_args,
             stack::run,
         ),
     }
+}
+
+/// The role's command line: its name in place of the program and the role.
+fn role_args(args: &[String], name: &str) -> Vec<String> {
+    std::iter::once(name.to_owned())
+        .chain(args.iter().skip(2).cloned())
+        .collect()
 }

@@ -2,7 +2,7 @@
 //!
 //! One guestbook web server of the foobar stack, as its own process.
 
-use foobar_examples::{cli, web};
+use foobar_examples::{config, web};
 
 /// A thread-caching allocator: a proxy allocates and frees buffers on every
 /// request, which the system allocator serves noticeably slower.
@@ -10,11 +10,9 @@ use foobar_examples::{cli, web};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::run_role(
-        std::env::args().skip(1),
-        web::FLAGS,
-        web::USAGE,
-        web::WebConfig::from_flags,
+    config::run_role::<web::WebArgs, _, _, _, _>(
+        std::env::args(),
+        web::WebConfig::from_args,
         web::run,
     )
 }

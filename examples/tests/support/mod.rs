@@ -337,3 +337,94 @@ pub fn signal(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+impl Stack {
+    /// The stack's whole log (every role's output).
+    pub fn full_log(&self) -> String {
+        std::fs::read_to_string(self.process.dir.join("stack.log")).unwrap_or_default()
+    }
+}
+
+/// Where tests leave files to look at (screenshots): `target/test-output/`.
+pub fn test_output_dir() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = target
+        .parent()
+        .map_or_else(|| target.join("test-output"), |t| t.join("test-output"));
+    std::fs::create_dir_all(&dir).expect("create test-output dir");
+    dir
+}
+
+/// Runs headless Chromium (Debian `chromium`, which `./scripts/test`
+/// installs) with `args`, within 90 s: (stdout, stderr).
+pub async fn chromium(args: &[String]) -> (String, String) {
+    let profile = tempfile_dir("chromium-profile");
+    let mut command = tokio::process::Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("chromium finishes within 90 s")
+        .expect("chromium runs (apt-get install chromium)");
+    let _ = std::fs::remove_dir_all(&profile);
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn tempfile_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("foobar-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The metric families of a Prometheus text rendering that have samples
+/// but no `# HELP` line.
+pub fn families_without_help(text: &str) -> Vec<String> {
+    let mut helped = std::collections::HashSet::new();
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap_or_default());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                types.insert(name, kind);
+            }
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                matches!(types.get(base), Some(&"histogram" | &"summary")).then_some(base)
+            })
+            .unwrap_or(name);
+        if !helped.contains(family) {
+            missing.insert(family.to_owned());
+        }
+    }
+    missing.into_iter().collect()
+}

@@ -47,6 +47,8 @@
 //! ```
 
 mod auth;
+#[cfg(feature = "monitor")]
+mod history;
 mod status_json;
 
 use std::convert::Infallible;
@@ -61,7 +63,10 @@ use tower_service::Service;
 
 use self::auth::BearerToken;
 use crate::metrics::PrometheusExporter;
-use crate::monitor::{Monitor, PushHandle};
+#[cfg(feature = "monitor")]
+use crate::monitor::Monitor;
+#[cfg(feature = "push")]
+use crate::monitor::PushHandle;
 use crate::status::StatusSource;
 
 /// The status page, served as is.
@@ -72,7 +77,12 @@ const STATUS_PAGE: &str = include_str!("status_page.html");
 pub struct Admin {
     exporter: PrometheusExporter,
     sources: Arc<Vec<Arc<dyn StatusSource>>>,
+    #[cfg(feature = "monitor")]
     monitor: Option<Monitor>,
+    /// The sources' counter rates, sampled on the monitor's tick.
+    #[cfg(feature = "monitor")]
+    history: Option<Arc<history::RateHistory>>,
+    #[cfg(feature = "push")]
     pushes: Arc<Vec<PushHandle>>,
     token: Option<BearerToken>,
 }
@@ -80,10 +90,13 @@ pub struct Admin {
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
-        f.debug_struct("Admin")
-            .field("sources", &names)
-            .field("monitor", &self.monitor.is_some())
-            .field("pushes", &self.pushes.len())
+        let mut debug = f.debug_struct("Admin");
+        debug.field("sources", &names);
+        #[cfg(feature = "monitor")]
+        debug.field("monitor", &self.monitor.is_some());
+        #[cfg(feature = "push")]
+        debug.field("pushes", &self.pushes.len());
+        debug
             .field("token", &self.token.is_some())
             .finish_non_exhaustive()
     }
@@ -96,7 +109,11 @@ impl Admin {
         Self {
             exporter,
             sources: Arc::new(Vec::new()),
+            #[cfg(feature = "monitor")]
             monitor: None,
+            #[cfg(feature = "monitor")]
+            history: None,
+            #[cfg(feature = "push")]
             pushes: Arc::new(Vec::new()),
             token: None,
         }
@@ -112,18 +129,35 @@ impl Admin {
     /// Registers a status source the application also keeps.
     #[must_use]
     pub fn with_shared_source(mut self, source: Arc<dyn StatusSource>) -> Self {
+        #[cfg(feature = "monitor")]
+        if let Some(history) = &self.history {
+            history.add_source(source.clone());
+        }
         Arc::make_mut(&mut self.sources).push(source);
         self
     }
 
-    /// Shows the monitor's host, process and request-rate figures.
+    /// Shows the monitor's host, process and request-rate figures. On its
+    /// tick, the monitor also samples the counters the sources show as
+    /// rates, so the page has their rates and recent history at once.
+    #[cfg(feature = "monitor")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "monitor")))]
     #[must_use]
     pub fn with_monitor(mut self, monitor: Monitor) -> Self {
+        let history = Arc::new(history::RateHistory::default());
+        for source in self.sources.iter() {
+            history.add_source(source.clone());
+        }
+        let sampled = history.clone();
+        monitor.on_tick(Box::new(move || sampled.sample()));
+        self.history = Some(history);
         self.monitor = Some(monitor);
         self
     }
 
     /// Shows a push client's counters.
+    #[cfg(feature = "push")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "push")))]
     #[must_use]
     pub fn with_push(mut self, push: PushHandle) -> Self {
         Arc::make_mut(&mut self.pushes).push(push);
@@ -180,7 +214,7 @@ impl Admin {
             "/status.json" => body(
                 StatusCode::OK,
                 "application/json",
-                status_json::render(&self.sources, self.monitor.as_ref(), &self.pushes),
+                status_json::render(self),
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }

@@ -1,20 +1,25 @@
 //! The `/status.json` document.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::monitor::{Monitor, MonitorSnapshot, PushHandle, PushStats};
-use crate::status::{Snapshot, StatusSource};
+use super::Admin;
+#[cfg(feature = "monitor")]
+use crate::monitor::{Monitor, MonitorSnapshot};
+#[cfg(feature = "push")]
+use crate::monitor::{PushHandle, PushStats};
+use crate::status::Snapshot;
 
 #[derive(Serialize)]
 struct Document<'a> {
     generated_at_unix_ms: u64,
     ready: bool,
     sources: Vec<SourceEntry<'a>>,
+    #[cfg(feature = "monitor")]
     monitor: Option<MonitorSnapshot>,
+    #[cfg(feature = "push")]
     pushes: Vec<PushStats>,
 }
 
@@ -23,19 +28,23 @@ struct SourceEntry<'a> {
     name: &'a str,
     ready: bool,
     snapshot: Snapshot,
+    /// Rates of the counters the view shows as rates, when a monitor
+    /// samples them.
+    #[cfg(feature = "monitor")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<super::history::SourceRates>,
 }
 
-pub(super) fn render(
-    sources: &[Arc<dyn StatusSource>],
-    monitor: Option<&Monitor>,
-    pushes: &[PushHandle],
-) -> Bytes {
-    let sources: Vec<SourceEntry<'_>> = sources
+pub(super) fn render(admin: &Admin) -> Bytes {
+    let sources: Vec<SourceEntry<'_>> = admin
+        .sources
         .iter()
         .map(|s| SourceEntry {
             name: s.name(),
             ready: s.ready(),
             snapshot: s.snapshot(),
+            #[cfg(feature = "monitor")]
+            rates: admin.history.as_ref().map(|h| h.rates(s.name())),
         })
         .collect();
     let document = Document {
@@ -44,8 +53,10 @@ pub(super) fn render(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         ready: sources.iter().all(|s| s.ready),
         sources,
-        monitor: monitor.map(Monitor::snapshot),
-        pushes: pushes.iter().map(PushHandle::stats).collect(),
+        #[cfg(feature = "monitor")]
+        monitor: admin.monitor.as_ref().map(Monitor::snapshot),
+        #[cfg(feature = "push")]
+        pushes: admin.pushes.iter().map(PushHandle::stats).collect(),
     };
     match serde_json::to_vec(&document) {
         Ok(json) => Bytes::from(json),

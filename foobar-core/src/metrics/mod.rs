@@ -28,12 +28,19 @@
 //! ```
 
 mod future;
+pub(crate) mod help;
 mod layer;
-pub(crate) mod prometheus;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::MetricsLayer;
+#[cfg(all(feature = "prometheus", feature = "host-metrics"))]
+pub(crate) use self::prometheus::ProcessCpu;
+#[cfg(feature = "admin")]
 pub(crate) use self::prometheus::CONTENT_TYPE;
-pub use self::prometheus::{MetricsEndpoint, PrometheusExporter};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use self::prometheus::{ExporterError, MetricsEndpoint, PrometheusExporter};
 pub use self::service::Metrics;

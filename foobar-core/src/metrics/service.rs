@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::MetricsLayer;
+#[cfg(feature = "monitor")]
 use crate::monitor::RequestCounters;
 
 /// Records HTTP request metrics; made by [`MetricsLayer`].
@@ -110,6 +111,7 @@ pub(super) struct RequestMetrics {
     errors: [OnceLock<Counter>; 10],
     in_flight: OnceLock<Gauge>,
     /// Optional feed of the monitor's windowed rates.
+    #[cfg(feature = "monitor")]
     rates: Option<Arc<RequestCounters>>,
 }
 
@@ -120,15 +122,18 @@ impl RequestMetrics {
             cells: Default::default(),
             errors: Default::default(),
             in_flight: OnceLock::new(),
+            #[cfg(feature = "monitor")]
             rates: None,
         }
     }
 
+    #[cfg(feature = "monitor")]
     pub(super) fn with_rates(mut self, counters: Arc<RequestCounters>) -> Self {
         self.rates = Some(counters);
         self
     }
 
+    #[cfg(feature = "monitor")]
     pub(super) fn service(&self) -> &str {
         &self.service
     }
@@ -153,6 +158,7 @@ impl RequestMetrics {
         });
         requests.increment(1);
         duration.record(started.elapsed().as_secs_f64());
+        #[cfg(feature = "monitor")]
         if let Some(rates) = &self.rates {
             rates.record(status.is_server_error());
         }
@@ -168,6 +174,7 @@ impl RequestMetrics {
                 metrics::counter!("http_server_errors_total", labels.iter())
             })
             .increment(1);
+        #[cfg(feature = "monitor")]
         if let Some(rates) = &self.rates {
             rates.record(true);
         }

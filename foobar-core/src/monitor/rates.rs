@@ -138,6 +138,7 @@ impl RequestRates {
     /// The counters of `service`, registered on first use. Call it once at
     /// set-up and keep the `Arc`; it takes a lock.
     pub fn service(&self, service: &str) -> Arc<RequestCounters> {
+        crate::metrics::help::describe();
         let mut services = lock(&self.services);
         if let Some(entry) = services.iter().find(|e| e.name == service) {
             return entry.counters.clone();
@@ -145,7 +146,13 @@ impl RequestRates {
         let entry = Arc::new(ServiceEntry {
             name: service.to_owned(),
             counters: Arc::new(RequestCounters::default()),
-            ring: Mutex::new(VecDeque::new()),
+            // Counted from now: requests before the first tick are in the
+            // windows too.
+            ring: Mutex::new(VecDeque::from([Sample {
+                at: Instant::now(),
+                requests: 0,
+                errors: 0,
+            }])),
             gauges: RateGauges::new(service),
         });
         let counters = entry.counters.clone();
@@ -310,8 +317,9 @@ mod tests {
         }
         rates.sample_at(start + Duration::from_secs(2));
         let api_rates = &rates.rates()[0];
-        assert!((api_rates.qps_1m - 10.0).abs() < 1e-9);
-        assert!((api_rates.qps_5m - 10.0).abs() < 1e-9);
+        // From registration, a moment before `start`.
+        assert!((api_rates.qps_1m - 10.0).abs() < 1e-3, "{api_rates:?}");
+        assert!((api_rates.qps_5m - 10.0).abs() < 1e-3, "{api_rates:?}");
         assert_eq!(api_rates.error_ratio_1m, 0.0);
     }
 

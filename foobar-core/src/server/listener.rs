@@ -15,9 +15,9 @@ pub(crate) fn parse_addr(input: &str) -> Result<SocketAddr> {
     input
         .trim()
         .parse()
-        .map_err(|e: std::net::AddrParseError| Error::InvalidAddress {
+        .map_err(|source| Error::InvalidAddress {
             input: input.to_owned(),
-            reason: format!("{e} (expected ip:port, e.g. 127.0.0.1:8080 or [::1]:8080)"),
+            source,
         })
 }
 

@@ -154,6 +154,7 @@ impl ServerBuilder {
     /// [`Error::NoAddress`] without addresses; [`Error::Bind`], naming the
     /// address, when one cannot be bound (in use, not local, no permission).
     pub fn build(self) -> Result<Server> {
+        crate::metrics::help::describe();
         if self.addrs.is_empty() {
             return Err(Error::NoAddress);
         }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName};
 
+use super::error::{Material, Origin, PemProblem, TlsError};
 use super::identity::Identity;
 use super::pem;
-use crate::error::{Error, Result};
+
+type Result<T, E = TlsError> = std::result::Result<T, E>;
 
 /// Builds the `rustls::ClientConfig` for outgoing TLS connections (HTTPS
 /// upstreams of the load balancer, TLS to the database).
@@ -106,22 +108,21 @@ impl ClientTls {
     /// aws-lc-rs, session resumption on).
     ///
     /// # Errors
-    /// [`Error::NoTrustAnchors`] without a CA; [`Error::ReadFile`],
-    /// [`Error::Pem`] or [`Error::KeyMismatch`] naming the file at fault;
-    /// [`Error::Tls`] if rustls rejects the combination.
+    /// [`TlsError::NoTrustAnchors`] without a CA; [`TlsError::ReadFile`],
+    /// [`TlsError::Pem`] or [`TlsError::KeyMismatch`] naming the file at fault;
+    /// [`TlsError::Rustls`] if rustls rejects the combination.
     pub fn build(&self) -> Result<Arc<ClientConfig>> {
         if self.cas.is_empty() {
-            return Err(Error::NoTrustAnchors);
+            return Err(TlsError::NoTrustAnchors);
         }
         let mut roots = RootCertStore::empty();
         for ca in &self.cas {
             match ca {
                 CaSource::File(path) => roots.roots.extend(pem::load_ca_bundle(path)?.roots),
                 CaSource::Pem(bytes) => roots.roots.extend(pem::ca_bundle_from_pem(bytes)?.roots),
-                CaSource::Der(cert) => roots.add(cert.clone()).map_err(|error| Error::Pem {
-                    what: "CA bundle",
-                    origin: pem::IN_MEMORY.to_owned(),
-                    reason: error.to_string(),
+                CaSource::Der(cert) => roots.add(cert.clone()).map_err(|source| {
+                    let problem = PemProblem::NotACa { number: 1, source };
+                    pem::pem_error(Material::CaBundle, &Origin::Memory, problem)
                 })?,
             }
         }
@@ -158,7 +159,7 @@ impl ClientTls {
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidServerName`] naming the string if it is neither.
+/// [`TlsError::InvalidServerName`] naming the string if it is neither.
 pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     let bare = host
         .strip_prefix('[')
@@ -166,5 +167,8 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
         .unwrap_or(host);
     ServerName::try_from(bare)
         .map(|name| name.to_owned())
-        .map_err(|_| Error::InvalidServerName(host.to_owned()))
+        .map_err(|source| TlsError::InvalidServerName {
+            name: host.to_owned(),
+            source,
+        })
 }

@@ -10,8 +10,10 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 
+use super::error::TlsError;
 use super::{ClientTls, Identity};
-use crate::error::{Error, Result};
+
+type Result<T, E = TlsError> = std::result::Result<T, E>;
 
 /// The kind of key a development certificate gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,12 +38,8 @@ impl KeyKind {
             Self::Ed25519 => &rcgen::PKCS_ED25519,
             Self::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
         };
-        KeyPair::generate_for(alg).map_err(|e| dev_error(&e))
+        Ok(KeyPair::generate_for(alg)?)
     }
-}
-
-fn dev_error(error: &rcgen::Error) -> Error {
-    Error::DevCert(error.to_string())
 }
 
 /// A private certificate authority for tests and examples.
@@ -65,7 +63,7 @@ fn dev_error(error: &rcgen::Error) -> Error {
 /// assert_eq!(identity.end_entity(), www.cert_der());
 /// # let _ = (rsa, lb);
 /// # std::fs::remove_dir_all(&dir).ok();
-/// # Ok::<(), foobar_core::Error>(())
+/// # Ok::<(), foobar_core::tls::TlsError>(())
 /// ```
 pub struct DevCa {
     issuer: Issuer<'static, KeyPair>,
@@ -77,7 +75,7 @@ impl DevCa {
     /// A new CA named "foobar development CA", with an ECDSA P-256 key.
     ///
     /// # Errors
-    /// [`Error::DevCert`] if the key or certificate cannot be made.
+    /// [`TlsError::DevCert`] if the key or certificate cannot be made.
     pub fn new() -> Result<Self> {
         Self::with_name("foobar development CA")
     }
@@ -85,7 +83,7 @@ impl DevCa {
     /// A new CA with this common name (to tell several CAs apart).
     ///
     /// # Errors
-    /// [`Error::DevCert`] if the key or certificate cannot be made.
+    /// [`TlsError::DevCert`] if the key or certificate cannot be made.
     pub fn with_name(common_name: &str) -> Result<Self> {
         let key = KeyKind::EcdsaP256.generate()?;
         let mut params = CertificateParams::default();
@@ -96,7 +94,7 @@ impl DevCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).map_err(|e| dev_error(&e))?;
+        let cert = params.self_signed(&key)?;
         Ok(Self {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
@@ -124,7 +122,7 @@ impl DevCa {
     /// `::1`). The first name is also the common name.
     ///
     /// # Errors
-    /// [`Error::DevCert`] if a name is not a valid DNS name or IP address.
+    /// [`TlsError::DevCert`] if a name is not a valid DNS name or IP address.
     pub fn server_cert<N: AsRef<str>>(
         &self,
         names: impl IntoIterator<Item = N>,
@@ -135,7 +133,7 @@ impl DevCa {
     /// Issues a server certificate with a key of the given kind.
     ///
     /// # Errors
-    /// [`Error::DevCert`] if a name is not a valid DNS name or IP address,
+    /// [`TlsError::DevCert`] if a name is not a valid DNS name or IP address,
     /// or the key cannot be made.
     pub fn server_cert_with<N: AsRef<str>>(
         &self,
@@ -144,11 +142,9 @@ impl DevCa {
     ) -> Result<DevCert> {
         let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
         let Some(first) = names.first().cloned() else {
-            return Err(Error::DevCert(
-                "a server certificate needs at least one name".to_owned(),
-            ));
+            return Err(TlsError::NoCertificateName);
         };
-        let mut params = CertificateParams::new(names).map_err(|e| dev_error(&e))?;
+        let mut params = CertificateParams::new(names)?;
         params.distinguished_name = name(&first);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params, kind)
@@ -158,7 +154,7 @@ impl DevCa {
     /// mutual TLS.
     ///
     /// # Errors
-    /// [`Error::DevCert`] if the key or certificate cannot be made.
+    /// [`TlsError::DevCert`] if the key or certificate cannot be made.
     pub fn client_cert(&self, common_name: &str) -> Result<DevCert> {
         self.client_cert_with(KeyKind::default(), common_name)
     }
@@ -170,7 +166,7 @@ impl DevCa {
     /// name, which is what servers match allowed client names against.
     ///
     /// # Errors
-    /// [`Error::DevCert`] if the key or certificate cannot be made.
+    /// [`TlsError::DevCert`] if the key or certificate cannot be made.
     pub fn client_cert_with(&self, kind: KeyKind, common_name: &str) -> Result<DevCert> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
@@ -193,9 +189,7 @@ impl DevCa {
             _ => vec![KeyUsagePurpose::DigitalSignature],
         };
         let key = kind.generate()?;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| dev_error(&e))?;
+        let cert = params.signed_by(&key, &self.issuer)?;
         Ok(DevCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -207,7 +201,7 @@ impl DevCa {
     /// returns the path.
     ///
     /// # Errors
-    /// [`Error::WriteFile`] naming the path that could not be written.
+    /// [`TlsError::WriteFile`] naming the path that could not be written.
     pub fn write_pem(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
         let path = dir.as_ref().join("ca.pem");
         write(&path, &self.cert_pem)?;
@@ -228,7 +222,7 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 fn write(path: &Path, contents: &str) -> Result<()> {
-    let io = |source| Error::WriteFile {
+    let io = |source| TlsError::WriteFile {
         path: path.to_path_buf(),
         source,
     };
@@ -290,7 +284,7 @@ impl DevCert {
     /// replaced atomically, and returns their paths.
     ///
     /// # Errors
-    /// [`Error::WriteFile`] naming the path that could not be written.
+    /// [`TlsError::WriteFile`] naming the path that could not be written.
     pub fn write_pem(&self, dir: impl AsRef<Path>, stem: &str) -> Result<DevCertFiles> {
         let dir = dir.as_ref();
         let files = DevCertFiles {

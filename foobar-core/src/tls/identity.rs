@@ -7,8 +7,10 @@ use std::sync::Arc;
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::pem::{self, CERTIFICATE, IN_MEMORY, PRIVATE_KEY};
-use crate::error::{Error, Result};
+use super::error::{Material, Origin, PemProblem, TlsError};
+use super::pem;
+
+type Result<T, E = TlsError> = std::result::Result<T, E>;
 
 /// A certificate chain (end-entity first) and the private key of its
 /// end-entity certificate, checked to match when loaded.
@@ -19,7 +21,7 @@ use crate::error::{Error, Result};
 /// ```no_run
 /// use foobar_core::tls::Identity;
 ///
-/// # fn run() -> Result<(), foobar_core::Error> {
+/// # fn run() -> Result<(), foobar_core::tls::TlsError> {
 /// let id = Identity::from_pem_files("/etc/foobar/www.crt", "/etc/foobar/www.key")?;
 /// assert!(!id.chain().is_empty());
 /// # Ok(()) }
@@ -34,65 +36,62 @@ impl Identity {
     /// Loads a chain and a key from PEM files.
     ///
     /// # Errors
-    /// [`Error::ReadFile`] or [`Error::Pem`] naming the file that is missing
-    /// or damaged; [`Error::KeyMismatch`] naming both files when the key
+    /// [`TlsError::ReadFile`] or [`TlsError::Pem`] naming the file that is missing
+    /// or damaged; [`TlsError::KeyMismatch`] naming both files when the key
     /// does not belong to the first certificate.
     pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self> {
         let (cert, key) = (cert.as_ref(), key.as_ref());
-        let cert_pem = pem::read(CERTIFICATE, cert)?;
-        let key_pem = pem::read(PRIVATE_KEY, key)?;
-        Self::parse(
-            &cert_pem,
-            &cert.display().to_string(),
-            &key_pem,
-            &key.display().to_string(),
-        )
+        let cert_pem = pem::read(Material::Certificate, cert)?;
+        let key_pem = pem::read(Material::PrivateKey, key)?;
+        Self::parse(&cert_pem, &cert.into(), &key_pem, &key.into())
     }
 
     /// Loads a chain and a key from PEM in memory.
     ///
     /// # Errors
-    /// [`Error::Pem`] if either is damaged; [`Error::KeyMismatch`] when the
+    /// [`TlsError::Pem`] if either is damaged; [`TlsError::KeyMismatch`] when the
     /// key does not belong to the first certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self> {
-        Self::parse(cert_pem, IN_MEMORY, key_pem, IN_MEMORY)
+        Self::parse(cert_pem, &Origin::Memory, key_pem, &Origin::Memory)
     }
 
     /// Pairs an already parsed chain and key.
     ///
     /// # Errors
-    /// [`Error::Pem`] if the chain is empty, a certificate cannot be parsed
-    /// or the key cannot be loaded; [`Error::KeyMismatch`] when the key
+    /// [`TlsError::Pem`] if the chain is empty, a certificate cannot be parsed
+    /// or the key cannot be loaded; [`TlsError::KeyMismatch`] when the key
     /// does not belong to the first certificate.
     pub fn from_der(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self> {
-        let signing = super::provider()
-            .key_provider
-            .load_private_key(key.clone_key())
-            .map_err(|error| pem::pem_error(PRIVATE_KEY, IN_MEMORY, &error))?;
-        Self::pair(chain, IN_MEMORY, key, signing, IN_MEMORY)
+        let signing = pem::load_signing_key(&key, &Origin::Memory)?;
+        Self::pair(chain, &Origin::Memory, key, signing, &Origin::Memory)
     }
 
-    fn parse(cert_pem: &[u8], cert_origin: &str, key_pem: &[u8], key_origin: &str) -> Result<Self> {
-        let chain = pem::parse_certs(cert_pem, CERTIFICATE, cert_origin)?;
+    fn parse(
+        cert_pem: &[u8],
+        cert_origin: &Origin,
+        key_pem: &[u8],
+        key_origin: &Origin,
+    ) -> Result<Self> {
+        let chain = pem::parse_certs(cert_pem, Material::Certificate, cert_origin)?;
         let (key, signing) = pem::parse_signing_key(key_pem, key_origin)?;
         Self::pair(chain, cert_origin, key, signing, key_origin)
     }
 
     fn pair(
         chain: Vec<CertificateDer<'static>>,
-        cert_origin: &str,
+        cert_origin: &Origin,
         key: PrivateKeyDer<'static>,
         signing: Arc<dyn SigningKey>,
-        key_origin: &str,
+        key_origin: &Origin,
     ) -> Result<Self> {
         if chain.is_empty() {
             return Err(pem::pem_error(
-                CERTIFICATE,
+                Material::Certificate,
                 cert_origin,
-                &"the chain is empty",
+                PemProblem::EmptyChain,
             ));
         }
         let certified = CertifiedKey::new(chain, signing);
@@ -101,12 +100,18 @@ impl Identity {
             // the handshake will then be the check.
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
             Err(rustls::Error::InconsistentKeys(_)) => {
-                return Err(Error::KeyMismatch {
-                    certificate: cert_origin.to_owned(),
-                    key: key_origin.to_owned(),
+                return Err(TlsError::KeyMismatch {
+                    certificate: cert_origin.clone(),
+                    key: key_origin.clone(),
                 })
             }
-            Err(other) => return Err(pem::pem_error(CERTIFICATE, cert_origin, &other)),
+            Err(other) => {
+                return Err(pem::pem_error(
+                    Material::Certificate,
+                    cert_origin,
+                    PemProblem::UnusableCertificate(other),
+                ))
+            }
         }
         Ok(Self {
             certified: Arc::new(certified),

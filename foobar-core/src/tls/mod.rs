@@ -3,7 +3,7 @@
 //!
 //! - [`pem`] reads certificate chains, private keys (RSA, ECDSA, Ed25519 in
 //!   PKCS#1, SEC1 or PKCS#8 form) and CA bundles from PEM files or buffers.
-//!   Every failure is an [`Error`](crate::Error) that names the file.
+//!   Every failure is a [`TlsError`] that names the file.
 //! - [`Identity`] is a certificate chain with its private key, checked to
 //!   match when it is loaded: what a server presents, or what a client
 //!   presents for mutual TLS.
@@ -20,7 +20,7 @@
 //! ```
 //! use foobar_core::tls::{server_name, ClientTls};
 //!
-//! # fn run(ca_file: &std::path::Path) -> Result<(), foobar_core::Error> {
+//! # fn run(ca_file: &std::path::Path) -> Result<(), foobar_core::tls::TlsError> {
 //! let config = ClientTls::new()
 //!     .ca_file(ca_file)
 //!     .alpn(["h2", "http/1.1"])
@@ -34,6 +34,7 @@
 mod client;
 #[cfg(feature = "dev-certs")]
 mod dev;
+mod error;
 mod identity;
 pub mod pem;
 
@@ -45,6 +46,7 @@ pub use self::client::{server_name, ClientTls};
 #[cfg(feature = "dev-certs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dev-certs")))]
 pub use self::dev::{DevCa, DevCert, DevCertFiles, KeyKind};
+pub use self::error::{Material, Origin, PemProblem, TlsError};
 pub use self::identity::Identity;
 
 /// The protocol versions foobar speaks: TLS 1.3 and TLS 1.2, nothing older.

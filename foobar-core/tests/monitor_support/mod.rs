@@ -237,3 +237,45 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The metric families of a Prometheus text rendering that have samples
+/// but no `# HELP` line.
+pub fn families_without_help(text: &str) -> Vec<String> {
+    let mut helped = std::collections::HashSet::new();
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap_or_default());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                types.insert(name, kind);
+            }
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                matches!(types.get(base), Some(&"histogram" | &"summary")).then_some(base)
+            })
+            .unwrap_or(name);
+        if !helped.contains(family) {
+            missing.insert(family.to_owned());
+        }
+    }
+    missing.into_iter().collect()
+}
+
+/// The value of the first sample of `name` (without labels) in a
+/// Prometheus text rendering, as written.
+pub fn sample_text<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+}

@@ -192,7 +192,7 @@ impl RwPoolBuilder {
         {
             return Err(ConfigError::StepOutlastsLease { step, lock }.into());
         }
-        crate::metrics::describe();
+        crate::metric_help::describe();
         let ssl = match &self.tls {
             Some(tls) => Some(tls.ssl_opts()?),
             None => None,

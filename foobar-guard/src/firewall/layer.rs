@@ -7,6 +7,7 @@ use tower_layer::Layer;
 use super::rules::Rules;
 use super::service::Firewall;
 use crate::client_addr::TrustedProxies;
+use crate::unknown_client::{UnknownClient, UnknownClientAlarm};
 
 /// Applies firewall [`Rules`] at connection level, request level, or both.
 /// See the [module docs](super).
@@ -25,6 +26,8 @@ pub(super) struct Shared {
     pub(super) trusted: TrustedProxies,
     pub(super) denied_connections: Counter,
     pub(super) denied_requests: Counter,
+    pub(super) unknown_client: UnknownClient,
+    pub(super) unknown_alarm: UnknownClientAlarm,
 }
 
 impl FirewallLayer {
@@ -38,12 +41,19 @@ impl FirewallLayer {
 
     /// Enforces the rules held by `handle` (shared with other layers).
     pub fn with_handle(handle: RulesHandle, trusted: TrustedProxies) -> Self {
+        Self::build(handle, trusted, UnknownClient::default())
+    }
+
+    fn build(handle: RulesHandle, trusted: TrustedProxies, unknown_client: UnknownClient) -> Self {
+        crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
                 rules: handle,
                 trusted,
                 denied_connections: metrics::counter!("foobar_firewall_denied_total", "level" => "connection"),
                 denied_requests: metrics::counter!("foobar_firewall_denied_total", "level" => "request"),
+                unknown_client,
+                unknown_alarm: UnknownClientAlarm::new("firewall"),
             }),
         }
     }
@@ -54,7 +64,22 @@ impl FirewallLayer {
     /// ([`TrustedProxies::replace`]).
     #[must_use]
     pub fn trusted_proxies(self, trusted: TrustedProxies) -> Self {
-        Self::with_handle(self.shared.rules.clone(), trusted)
+        Self::build(
+            self.shared.rules.clone(),
+            trusted,
+            self.shared.unknown_client,
+        )
+    }
+
+    /// What the request level does when it finds no client address.
+    /// Default: [`UnknownClient::Refuse`] (500, logged and counted).
+    #[must_use]
+    pub fn unknown_client(self, policy: UnknownClient) -> Self {
+        Self::build(
+            self.shared.rules.clone(),
+            self.shared.trusted.clone(),
+            policy,
+        )
     }
 
     /// The handle that replaces the rules at run time.

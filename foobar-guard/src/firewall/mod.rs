@@ -12,7 +12,11 @@
 //! - **request level** (`Service<http::Request<B>>`): the client address is
 //!   resolved through [trusted proxies](crate::TrustedProxies) (`Forwarded`
 //!   / `X-Forwarded-For`), stored as a [`ClientAddr`](crate::ClientAddr)
-//!   extension, and a denied client gets `403 Forbidden`.
+//!   extension, and a denied client gets `403 Forbidden`. The peer is
+//!   found wherever the server recorded it (foobar, axum, tonic: see
+//!   [`ClientAddr::connection_peer`](crate::ClientAddr::connection_peer));
+//!   a request with no known client is refused with `500`
+//!   ([`UnknownClient`](crate::UnknownClient)).
 //!
 //! The address checked at connection level is [`ConnInfo::client_addr`]:
 //! the TCP peer, or the PROXY protocol client when a
@@ -25,6 +29,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `foobar_firewall_denied_total` | counter | `level` (`connection`, `request`) |
+//! | `foobar_unknown_client_requests_total` | counter (refused: no client address) | `layer="firewall"` |
 //!
 //! [`ConnInfo::client_addr`]: foobar_core::ConnInfo::client_addr
 
@@ -35,6 +40,7 @@ mod table;
 
 pub use self::layer::{FirewallLayer, RulesHandle};
 pub use self::rules::{Action, Rule, Rules, RulesBuilder};
+pub(crate) use self::service::unknown_client;
 pub use self::service::Firewall;
 pub use crate::accept_future::AcceptFuture;
 pub use crate::response_future::ResponseFuture;

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::table::{Block, Key, Table};
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result, RulesOrigin, SyntaxError};
 
 /// What a rule does with the addresses it covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,24 +139,24 @@ impl Rules {
     /// ```
     ///
     /// # Errors
-    /// [`Error::RulesSyntax`] naming `(in memory)`, the line and the bad
+    /// [`ConfigError::RulesSyntax`] naming [`RulesOrigin::InMemory`], the line and the bad
     /// token.
     pub fn parse(text: &str) -> Result<Self> {
-        parse_text(text, "(in memory)")
+        parse_text(text, &RulesOrigin::InMemory)
     }
 
     /// Reads and parses a rules file (format: [`Rules::parse`]).
     ///
     /// # Errors
-    /// [`Error::RulesFile`] if it cannot be read; [`Error::RulesSyntax`]
+    /// [`ConfigError::RulesFile`] if it cannot be read; [`ConfigError::RulesSyntax`]
     /// naming the file, the line and the bad token.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::RulesFile {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::RulesFile {
             path: path.to_owned(),
             source,
         })?;
-        parse_text(&text, &path.display().to_string())
+        parse_text(&text, &RulesOrigin::File(path.to_owned()))
     }
 
     /// The action for `addr`.
@@ -210,7 +210,7 @@ impl Default for Rules {
 }
 
 impl FromStr for Rules {
-    type Err = Error;
+    type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self> {
         Self::parse(text)
@@ -299,7 +299,7 @@ impl RulesBuilder {
     }
 }
 
-fn parse_text(text: &str, origin: &str) -> Result<Rules> {
+fn parse_text(text: &str, origin: &RulesOrigin) -> Result<Rules> {
     let mut builder = RulesBuilder::default();
     for (number, raw) in text.lines().enumerate() {
         let line = raw.split_once('#').map_or(raw, |(code, _)| code);
@@ -307,28 +307,27 @@ fn parse_text(text: &str, origin: &str) -> Result<Rules> {
         let Some(keyword) = tokens.next() else {
             continue;
         };
-        let error = |token: &str, reason: &'static str| Error::RulesSyntax {
-            origin: origin.to_owned(),
+        let error = |token: &str, reason: SyntaxError| ConfigError::RulesSyntax {
+            origin: origin.clone(),
             line: number + 1,
             token: token.to_owned(),
             reason,
         };
         let Some(operand) = tokens.next() else {
-            return Err(error(line.trim(), "incomplete rule"));
+            return Err(error(line.trim(), SyntaxError::IncompleteRule));
         };
         if let Some(extra) = tokens.next() {
-            return Err(error(extra, "unexpected token after the rule"));
+            return Err(error(extra, SyntaxError::TrailingToken));
         }
         if keyword.eq_ignore_ascii_case("default") {
             builder = builder.default_action(
-                parse_action(operand).ok_or_else(|| error(operand, "expected allow or deny"))?,
+                parse_action(operand).ok_or_else(|| error(operand, SyntaxError::UnknownAction))?,
             );
             continue;
         }
-        let action = parse_action(keyword)
-            .ok_or_else(|| error(keyword, "expected allow, deny or default"))?;
-        let net = parse_net(operand)
-            .ok_or_else(|| error(operand, "expected an IP address or CIDR block"))?;
+        let action =
+            parse_action(keyword).ok_or_else(|| error(keyword, SyntaxError::UnknownKeyword))?;
+        let net = parse_net(operand).ok_or_else(|| error(operand, SyntaxError::NotANetwork))?;
         builder = builder.rule(action, net);
     }
     Ok(builder.build())

@@ -1,8 +1,7 @@
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use foobar_core::{Accepted, BoxError, ConnInfo};
+use foobar_core::{Accepted, BoxError};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
@@ -10,8 +9,9 @@ use super::layer::{FirewallLayer, Shared};
 use super::rules::Rules;
 use crate::accept_future::AcceptFuture;
 use crate::client_addr::{ClientAddr, TrustedProxies};
-use crate::error::Error;
+use crate::error::Refused;
 use crate::response_future::{Rejection, ResponseFuture};
+use crate::unknown_client::UnknownClient;
 
 /// The firewall service; made by [`FirewallLayer`]. It is a
 /// `Service<Accepted<IO>>` (connection level) and a
@@ -80,7 +80,7 @@ where
         } else {
             self.shared.denied_connections.increment(1);
             tracing::debug!(%addr, "connection denied by the firewall");
-            AcceptFuture::denied(Error::Denied { addr })
+            AcceptFuture::denied(Refused::Denied { addr })
         }
     }
 }
@@ -100,30 +100,40 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let client = client_of(&req, &self.shared.trusted);
-        let allowed = match client {
-            Some(addr) => {
+        let client = match req.extensions().get::<ClientAddr>() {
+            Some(ClientAddr(addr)) => Some(*addr),
+            None => ClientAddr::connection_peer(req.extensions()).map(|peer| {
+                let addr = self.shared.trusted.resolve(peer.ip(), req.headers());
                 req.extensions_mut().insert(ClientAddr(addr));
-                self.shared.rules.is_allowed(addr)
-            }
-            // Not served by a foobar server and no earlier layer said who
-            // the client is: only the default action can apply.
-            None => self.shared.rules.load().default_action() == super::Action::Allow,
+                addr
+            }),
         };
-        if allowed {
+        let Some(addr) = client else {
+            return match self.shared.unknown_client {
+                UnknownClient::Allow => ResponseFuture::inner(self.inner.call(req)),
+                UnknownClient::Refuse => {
+                    self.shared.unknown_alarm.raise();
+                    ResponseFuture::rejected(unknown_client(req.headers()))
+                }
+            };
+        };
+        if self.shared.rules.is_allowed(addr) {
             ResponseFuture::inner(self.inner.call(req))
         } else {
             self.shared.denied_requests.increment(1);
-            tracing::debug!(client = ?client, "request denied by the firewall");
-            ResponseFuture::rejected(Rejection::new(StatusCode::FORBIDDEN, "forbidden\n"))
+            tracing::debug!(client = %addr, "request denied by the firewall");
+            ResponseFuture::rejected(
+                Rejection::new(StatusCode::FORBIDDEN, "forbidden\n").for_request(req.headers()),
+            )
         }
     }
 }
 
-fn client_of<B>(req: &Request<B>, trusted: &TrustedProxies) -> Option<IpAddr> {
-    if let Some(ClientAddr(addr)) = req.extensions().get::<ClientAddr>() {
-        return Some(*addr);
-    }
-    let peer = req.extensions().get::<ConnInfo>()?.client_addr().ip();
-    Some(trusted.resolve(peer, req.headers()))
+/// The refusal of a request whose client address is unknown.
+pub(crate) fn unknown_client(headers: &http::HeaderMap) -> Rejection {
+    Rejection::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal server error: client address unknown\n",
+    )
+    .for_request(headers)
 }

@@ -19,6 +19,7 @@ const TOO_LARGE: Rejection = Rejection {
     status: StatusCode::PAYLOAD_TOO_LARGE,
     message: "request body too large\n",
     retry_after: None,
+    grpc: false,
 };
 
 /// Limits request bodies to a number of bytes. See the
@@ -103,7 +104,7 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max) {
-            return ResponseFuture::rejected();
+            return ResponseFuture::rejected(TOO_LARGE.for_request(req.headers()));
         }
         // A body whose exact size is known and within the limit (hyper
         // enforces Content-Length) needs no overflow flag.
@@ -117,7 +118,8 @@ where
             remaining: self.max,
             overflow: overflow.clone(),
         });
-        ResponseFuture::inner(self.inner.call(req), overflow)
+        let too_large = TOO_LARGE.for_request(req.headers());
+        ResponseFuture::inner(self.inner.call(req), overflow, too_large)
     }
 }
 
@@ -187,21 +189,24 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         overflow: Option<Arc<AtomicBool>>,
+        too_large: Rejection,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    fn inner(future: F, overflow: Option<Arc<AtomicBool>>) -> Self {
+    fn inner(future: F, overflow: Option<Arc<AtomicBool>>, too_large: Rejection) -> Self {
         Self {
             inner: Some(future),
             overflow,
+            too_large,
         }
     }
 
-    fn rejected() -> Self {
+    fn rejected(too_large: Rejection) -> Self {
         Self {
             inner: None,
             overflow: None,
+            too_large,
         }
     }
 }
@@ -215,7 +220,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(future) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Ok(TOO_LARGE.into_response()));
+            return Poll::Ready(Ok(this.too_large.into_response()));
         };
         let result = ready!(future.poll(cx));
         let overflowed = this
@@ -224,7 +229,7 @@ where
             .is_some_and(|flag| flag.load(Ordering::Acquire));
         if overflowed {
             // Whatever the handler made of the failed read, the answer is 413.
-            return Poll::Ready(Ok(TOO_LARGE.into_response()));
+            return Poll::Ready(Ok(this.too_large.into_response()));
         }
         Poll::Ready(result.map(|response| response.map(GuardBody::inner)))
     }

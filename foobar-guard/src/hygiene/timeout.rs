@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::GuardBody;
-use crate::response_future::Rejection;
+use crate::response_future::{is_grpc, Rejection};
 
 /// The handler is not waiting on the request body.
 const NOT_WAITING: u8 = 0;
@@ -94,6 +94,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
         // Only a request with a body to wait for needs the shared state.
         let state = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU8::new(NOT_WAITING)));
         let req = req.map(|body| TimedBody {
@@ -104,6 +105,7 @@ where
             inner: self.inner.call(req),
             sleep: tokio::time::sleep(self.timeout),
             state,
+            grpc,
         }
     }
 }
@@ -158,6 +160,7 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         state: Option<Arc<AtomicU8>>,
+        grpc: bool,
     }
 }
 
@@ -187,6 +190,10 @@ where
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout: no response in time\n",
             )
+        };
+        let rejection = Rejection {
+            grpc: *this.grpc,
+            ..rejection
         };
         Poll::Ready(Ok(rejection.into_response()))
     }

@@ -46,7 +46,7 @@ use tower_service::Service;
 pub use self::io::{ConnPermit, LimitedIo};
 use crate::accept_future::AcceptFuture;
 use crate::client_addr::client_key;
-use crate::error::Error;
+use crate::error::Refused;
 
 /// Shards of the per-client counts: connections from different clients
 /// rarely wait on the same lock.
@@ -83,6 +83,7 @@ impl ConnLimitLayer {
     }
 
     fn build(total: usize, per_client: usize, v6_prefix: u8) -> Self {
+        crate::metric_help::describe();
         Self {
             state: Arc::new(LimitState {
                 total_limit: total,
@@ -135,7 +136,7 @@ impl LimitState {
     }
 
     /// Takes a permit for `addr`, or says which limit refuses it.
-    fn acquire(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Error> {
+    fn acquire(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Refused> {
         let admitted = self
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |open| {
@@ -143,7 +144,7 @@ impl LimitState {
             });
         if admitted.is_err() {
             self.refused_total.increment(1);
-            return Err(Error::TooManyConnections {
+            return Err(Refused::TooManyConnections {
                 addr,
                 limit: self.total_limit,
             });
@@ -159,7 +160,7 @@ impl LimitState {
                 drop(counts);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 self.refused_client.increment(1);
-                return Err(Error::TooManyConnectionsFromClient {
+                return Err(Refused::TooManyConnectionsFromClient {
                     addr,
                     limit: self.per_client_limit,
                 });
@@ -262,12 +263,12 @@ mod tests {
         let p2 = layer.state.acquire(a).unwrap();
         assert!(matches!(
             layer.state.acquire(a),
-            Err(Error::TooManyConnectionsFromClient { .. })
+            Err(Refused::TooManyConnectionsFromClient { .. })
         ));
         let p3 = layer.state.acquire(b).unwrap();
         assert!(matches!(
             layer.state.acquire(b_neighbour),
-            Err(Error::TooManyConnections { .. })
+            Err(Refused::TooManyConnections { .. })
         ));
         assert_eq!(layer.open_connections(), 3);
         drop(p1);
@@ -276,7 +277,7 @@ mod tests {
         drop(p2);
         assert!(matches!(
             layer.state.acquire(b),
-            Err(Error::TooManyConnectionsFromClient { .. })
+            Err(Refused::TooManyConnectionsFromClient { .. })
         ));
         drop((p3, p4));
         assert_eq!(layer.open_connections(), 0);

@@ -32,7 +32,7 @@
 //!     .layer(FirewallLayer::new("deny 192.0.2.0/24".parse()?))
 //!     .service(PlainTcp);
 //! # let _ = stage;
-//! # Ok::<(), foobar_guard::Error>(())
+//! # Ok::<(), foobar_guard::ConfigError>(())
 //! ```
 //!
 //! | metric | type | labels |
@@ -62,7 +62,7 @@ pub use foobar_core::io::Rewind;
 
 use self::header::Parsed;
 use crate::client_addr::TrustedProxies;
-use crate::error::{Error, ProxyHeaderError};
+use crate::error::{ProxyHeaderError, Refused};
 
 /// The largest header accepted: a v2 header with its TLVs.
 const MAX_HEADER: usize = 16 + u16::MAX as usize;
@@ -88,6 +88,7 @@ impl ProxyProtocolLayer {
     }
 
     fn build(trusted: TrustedProxies, read_timeout: Duration) -> Self {
+        crate::metric_help::describe();
         Self {
             config: Arc::new(Config {
                 trusted,
@@ -204,7 +205,7 @@ where
                     Ok(found) => found,
                     Err(reason) => {
                         config.refused.increment(1);
-                        return Err(Error::ProxyProtocol { peer, reason }.into());
+                        return Err(Refused::ProxyProtocol { peer, reason }.into());
                     }
                 };
                 if let Some(client) = client {

@@ -3,7 +3,8 @@
 //!
 //! [`RateLimitLayer`] keeps one token bucket (GCRA, via `governor`) per key.
 //! The default key is the client address after trusted-proxy resolution
-//! ([`ClientIpKey`]: put the request-level
+//! ([`ClientIpKey`], which refuses a request with no known client unless
+//! [`UnknownClient::Allow`] is chosen: put the request-level
 //! [`FirewallLayer`](crate::FirewallLayer) in front so it has resolved
 //! [`ClientAddr`](crate::ClientAddr)); any [`KeyExtractor`] can replace it.
 //!
@@ -25,13 +26,14 @@
 //!     .layer(RateLimitLayer::per_second(50, 100)?)
 //!     .service(app);
 //! # let _ = app;
-//! # Ok::<(), foobar_guard::Error>(())
+//! # Ok::<(), foobar_guard::ConfigError>(())
 //! ```
 //!
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `foobar_rate_limited_requests_total` | counter | – |
 //! | `foobar_rate_limit_resets_total` | counter (key table reset at `max_keys`) | – |
+//! | `foobar_unknown_client_requests_total` | counter (refused: no client address) | `layer="rate_limit"` |
 
 mod key;
 
@@ -52,9 +54,10 @@ use tower_service::Service;
 
 pub use self::key::{ClientIpKey, KeyExtractor};
 use crate::body::GuardBody;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, QuotaError, Result};
 use crate::response_future::Rejection;
 pub use crate::response_future::ResponseFuture;
+use crate::unknown_client::{UnknownClient, UnknownClientAlarm};
 
 /// How often idle buckets are dropped.
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
@@ -92,6 +95,7 @@ struct Shared<K: KeyExtractor> {
     last_cleanup: AtomicU64,
     limited: Counter,
     resets: Counter,
+    unknown_alarm: UnknownClientAlarm,
 }
 
 impl<K: KeyExtractor> std::fmt::Debug for Shared<K> {
@@ -109,10 +113,11 @@ impl RateLimitLayer<ClientIpKey> {
     /// once.
     ///
     /// # Errors
-    /// [`Error::InvalidQuota`] if `rate` or `burst` is zero.
+    /// [`ConfigError::InvalidQuota`] if `rate` or `burst` is zero.
     pub fn per_second(rate: u32, burst: u32) -> Result<Self> {
-        let rate = NonZeroU32::new(rate).ok_or(Error::InvalidQuota("the rate is zero"))?;
-        let burst = NonZeroU32::new(burst).ok_or(Error::InvalidQuota("the burst is zero"))?;
+        let rate = NonZeroU32::new(rate).ok_or(ConfigError::InvalidQuota(QuotaError::ZeroRate))?;
+        let burst =
+            NonZeroU32::new(burst).ok_or(ConfigError::InvalidQuota(QuotaError::ZeroBurst))?;
         Ok(Self::new(Quota::per_second(rate).allow_burst(burst)))
     }
 
@@ -120,10 +125,12 @@ impl RateLimitLayer<ClientIpKey> {
     /// once.
     ///
     /// # Errors
-    /// [`Error::InvalidQuota`] if `period` or `burst` is zero.
+    /// [`ConfigError::InvalidQuota`] if `period` or `burst` is zero.
     pub fn with_period(period: Duration, burst: u32) -> Result<Self> {
-        let burst = NonZeroU32::new(burst).ok_or(Error::InvalidQuota("the burst is zero"))?;
-        let quota = Quota::with_period(period).ok_or(Error::InvalidQuota("the period is zero"))?;
+        let burst =
+            NonZeroU32::new(burst).ok_or(ConfigError::InvalidQuota(QuotaError::ZeroBurst))?;
+        let quota =
+            Quota::with_period(period).ok_or(ConfigError::InvalidQuota(QuotaError::ZeroPeriod))?;
         Ok(Self::new(quota.allow_burst(burst)))
     }
 
@@ -138,12 +145,22 @@ impl RateLimitLayer<ClientIpKey> {
     /// Groups IPv6 clients by their first `prefix` bits (default 64).
     #[must_use]
     pub fn ipv6_prefix(self, prefix: u8) -> Self {
-        self.key(ClientIpKey::ipv6_prefix(prefix))
+        let key = self.shared.extractor.with_ipv6_prefix(prefix);
+        self.key(key)
+    }
+
+    /// What to do with a request whose client address is unknown.
+    /// Default: [`UnknownClient::Refuse`] (500, logged and counted).
+    #[must_use]
+    pub fn unknown_client(self, policy: UnknownClient) -> Self {
+        let key = self.shared.extractor.with_unknown_client(policy);
+        self.key(key)
     }
 }
 
 impl<K: KeyExtractor> RateLimitLayer<K> {
     fn build(quota: Quota, extractor: Arc<K>, max_keys: usize) -> Self {
+        crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
                 limiter: ArcSwap::from_pointee(DefaultKeyedRateLimiter::keyed(quota)),
@@ -155,6 +172,7 @@ impl<K: KeyExtractor> RateLimitLayer<K> {
                 last_cleanup: AtomicU64::new(0),
                 limited: metrics::counter!("foobar_rate_limited_requests_total"),
                 resets: metrics::counter!("foobar_rate_limit_resets_total"),
+                unknown_alarm: UnknownClientAlarm::new("rate_limit"),
             }),
         }
     }
@@ -298,6 +316,10 @@ where
         let key = self.shared.extractor.extract(&parts);
         let req = Request::from_parts(parts, body);
         let Some(key) = key else {
+            if self.shared.extractor.refuses_without_key() {
+                self.shared.unknown_alarm.raise();
+                return ResponseFuture::rejected(crate::firewall::unknown_client(req.headers()));
+            }
             return ResponseFuture::inner(self.inner.call(req));
         };
         self.shared.maintain();
@@ -310,11 +332,15 @@ where
                 // Whole seconds, rounded up: `Retry-After: 0` would invite
                 // an immediate retry that is refused again.
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                ResponseFuture::rejected(Rejection {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    message: "too many requests\n",
-                    retry_after: Some(seconds.max(1)),
-                })
+                ResponseFuture::rejected(
+                    Rejection {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        message: "too many requests\n",
+                        retry_after: Some(seconds.max(1)),
+                        grpc: false,
+                    }
+                    .for_request(req.headers()),
+                )
             }
         }
     }

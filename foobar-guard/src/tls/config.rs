@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use foobar_core::tls::{pem, provider, Identity, PROTOCOL_VERSIONS};
+use foobar_core::tls::{pem, provider, Identity, Material, Origin, PemProblem, PROTOCOL_VERSIONS};
 use foobar_core::Shutdown;
 use rustls::server::{
     ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
@@ -15,11 +15,9 @@ use rustls::ServerConfig;
 use rustls_pki_types::DnsName;
 
 use super::client_auth::AllowedClientNames;
-use super::error::TlsError;
+use super::error::{NameOrigin, TlsError};
 use super::metrics::ReloadMetrics;
 use super::resolver::SniResolver;
-
-const IN_MEMORY: &str = "(in memory)";
 
 /// A server TLS configuration that can be reloaded while serving.
 ///
@@ -90,7 +88,7 @@ impl TlsConfig {
     ///
     /// # Errors
     /// The first problem found, naming the file ([`TlsError::Load`] wraps
-    /// `foobar_core::Error::{ReadFile, Pem, KeyMismatch}`); the old
+    /// `foobar_core::tls::TlsError::{ReadFile, Pem, KeyMismatch}`); the old
     /// configuration then stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         // One reload at a time; readers are never blocked.
@@ -173,7 +171,7 @@ fn load(
         if DnsName::try_from(name.as_str()).is_err() {
             return Err(TlsError::InvalidName {
                 name: name.clone(),
-                origin: "allowed client names".to_owned(),
+                origin: NameOrigin::AllowedClientNames,
             });
         }
     }
@@ -183,18 +181,17 @@ fn load(
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let (roots, origin) = match ca {
-                CaSource::File(path) => (pem::load_ca_bundle(path)?, path.display().to_string()),
-                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, IN_MEMORY.to_owned()),
+                CaSource::File(path) => (pem::load_ca_bundle(path)?, Origin::File(path.clone())),
+                CaSource::Pem(bytes) => (pem::ca_bundle_from_pem(bytes)?, Origin::Memory),
             };
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
             if spec.client_cert_optional {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier.build().map_err(|error| TlsError::ClientCa {
-                origin,
-                reason: error.to_string(),
-            })?;
+            let verifier = verifier
+                .build()
+                .map_err(|source| TlsError::ClientCa { origin, source })?;
             if spec.client_names.is_empty() {
                 builder.with_client_cert_verifier(verifier)
             } else {
@@ -388,9 +385,9 @@ impl TlsConfigBuilder {
             let (identity, origin) = match &entry.source {
                 CertificateSource::Files { cert, key } => (
                     Identity::from_pem_files(cert, key)?,
-                    cert.display().to_string(),
+                    Origin::File(cert.clone()),
                 ),
-                CertificateSource::Loaded(identity) => (identity.clone(), IN_MEMORY.to_owned()),
+                CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
             };
             let key = identity.certified_key();
             match &entry.names {
@@ -403,10 +400,10 @@ impl TlsConfigBuilder {
                 None => {
                     let cert = webpki::EndEntityCert::try_from(identity.end_entity()).map_err(
                         |error| {
-                            TlsError::Load(foobar_core::Error::Pem {
-                                what: "certificate",
+                            TlsError::Load(foobar_core::tls::TlsError::Pem {
+                                what: Material::Certificate,
                                 origin: origin.clone(),
-                                reason: format!("{error:?}"),
+                                problem: PemProblem::NotAnEndEntity(error),
                             })
                         },
                     )?;
@@ -424,12 +421,12 @@ impl TlsConfigBuilder {
 }
 
 /// Accepts `host.example` and `*.example`.
-fn check_name(name: &str, origin: &str) -> Result<(), TlsError> {
+fn check_name(name: &str, origin: &Origin) -> Result<(), TlsError> {
     let bare = name.strip_prefix("*.").unwrap_or(name);
     if bare.contains('*') || DnsName::try_from(bare).is_err() {
         return Err(TlsError::InvalidName {
             name: name.to_owned(),
-            origin: origin.to_owned(),
+            origin: NameOrigin::Certificate(origin.clone()),
         });
     }
     Ok(())

@@ -1,7 +1,29 @@
-//! Errors of the TLS termination layer and its configuration.
+//! Errors of the TLS configuration. Refused handshakes are
+//! [`Refused::TlsHandshake`](crate::Refused::TlsHandshake) and
+//! [`Refused::TlsHandshakeTimeout`](crate::Refused::TlsHandshakeTimeout).
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::fmt;
+
+use foobar_core::tls::Origin;
+
+/// What a server name was given for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameOrigin {
+    /// A served certificate.
+    Certificate(Origin),
+    /// The list of client names allowed to connect.
+    AllowedClientNames,
+}
+
+impl fmt::Display for NameOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Certificate(origin) => write!(f, "the certificate {origin}"),
+            Self::AllowedClientNames => f.write_str("the allowed client names"),
+        }
+    }
+}
 
 /// Why a TLS configuration could not be (re)loaded, or a handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +33,7 @@ pub enum TlsError {
     /// (`ReadFile`), damaged (`Pem`), or a key that does not match its
     /// certificate (`KeyMismatch`). The inner error names the file.
     #[error(transparent)]
-    Load(#[from] foobar_core::Error),
+    Load(#[from] foobar_core::tls::TlsError),
     /// The configuration has no certificate at all.
     #[error("TLS configuration has no certificate")]
     NoCertificate,
@@ -21,17 +43,17 @@ pub enum TlsError {
     InvalidName {
         /// The name as given.
         name: String,
-        /// The certificate file it was given for (or "(in memory)", or
-        /// "allowed client names").
-        origin: String,
+        /// What it was given for.
+        origin: NameOrigin,
     },
     /// The client CA bundle cannot be used to verify client certificates.
-    #[error("client CA bundle {origin}: {reason}")]
+    #[error("client CA bundle {origin}: {source}")]
     ClientCa {
-        /// The file (or "(in memory)").
-        origin: String,
-        /// Why it was rejected.
-        reason: String,
+        /// Where the bundle came from.
+        origin: Origin,
+        /// Why rustls rejected it.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
     },
     /// Allowed client names were given without a client CA to verify
     /// client certificates against.
@@ -40,25 +62,6 @@ pub enum TlsError {
     /// rustls rejected the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client did not finish the handshake in time.
-    #[error("TLS handshake with {peer} timed out after {timeout:?}")]
-    HandshakeTimeout {
-        /// The TCP peer.
-        peer: SocketAddr,
-        /// The configured limit.
-        timeout: Duration,
-    },
-    /// The handshake failed (protocol error, no shared version or cipher,
-    /// certificate refused, connection closed).
-    #[error("TLS handshake with {peer} failed: {source}")]
-    Handshake {
-        /// The TCP peer.
-        peer: SocketAddr,
-        /// The error from the TLS stack; for TLS failures its inner error
-        /// is a `rustls::Error`.
-        #[source]
-        source: std::io::Error,
-    },
     /// A reload signal handler could not be installed.
     #[error("cannot listen for the reload signal: {0}")]
     Signal(#[source] std::io::Error),

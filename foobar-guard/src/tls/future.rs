@@ -16,8 +16,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::Accept;
 use tower_service::Service;
 
-use super::error::TlsError;
 use super::metrics::HandshakeMetrics;
+use crate::error::Refused;
 
 pin_project! {
     /// Response future of [`Tls`](super::Tls).
@@ -105,7 +105,7 @@ where
                         Poll::Ready(Ok(stream)) => stream,
                         Poll::Ready(Err(source)) => {
                             metrics.failed.increment(1);
-                            return Poll::Ready(Err(TlsError::Handshake {
+                            return Poll::Ready(Err(Refused::TlsHandshake {
                                 peer: *peer,
                                 source,
                             }
@@ -114,7 +114,7 @@ where
                         Poll::Pending => {
                             ready!(deadline.poll(cx));
                             metrics.timed_out.increment(1);
-                            return Poll::Ready(Err(TlsError::HandshakeTimeout {
+                            return Poll::Ready(Err(Refused::TlsHandshakeTimeout {
                                 peer: *peer,
                                 timeout: *timeout,
                             }

@@ -15,15 +15,7 @@ const HANDSHAKES: &str = "foobar_tls_handshakes_total";
 
 impl HandshakeMetrics {
     pub(crate) fn register() -> Self {
-        metrics::describe_counter!(
-            HANDSHAKES,
-            "TLS handshakes by result: success, failure, timeout."
-        );
-        metrics::describe_histogram!(
-            "foobar_tls_handshake_duration_seconds",
-            metrics::Unit::Seconds,
-            "Duration of successful TLS handshakes."
-        );
+        crate::metric_help::describe();
         Self {
             succeeded: metrics::counter!(HANDSHAKES, "result" => "success"),
             failed: metrics::counter!(HANDSHAKES, "result" => "failure"),
@@ -44,7 +36,7 @@ const RELOADS: &str = "foobar_tls_reloads_total";
 
 impl ReloadMetrics {
     pub(crate) fn register() -> Self {
-        metrics::describe_counter!(RELOADS, "TLS configuration reloads by result.");
+        crate::metric_help::describe();
         Self {
             succeeded: metrics::counter!(RELOADS, "result" => "success"),
             failed: metrics::counter!(RELOADS, "result" => "failure"),

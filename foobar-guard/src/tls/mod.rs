@@ -64,7 +64,7 @@ mod resolver;
 mod service;
 
 pub use self::config::{TlsConfig, TlsConfigBuilder};
-pub use self::error::TlsError;
+pub use self::error::{NameOrigin, TlsError};
 pub use self::future::ResponseFuture;
 pub use self::layer::{TlsLayer, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use self::service::Tls;

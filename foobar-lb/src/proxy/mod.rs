@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foobar_core::tls::ClientTls;
-use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource};
+use foobar_core::{ConnInfo, Shutdown, Snapshot as StatusSnapshot, StatusSource, UpstreamName};
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST, VIA};
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -626,6 +626,8 @@ where
         let status = exchange.status();
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         let tunnel = switching || (connect && status.is_success());
+        // For the access log: which backend answered.
+        let upstream = UpstreamName(in_flight.backend().shared_id());
         let mut resp = match (exchange, downstream) {
             (Exchange::Http1(Answer { head, conn, .. }), Some(downstream)) if tunnel => {
                 let shutdown = self.backends.shutdown_signal().clone();
@@ -640,6 +642,7 @@ where
         headers::normalize_content_length(headers);
         headers.append(VIA, self.forwarding.via(version));
         headers.entry(X_REQUEST_ID).or_insert(request_id);
+        resp.extensions_mut().insert(upstream);
         resp
     }
 

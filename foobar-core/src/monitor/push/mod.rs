@@ -46,34 +46,124 @@ use crate::shutdown::Shutdown;
 /// How much of a collector's error response is kept for the log.
 const ERROR_BODY_LIMIT: usize = 4096;
 
-/// A push client's configuration mistake.
+/// A push client's configuration mistake, found when it is set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PushError {
-    /// The collector URL is not an absolute `http`/`https` URL.
-    #[error("invalid push URL {url:?}: {reason}")]
+    /// The collector URL cannot be pushed to.
+    #[error("invalid push URL {url:?}: {problem}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
-        /// Why it was rejected.
-        reason: String,
+        /// What is wrong with it.
+        problem: UrlProblem,
     },
     /// A header name or value is not valid HTTP.
-    #[error("invalid push header {name:?}: {reason}")]
+    #[error("invalid push header {name:?}: {source}")]
     InvalidHeader {
         /// The header name as given.
         name: String,
-        /// Why it was rejected.
-        reason: String,
+        /// What is wrong with it.
+        #[source]
+        source: HeaderProblem,
     },
-    /// No TLS configuration could be built for an `https` URL.
-    #[error("no TLS roots for {url:?}: {reason}")]
-    Tls {
+    /// The operating system's roots could not be loaded for an `https` URL
+    /// (and no TLS configuration was given).
+    #[error("no TLS roots for {url:?}: {source}")]
+    NoRoots {
         /// The URL.
         url: String,
         /// Why the roots could not be loaded.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
+    /// rustls refused the TLS configuration.
+    #[error("push TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What is wrong with a collector URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlProblem {
+    /// It does not parse as a URL.
+    #[error("{0}")]
+    Syntax(#[source] http::uri::InvalidUri),
+    /// Its scheme is neither `http` nor `https`.
+    #[error("unsupported scheme {0:?}")]
+    Scheme(String),
+    /// It is a path, not an absolute URL.
+    #[error("not an absolute URL")]
+    NotAbsolute,
+    /// It names no host.
+    #[error("no host")]
+    NoHost,
+    /// A Pushgateway job name is empty.
+    #[error("the job name is empty")]
+    EmptyJob,
+}
+
+/// What is wrong with a header.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// The name is not a valid header name.
+    #[error("{0}")]
+    Name(#[from] http::header::InvalidHeaderName),
+    /// The value is not a valid header value.
+    #[error("{0}")]
+    Value(#[from] http::header::InvalidHeaderValue),
+}
+
+/// Why one push did not go through. Pushes are retried; the last failure
+/// is in [`PushStats::last_error`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushFailure {
+    /// The request could not be built.
+    #[error("cannot build the request: {0}")]
+    Request(#[from] http::Error),
+    /// The collector could not be reached (connection refused, TLS
+    /// failure, connection closed).
+    #[error("{0}")]
+    Unreachable(#[source] TransportError),
+    /// No answer came within the push timeout.
+    #[error("no answer within {after:?}")]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+    /// The collector answered with an error status.
+    #[error("collector answered {status}: {body}")]
+    Rejected {
+        /// Its status.
+        status: http::StatusCode,
+        /// The start of its answer (up to 4 KiB), for the log.
+        body: String,
+    },
+}
+
+/// A connection-level failure of the HTTP client; its message names every
+/// cause down the chain.
+#[derive(Debug)]
+pub struct TransportError(hyper_util::client::legacy::Error);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(&self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
 }
 
 /// Entry point: `Push::builder(target)`.
@@ -153,8 +243,8 @@ impl PushBuilder {
     /// Starts pushing `exporter`'s metrics; stops when `shutdown` fires.
     ///
     /// # Errors
-    /// [`PushError::Tls`] if the URL is `https`, no configuration was given
-    /// and the system's roots cannot be loaded.
+    /// [`PushError::NoRoots`] if the URL is `https`, no configuration was
+    /// given and the system's roots cannot be loaded.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
@@ -178,6 +268,7 @@ impl PushBuilder {
     where
         F: Fn() -> String + Send + 'static,
     {
+        crate::metrics::help::describe();
         let client = self.client()?;
         let shared = Arc::new(Shared::default());
         let handle = PushHandle {
@@ -217,20 +308,16 @@ impl PushBuilder {
             }
             None => match builder.with_provider_and_native_roots(provider.clone()) {
                 Ok(b) => b,
-                Err(error) if self.target.uri().scheme_str() == Some("https") => {
-                    return Err(PushError::Tls {
+                Err(source) if self.target.uri().scheme_str() == Some("https") => {
+                    return Err(PushError::NoRoots {
                         url: self.target.uri().to_string(),
-                        reason: error.to_string(),
+                        source,
                     });
                 }
                 // Plain HTTP never uses the roots.
                 Err(_) => {
                     let config = rustls::ClientConfig::builder_with_provider(provider)
-                        .with_safe_default_protocol_versions()
-                        .map_err(|e| PushError::Tls {
-                            url: self.target.uri().to_string(),
-                            reason: e.to_string(),
-                        })?
+                        .with_safe_default_protocol_versions()?
                         .with_root_certificates(rustls::RootCertStore::empty())
                         .with_no_client_auth();
                     hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
@@ -297,8 +384,19 @@ pub struct PushStats {
     pub sending: bool,
     /// When the last push succeeded, ms since the Unix epoch (0: never).
     pub last_success_unix_ms: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
+    /// The last failure, if any (in `/status.json`, its message).
+    #[serde(serialize_with = "message")]
+    pub last_error: Option<Arc<PushFailure>>,
+}
+
+fn message<S: serde::Serializer>(
+    failure: &Option<Arc<PushFailure>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match failure {
+        Some(failure) => serializer.collect_str(failure),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -310,7 +408,7 @@ struct Shared {
     dropped: AtomicU64,
     sending: AtomicBool,
     last_success_unix_ms: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<Arc<PushFailure>>>,
     stopped: CancellationToken,
 }
 
@@ -403,7 +501,7 @@ impl Sender {
                             .shared
                             .last_error
                             .lock()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+                            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(error));
                     }
                 }
                 let delay = self.backoff(failures);
@@ -442,18 +540,17 @@ impl Sender {
         )
     }
 
-    async fn send(&self, body: Bytes) -> Result<(), String> {
+    async fn send(&self, body: Bytes) -> Result<(), PushFailure> {
         self.exchange(self.target.method_ref().clone(), body).await
     }
 
     /// One request to the target with its headers, within the timeout;
     /// `Ok` for a 2xx answer.
-    async fn exchange(&self, method: http::Method, body: Bytes) -> Result<(), String> {
+    async fn exchange(&self, method: http::Method, body: Bytes) -> Result<(), PushFailure> {
         let mut request = Request::builder()
             .method(method)
             .uri(self.target.uri().clone())
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(body))?;
         request.headers_mut().extend(
             self.target
                 .headers()
@@ -461,35 +558,30 @@ impl Sender {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message.push_str(": ");
-                    message.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                message
-            })?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| PushFailure::Unreachable(TransportError(error)))?;
             let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
             let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "collector answered {status}: {}",
-                    String::from_utf8_lossy(&body).trim()
-                ))
-            }
+            Err(PushFailure::Rejected {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_owned(),
+            })
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        }
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(PushFailure::Timeout {
+                after: self.timeout,
+            }))
     }
 }
 

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Uri};
 
-use super::PushError;
+use super::{HeaderProblem, PushError, UrlProblem};
 
 /// The Prometheus text format's content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -46,7 +46,7 @@ impl PushTarget {
         if job.is_empty() {
             return Err(PushError::InvalidUrl {
                 url: base_url.to_owned(),
-                reason: "the job name is empty".into(),
+                problem: UrlProblem::EmptyJob,
             });
         }
         let base = base_url.trim_end_matches('/');
@@ -68,20 +68,18 @@ impl PushTarget {
     /// [`PushError::InvalidUrl`] unless `url` is an absolute `http` or
     /// `https` URL.
     pub fn http(url: &str) -> Result<Self, PushError> {
-        let invalid = |reason: String| PushError::InvalidUrl {
+        let invalid = |problem| PushError::InvalidUrl {
             url: url.to_owned(),
-            reason,
+            problem,
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+        let uri: Uri = url.parse().map_err(|e| invalid(UrlProblem::Syntax(e)))?;
         match uri.scheme_str() {
             Some("http" | "https") => {}
-            Some(other) => return Err(invalid(format!("unsupported scheme {other:?}"))),
-            None => return Err(invalid("not an absolute URL".into())),
+            Some(other) => return Err(invalid(UrlProblem::Scheme(other.to_owned()))),
+            None => return Err(invalid(UrlProblem::NotAbsolute)),
         }
         if uri.host().is_none_or(str::is_empty) {
-            return Err(invalid("no host".into()));
+            return Err(invalid(UrlProblem::NoHost));
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
@@ -112,13 +110,12 @@ impl PushTarget {
     /// # Errors
     /// [`PushError::InvalidHeader`] for an invalid name or value.
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, PushError> {
-        let invalid = |reason: String| PushError::InvalidHeader {
+        let invalid = |source: HeaderProblem| PushError::InvalidHeader {
             name: name.to_owned(),
-            reason,
+            source,
         };
-        let header_name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-        let mut header_value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.into()))?;
+        let mut header_value = HeaderValue::from_str(value).map_err(|e| invalid(e.into()))?;
         if header_name == http::header::AUTHORIZATION {
             header_value.set_sensitive(true);
         }
@@ -175,9 +172,24 @@ mod tests {
         let err = PushTarget::http("ftp://x/").unwrap_err();
         assert!(err.to_string().contains("ftp://x/"), "{err}");
         let err = PushTarget::http("/relative").unwrap_err();
-        assert!(matches!(err, PushError::InvalidUrl { .. }));
+        assert!(matches!(
+            err,
+            PushError::InvalidUrl {
+                problem: UrlProblem::NotAbsolute,
+                ..
+            }
+        ));
         let err = PushTarget::pushgateway("http://gw", "", "i").unwrap_err();
-        assert!(err.to_string().contains("job"), "{err}");
+        assert!(
+            matches!(
+                err,
+                PushError::InvalidUrl {
+                    problem: UrlProblem::EmptyJob,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = PushTarget::http("http://gw/")
             .unwrap()
             .header("bad header", "v")
@@ -187,6 +199,12 @@ mod tests {
             .unwrap()
             .content_type("text/plain\n")
             .unwrap_err();
-        assert!(matches!(err, PushError::InvalidHeader { .. }));
+        assert!(matches!(
+            err,
+            PushError::InvalidHeader {
+                source: HeaderProblem::Value(_),
+                ..
+            }
+        ));
     }
 }

@@ -1,82 +1,15 @@
-//! Host and process metrics: the host read with `sysinfo`, this process
-//! with `metrics-process` (which reads only `/proc/self`: sysinfo's process
-//! refresh walks every process of the host, ~5 ms a tick).
-//!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `host_cpu_usage_ratio` | gauge, 0 to 1, all cores | |
-//! | `host_cpu_core_usage_ratio` | gauge, 0 to 1 | `core` |
-//! | `host_memory_total_bytes`, `host_memory_available_bytes`, `host_memory_used_bytes` | gauge | |
-//! | `host_swap_total_bytes`, `host_swap_used_bytes` | gauge | |
-//! | `host_load1`, `host_load5`, `host_load15` | gauge | |
-//! | `host_network_receive_bytes_total`, `host_network_transmit_bytes_total` | counter | `interface` |
-//! | `process_cpu_seconds_total` | counter, whole seconds (the facade's counters are integers; a counter, as every Prometheus client exports it) | |
-//! | `process_cpu_usage_ratio` | gauge, 0 to 1 of the whole host | |
-//! | `process_resident_memory_bytes`, `process_virtual_memory_bytes` | gauge | |
-//! | `process_open_fds`, `process_max_fds`, `process_threads` | gauge | |
-//! | `process_start_time_seconds` | gauge, Unix time | |
+//! Reads the host with `sysinfo` and this process with `metrics-process`.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use metrics::{Counter, Gauge};
-use serde::Serialize;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 
-/// The host as last sampled.
-#[derive(Clone, Debug, Default, Serialize)]
-#[non_exhaustive]
-pub struct HostSnapshot {
-    /// CPU use over the last interval, all cores, 0 to 1.
-    pub cpu_usage_ratio: f64,
-    /// CPU use per core over the last interval, 0 to 1.
-    pub cpu_core_usage_ratio: Vec<f64>,
-    /// Physical memory.
-    pub memory_total_bytes: u64,
-    /// Memory available to new work without swapping.
-    pub memory_available_bytes: u64,
-    /// Memory in use.
-    pub memory_used_bytes: u64,
-    /// Swap space.
-    pub swap_total_bytes: u64,
-    /// Swap in use.
-    pub swap_used_bytes: u64,
-    /// Load average over 1, 5 and 15 minutes.
-    pub load_average: [f64; 3],
-    /// Bytes received on every interface since boot.
-    pub network_receive_bytes_total: u64,
-    /// Bytes sent on every interface since boot.
-    pub network_transmit_bytes_total: u64,
-    /// Receive rate over the last interval.
-    pub network_receive_bytes_per_second: f64,
-    /// Send rate over the last interval.
-    pub network_transmit_bytes_per_second: f64,
-}
-
-/// This process as last sampled.
-#[derive(Clone, Debug, Default, Serialize)]
-#[non_exhaustive]
-pub struct ProcessSnapshot {
-    /// CPU time used since start (user + system).
-    pub cpu_seconds_total: f64,
-    /// CPU use over the last interval, as a share of the whole host (0 to 1).
-    pub cpu_usage_ratio: f64,
-    /// Resident memory.
-    pub resident_memory_bytes: u64,
-    /// Virtual memory.
-    pub virtual_memory_bytes: u64,
-    /// Open file descriptors, when the platform tells.
-    pub open_fds: Option<u64>,
-    /// The file descriptor limit, when the platform tells.
-    pub max_fds: Option<u64>,
-    /// Threads, when the platform tells.
-    pub threads: Option<u64>,
-    /// Start time, seconds since the Unix epoch.
-    pub start_time_seconds: u64,
-}
+use super::{HostSnapshot, ProcessSnapshot};
 
 /// Reads the host and this process, and publishes what it read through the
-/// `metrics` facade. The [`Monitor`](super::Monitor) runs one on its tick;
+/// `metrics` facade. The [`Monitor`](crate::monitor::Monitor) runs one on its tick;
 /// use one directly to sample on a schedule of your own.
 #[derive(Debug)]
 pub struct HostSampler {
@@ -105,7 +38,9 @@ struct HostGauges {
     swap_total: Gauge,
     swap_used: Gauge,
     load: [Gauge; 3],
-    process_cpu_seconds: Counter,
+    /// Through the facade (whole seconds) unless this crate's exporter
+    /// renders the fractional figure itself.
+    process_cpu_seconds: Option<Counter>,
     process_cpu_ratio: Gauge,
     process_resident: Gauge,
     process_virtual: Gauge,
@@ -124,6 +59,7 @@ impl Default for HostSampler {
 impl HostSampler {
     /// A sampler for this host and process; registers the metrics.
     pub fn new() -> Self {
+        crate::metrics::help::describe();
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
@@ -145,7 +81,8 @@ impl HostSampler {
                 metrics::gauge!("host_load5"),
                 metrics::gauge!("host_load15"),
             ],
-            process_cpu_seconds: metrics::counter!("process_cpu_seconds_total"),
+            process_cpu_seconds: (!exporter_renders_cpu())
+                .then(|| metrics::counter!("process_cpu_seconds_total")),
             process_cpu_ratio: metrics::gauge!("process_cpu_usage_ratio"),
             process_resident: metrics::gauge!("process_resident_memory_bytes"),
             process_virtual: metrics::gauge!("process_virtual_memory_bytes"),
@@ -260,8 +197,10 @@ impl HostSampler {
         for (gauge, load) in g.load.iter().zip(host.load_average) {
             gauge.set(load);
         }
-        g.process_cpu_seconds
-            .absolute(process.cpu_seconds_total as u64);
+        match &g.process_cpu_seconds {
+            Some(counter) => counter.absolute(process.cpu_seconds_total as u64),
+            None => set_exported_cpu(process.cpu_seconds_total),
+        }
         g.process_cpu_ratio.set(process.cpu_usage_ratio);
         g.process_resident.set(process.resident_memory_bytes as f64);
         g.process_virtual.set(process.virtual_memory_bytes as f64);
@@ -276,4 +215,20 @@ impl HostSampler {
         }
         g.process_start.set(process.start_time_seconds as f64);
     }
+}
+
+/// Whether this crate's Prometheus exporter renders
+/// `process_cpu_seconds_total` (in fractional seconds).
+fn exporter_renders_cpu() -> bool {
+    #[cfg(feature = "prometheus")]
+    return crate::metrics::ProcessCpu::exported();
+    #[cfg(not(feature = "prometheus"))]
+    false
+}
+
+fn set_exported_cpu(seconds: f64) {
+    #[cfg(feature = "prometheus")]
+    crate::metrics::ProcessCpu::set(seconds);
+    #[cfg(not(feature = "prometheus"))]
+    let _ = seconds;
 }

@@ -1,0 +1,45 @@
+//! The `# HELP` text of every metric this crate emits, in one place;
+//! each layer describes them when it is built.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Describes every metric of foobar-guard to the installed recorder.
+pub(crate) fn describe() {
+    describe_counter!(
+        "foobar_firewall_denied_total",
+        "Connections and requests the firewall denied, by level (connection, request)."
+    );
+    describe_counter!(
+        "foobar_connections_refused_total",
+        "Connections refused by the connection limits, by reason (total_limit, client_limit)."
+    );
+    describe_gauge!(
+        "foobar_connections_limited_open",
+        "Connections holding a permit of the connection limits now."
+    );
+    describe_counter!(
+        "foobar_rate_limited_requests_total",
+        "Requests refused by the rate limit (429)."
+    );
+    describe_counter!(
+        "foobar_rate_limit_resets_total",
+        "Times the rate limiter's key table was full and started over."
+    );
+    describe_counter!(
+        "foobar_proxy_protocol_refused_total",
+        "Connections refused for their PROXY protocol header: missing, malformed or late from a trusted proxy, or sent by any other peer."
+    );
+    describe_counter!(
+        "foobar_tls_handshakes_total",
+        "TLS handshakes by result (success, failure, timeout)."
+    );
+    describe_histogram!(
+        "foobar_tls_handshake_duration_seconds",
+        Unit::Seconds,
+        "Duration of successful TLS handshakes."
+    );
+    describe_counter!(
+        "foobar_tls_reloads_total",
+        "TLS configuration reloads by result (success, failure)."
+    );
+}
