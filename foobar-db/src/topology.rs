@@ -424,6 +424,11 @@ impl Topology {
         }
     }
 
+    /// Whether a writer was ever published.
+    pub(crate) fn had_writer(&self) -> bool {
+        self.last_writer.load(Ordering::Acquire) != usize::MAX
+    }
+
     /// Publishes a new writer state; whether it changed.
     pub(crate) fn publish(&self, state: &WriterState) -> bool {
         let changed = self.writer.send_if_modified(|current| {

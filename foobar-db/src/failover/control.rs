@@ -204,6 +204,12 @@ impl Control {
             Action::Publish(state) => {
                 #[allow(clippy::cast_precision_loss)]
                 shared.metrics.epoch.set(state.epoch as f64);
+                if let (false, Some(writer)) = (shared.topology.had_writer(), state.writer) {
+                    // Finding the first writer is the normal start, not a
+                    // warning.
+                    let host = &shared.topology.hosts[writer].id;
+                    tracing::info!(writer = %host, epoch = state.epoch, "database writer found");
+                }
                 shared.topology.publish(&state);
             }
             Action::Host {

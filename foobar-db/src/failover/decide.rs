@@ -622,6 +622,12 @@ impl Decider {
                     message: format!("writer {} -> {} (epoch {})", name(o), name(n), next.epoch),
                 });
             }
+            (None, Some(n)) if !self.seen_healthy => {
+                out.push(Action::Event {
+                    kind: "writer",
+                    message: format!("{} is the writer (initial)", name(n)),
+                });
+            }
             (None, Some(n)) => {
                 let kind = match self.lost {
                     Some(lost) if lost != n => "failover",
@@ -707,10 +713,12 @@ impl Decider {
             return (Role::Unknown, Health::Down, None);
         }
         if Self::standalone_writable(check) {
-            let health = if writer == Some(index) {
-                Health::Up
-            } else {
-                Health::Ejected
+            // Ejected next to another writer; while none is settled, not
+            // known yet.
+            let health = match writer {
+                Some(w) if w == index => Health::Up,
+                Some(_) => Health::Ejected,
+                None => Health::Unknown,
             };
             return (Role::Primary, health, None);
         }
