@@ -35,7 +35,9 @@
 //! - [`FailoverMode::FollowExternal`]: something else promotes (orchestrator,
 //!   MaxScale, a person); the pool follows the host that turns writable, as
 //!   ProxySQL does, and sets a former writer that comes back writable
-//!   read-only.
+//!   read-only. Once pools of a cluster have promoted (the epoch table
+//!   exists), every pool follows only the host the newest epoch names: an
+//!   external promoter must then write the epoch too, or drop the table.
 //! - [`FailoverMode::AutoPromote`]: the pools promote a replica themselves.
 //!   Every application instance may run it; they decide together. It needs
 //!   at least three servers (a primary and two replicas): with two, losing
