@@ -118,6 +118,8 @@ async fn survey_one(
     let dialect = Dialect::of(&conn);
     let replica = match tokio::time::timeout(timeout, monitor::replica_status(&mut conn)).await {
         Ok(Ok(status)) => status,
+        // Gone meanwhile: not a candidate. Refused: everyone must know.
+        Ok(Err(error)) if crate::error::is_connection_error(&error) => return Ok(None),
         Ok(Err(error)) => return Err(failed(&host, Step::Survey, &error)),
         Err(_) => return Ok(None),
     };
