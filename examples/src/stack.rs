@@ -1,7 +1,7 @@
 //! The whole www.foobar.com topology on one machine.
 //!
 //! [`run`] makes a development CA and certificates, starts a private
-//! MariaDB primary and replica with semi-synchronous GTID replication and
+//! MariaDB primary and two replicas with semi-synchronous GTID replication and
 //! TLS (or uses existing servers), then runs every role as its own process
 //! — two web servers and the load balancer — by starting this same binary
 //! with a role name (`stack web …`, `stack lb …`). A dead role is restarted
@@ -364,11 +364,10 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     let mut roles: Vec<RoleProcess> = info
         .webs
         .iter()
-        .enumerate()
-        .map(|(index, web)| {
+        .map(|web| {
             RoleProcess::new(
                 web.name.clone(),
-                web_args(&dir, web, index, &certs, &web_rules, &database, config.rate),
+                web_args(&dir, web, &certs, &web_rules, &database, config.rate),
             )
         })
         .collect();
@@ -439,10 +438,12 @@ async fn start_database(
         });
     }
     tracing::info!(
-        "starting a private MariaDB primary and replica (semi-sync GTID replication, TLS)"
+        "starting a private MariaDB primary and two replicas (semi-sync GTID replication, TLS)"
     );
     let cluster = Cluster::builder()
-        .replicas(1)
+        // Three servers: the web servers' pools decide failovers by a
+        // majority of them.
+        .replicas(2)
         .semi_sync(true)
         .server_arg(format!("--ssl-ca={}", certs.ca.display()))
         .server_arg(format!("--ssl-cert={}", certs.db.cert.display()))
@@ -486,7 +487,6 @@ async fn start_database(
 fn web_args(
     dir: &Path,
     web: &WebInfo,
-    index: usize,
     certs: &StackCerts,
     rules: &Path,
     db: &Database,
@@ -524,22 +524,20 @@ fn web_args(
             monitor.password_file.display()
         ));
     }
-    // One promoter only: the first web server promotes a replica when the
-    // primary dies; the others follow whichever host becomes writable.
-    if index == 0 {
-        if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
-            args.push(format!("--db-failover-user={}", failover.user));
-            args.push(format!(
-                "--db-failover-password-file={}",
-                failover.password_file.display()
-            ));
-            args.push(format!("--db-replication-user={}", replication.user));
-            args.push(format!(
-                "--db-replication-password-file={}",
-                replication.password_file.display()
-            ));
-            args.push("--failover=auto".to_owned());
-        }
+    // Every web server takes part in failover: they decide together,
+    // through a majority of locks on the database servers.
+    if let (Some(failover), Some(replication)) = (&db.failover, &db.replication) {
+        args.push(format!("--db-failover-user={}", failover.user));
+        args.push(format!(
+            "--db-failover-password-file={}",
+            failover.password_file.display()
+        ));
+        args.push(format!("--db-replication-user={}", replication.user));
+        args.push(format!(
+            "--db-replication-password-file={}",
+            replication.password_file.display()
+        ));
+        args.push("--failover=auto".to_owned());
     }
     if db.cluster.is_some() {
         args.push("--semi-sync=true".to_owned());

@@ -36,7 +36,7 @@ use foobar_core::admin::Admin;
 use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::{Monitor, RequestRates};
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_db::{Consistency, DbTls, FailoverConfig, FailoverMode, RwPool};
+use foobar_db::{Consistency, DbTls, Executor, FailoverConfig, FailoverMode, RwPool};
 use foobar_guard::rate_limit::RateLimitLayer;
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules, TrustedProxies};

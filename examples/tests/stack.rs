@@ -1,5 +1,5 @@
 //! End-to-end: the whole stack (`stack` binary: private MariaDB primary and
-//! replica, two web servers and the load balancer, each its own process),
+//! replicas, two web servers and the load balancer, each its own process),
 //! used over HTTPS as a client would.
 
 mod support;
@@ -225,7 +225,7 @@ async fn a_killed_web_server_is_routed_around_shown_down_and_rejoins() {
 }
 
 #[tokio::test]
-async fn database_primary_failover_loses_no_acknowledged_record() {
+async fn database_primary_failover_with_a_web_server_down_loses_no_acknowledged_record() {
     let stack = Stack::start("dbkill").await;
     let client = stack.client();
     let primary = stack
@@ -235,13 +235,14 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         .find(|n| n.name == "primary")
         .unwrap()
         .clone();
-    let replica = stack
+    let replicas: Vec<String> = stack
         .info
         .db
         .iter()
-        .find(|n| n.name != "primary")
-        .unwrap()
-        .clone();
+        .filter(|n| n.name != "primary")
+        .map(|n| n.address.clone())
+        .collect();
+    assert_eq!(replicas.len(), 2);
     assert_eq!(
         stack.db_writer(0).await.as_deref(),
         Some(primary.address.as_str())
@@ -297,6 +298,11 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         .trim()
         .parse()
         .unwrap();
+    // Every web server runs auto failover: with web1 down (it may hold the
+    // failover lease), web2 alone must promote.
+    let web1 = pids_with_arg(&format!("--listen={}", stack.info.webs[0].listen));
+    assert_eq!(web1.len(), 1, "one web1 process: {web1:?}");
+    signal(web1[0], "-KILL");
     let before_kill = acked_count();
     let killed_at = Instant::now();
     signal(pid, "-KILL");
@@ -335,18 +341,23 @@ async fn database_primary_failover_loses_no_acknowledged_record() {
         _ => eprintln!("primary killed: no write failed; the slowest write took {slowest:?}"),
     }
 
-    // The status pages show the new primary.
+    // The status pages show the new primary, web1's too once the stack
+    // restarted it: a fresh pool learns the writer from the servers.
+    let writer = stack.db_writer(1).await.expect("web2 shows a writer");
+    assert!(replicas.contains(&writer), "{writer} is not a replica");
+    let (_, web2_status) = admin_get(stack.info.webs[1].admin, "/status.json")
+        .await
+        .unwrap();
+    assert!(
+        web2_status.contains("\"promoted\""),
+        "web2 made the promotion: {web2_status}"
+    );
     for index in 0..2 {
-        let follows = wait_until(Duration::from_secs(15), || async {
-            stack.db_writer(index).await.as_deref() == Some(replica.address.as_str())
+        let follows = wait_until(Duration::from_secs(30), || async {
+            stack.db_writer(index).await.as_deref() == Some(writer.as_str())
         })
         .await;
-        assert!(
-            follows,
-            "web{} does not show {} as writer",
-            index + 1,
-            replica.address
-        );
+        assert!(follows, "web{} does not show {writer} as writer", index + 1);
     }
 
     // Every acknowledged record is there (semi-synchronous replication).

@@ -13,8 +13,8 @@ use foobar_core::access_log::{AccessLogWriter, Format};
 use foobar_core::metrics::PrometheusExporter;
 use foobar_core::tls::{ClientTls, DevCa};
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_db::sandbox::Cluster;
-use foobar_db::RwPool;
+use foobar_db::sandbox::{Cluster, MONITOR};
+use foobar_db::{Executor, RwPool};
 use foobar_examples::web::{self, App, RequestPolicy};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules, TrustedProxies};
@@ -175,6 +175,7 @@ async fn the_axum_app_behaves_alike_under_foobar_server_and_axum_serve() {
     let cluster = Cluster::builder().replicas(0).start().await.unwrap();
     let pool = RwPool::builder()
         .primary(cluster.primary().app_url())
+        .monitor_credentials(MONITOR.user, MONITOR.password)
         .build(&shutdown)
         .await
         .unwrap();

@@ -18,7 +18,7 @@ use foobar_core::Shutdown;
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::{self, OptsBuilder, PoolConstraints, PoolOpts};
 use foobar_db::sandbox::{replicate_from, wait_for, Cluster, ADMIN, MONITOR, REPLICATION};
-use foobar_db::{FailoverConfig, FailoverMode, MonitorConfig, PoolConfig, RwPool};
+use foobar_db::{Executor, FailoverConfig, FailoverMode, MonitorConfig, PoolConfig, RwPool};
 
 const ROWS: u32 = 10_000;
 
@@ -106,6 +106,22 @@ async fn throughput() {
         .await
         .expect("replicated");
     let replica_port = cluster.replicas()[0].port();
+    let p = pool.clone();
+    wait_for(
+        "the replica takes reads",
+        Duration::from_secs(10),
+        move || {
+            let p = p.clone();
+            async move {
+                p.status()
+                    .hosts
+                    .iter()
+                    .any(|h| h.health == foobar_db::topology::Health::Up && !h.writer)
+            }
+        },
+    )
+    .await
+    .expect("replica up");
     let served: Option<u16> = pool.query_first("SELECT @@port").await.expect("read");
     assert_eq!(served, Some(replica_port), "RwPool reads from the replica");
 

@@ -9,6 +9,7 @@ pub mod failover;
 mod metric_help;
 pub mod monitor;
 pub mod pool;
+pub mod query;
 pub mod route;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
@@ -17,10 +18,11 @@ pub mod status;
 pub mod topology;
 
 pub use consistency::Consistency;
-pub use error::{Error, Result};
+pub use error::{ConfigError, Error, Result, TimeoutKind};
 pub use failover::{FailoverConfig, FailoverMode};
 pub use monitor::MonitorConfig;
 pub use pool::{DbTls, PoolConfig, ResetPolicy};
+pub use query::Executor;
 pub use route::{PooledConn, ReadFallback, RwPool, RwPoolBuilder, Session, Transaction};
 pub use topology::{HostConfig, RoleHint, Topology};
 

@@ -3,32 +3,32 @@
 //!
 //! Every [`MonitorConfig::interval`] each task, on its own monitoring
 //! connection (separate credentials: replication status needs
-//! `SLAVE MONITOR` / `REPLICATION CLIENT`), reads `@@global.read_only` and
-//! the replication status (`SHOW REPLICA STATUS`, falling back to
-//! `SHOW SLAVE STATUS`; both column spellings are read). A check that fails
-//! or exceeds [`MonitorConfig::check_timeout`] counts as a failure; after
-//! [`MonitorConfig::failure_threshold`] in a row the host is down, and if it
-//! was the writer, the writer is lost (see [`failover`](crate::failover)).
-//! With the defaults a dead primary is declared after about 0.75–1.5 s.
+//! `SLAVE MONITOR` / `REPLICATION CLIENT`), reads `@@global.read_only`,
+//! `@@server_id`, the replication status (`SHOW REPLICA STATUS`, falling
+//! back to `SHOW SLAVE STATUS`; both column spellings are read) and the
+//! failover epoch the servers hold (see [`failover`](crate::failover)). It
+//! hands what it saw to the failover control loop, which decides; the
+//! monitor itself decides nothing.
 //!
-//! Replicas whose replication is broken (lag `NULL` because a thread
-//! stopped) or whose lag exceeds the configured maximum are shunned; the
-//! writer is never shunned for lag. Every few checks the task also reads
-//! `SHOW GLOBAL STATUS` (`Questions`, `Com_select`, `Com_insert`, …) and
-//! exports them as counters, as mysqld_exporter does.
+//! A check that fails or exceeds [`MonitorConfig::check_timeout`] counts as
+//! a failure; after [`MonitorConfig::failure_threshold`] in a row the host
+//! is down. With the defaults a dead primary is declared after about
+//! 0.75–1.5 s. Every few checks the task also reads `SHOW GLOBAL STATUS`
+//! (`Questions`, `Com_select`, `Com_insert`, …) and exports them as
+//! counters, as mysqld_exporter does.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use foobar_core::status::Health;
 use foobar_core::Shutdown;
 use metrics::{Counter, Gauge};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use tokio::sync::mpsc;
 
-use crate::failover::Control;
-use crate::topology::Host;
+use crate::failover::control::Input;
+use crate::topology::{Health, Host};
 
 /// How hosts are checked.
 #[derive(Clone, Debug)]
@@ -85,12 +85,24 @@ impl MonitorConfig {
     }
 }
 
+/// The replica's IO thread (`Slave_IO_Running`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IoThread {
+    /// Connected to its source (`Yes`).
+    Running,
+    /// Trying to (re)connect (`Connecting`): the source is gone or
+    /// unreachable from the replica.
+    Connecting,
+    /// Stopped (`No`).
+    Stopped,
+}
+
 /// A replica's replication threads and position, as `SHOW REPLICA STATUS`
 /// reports them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ReplicaStatus {
-    /// `Slave_IO_Running` / `Replica_IO_Running`: `Yes`, `No`, `Connecting`.
-    pub(crate) io_running: String,
+    /// `Slave_IO_Running` / `Replica_IO_Running`.
+    pub(crate) io: IoThread,
     /// `Slave_SQL_Running` / `Replica_SQL_Running`.
     pub(crate) sql_running: bool,
     /// `Seconds_Behind_Master` / `Seconds_Behind_Source`; `None` is `NULL`.
@@ -98,22 +110,42 @@ pub(crate) struct ReplicaStatus {
     /// `Gtid_IO_Pos` (MariaDB) or `Retrieved_Gtid_Set` (MySQL): what the
     /// replica has received.
     pub(crate) received: String,
+    /// `Master_Host`, `Master_Port`: where it replicates from.
+    pub(crate) source: (String, u16),
+    /// `Last_IO_Errno` (1236: the source lacks what the replica asks for).
+    pub(crate) last_io_errno: u16,
+    /// `Last_IO_Error`.
+    pub(crate) last_io_error: String,
 }
 
 impl ReplicaStatus {
     fn from_row(row: &Row) -> Self {
-        let io_running =
-            column(row, &["Slave_IO_Running", "Replica_IO_Running"]).unwrap_or_default();
+        let io = match column(row, &["Slave_IO_Running", "Replica_IO_Running"]).as_deref() {
+            Some("Yes") => IoThread::Running,
+            Some("Connecting") => IoThread::Connecting,
+            _ => IoThread::Stopped,
+        };
         let sql_running =
             column(row, &["Slave_SQL_Running", "Replica_SQL_Running"]).as_deref() == Some("Yes");
         let lag_seconds = column(row, &["Seconds_Behind_Master", "Seconds_Behind_Source"])
             .and_then(|lag| lag.parse().ok());
         let received = column(row, &["Gtid_IO_Pos", "Retrieved_Gtid_Set"]).unwrap_or_default();
+        let host = column(row, &["Master_Host", "Source_Host"]).unwrap_or_default();
+        let port = column(row, &["Master_Port", "Source_Port"])
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let last_io_errno = column(row, &["Last_IO_Errno"])
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        let last_io_error = column(row, &["Last_IO_Error"]).unwrap_or_default();
         Self {
-            io_running,
+            io,
             sql_running,
             lag_seconds,
             received,
+            source: (host, port),
+            last_io_errno,
+            last_io_error,
         }
     }
 }
@@ -136,15 +168,91 @@ fn column(row: &Row, names: &[&str]) -> Option<String> {
     None
 }
 
-/// What one successful check saw.
-#[derive(Clone, Debug)]
-pub(crate) struct Observation {
-    pub(crate) read_only: bool,
-    pub(crate) replica: Option<ReplicaStatus>,
-    /// The monitor account may not read replication status (error 1227):
-    /// a read-only host then counts as not replicating.
-    pub(crate) replication_hidden: bool,
+/// A statement the account may not run: the server's code and the
+/// privilege it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Denied {
+    pub(crate) code: u16,
+    pub(crate) needed: String,
 }
+
+impl Denied {
+    /// The denial in a server error, if it is one (1227: a privilege; 1142:
+    /// a table privilege; 1044: a database).
+    pub(crate) fn of(error: &mysql_async::Error) -> Option<Self> {
+        match error {
+            mysql_async::Error::Server(e) if matches!(e.code, 1227 | 1142 | 1044) => Some(Self {
+                code: e.code,
+                needed: crate::error::needed_privilege(&e.message),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether and from where a host replicates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Replication {
+    /// It replicates from nothing (an empty `SHOW REPLICA STATUS`).
+    None,
+    /// The monitor account may not read replication status.
+    Hidden(Denied),
+    /// It is a replica.
+    Replica(ReplicaStatus),
+}
+
+/// The failover epoch a server holds: the newest promotion it knows of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Epoch {
+    /// Bumped by every promotion.
+    pub(crate) number: u64,
+    /// The `@@server_id` of the host promoted then.
+    pub(crate) server_id: u32,
+}
+
+/// What the epoch table says on one server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum EpochRead {
+    /// No table or no row: no pool has promoted a host in this cluster.
+    Absent,
+    /// The monitor account may not read it.
+    Hidden(Denied),
+    /// The newest promotion this server knows of.
+    Known(Epoch),
+}
+
+/// What one successful check saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HostCheck {
+    pub(crate) read_only: bool,
+    pub(crate) server_id: u32,
+    pub(crate) replication: Replication,
+    pub(crate) epoch: EpochRead,
+}
+
+/// Why a check failed.
+#[derive(Clone, Debug)]
+pub(crate) enum CheckError {
+    /// The server refused the monitor's credentials (1045).
+    AccessDenied,
+    /// No answer within the check timeout.
+    Timeout(Duration),
+    /// The connection or a statement failed.
+    Failed(Arc<mysql_async::Error>),
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AccessDenied => f.write_str("access denied for the monitor account (error 1045)"),
+            Self::Timeout(after) => write!(f, "no answer within {} ms", after.as_millis()),
+            Self::Failed(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// One check's outcome.
+pub(crate) type Observation = Result<HostCheck, CheckError>;
 
 /// Reads the replication status; `None` on a server that replicates from
 /// nothing (an empty result).
@@ -162,17 +270,44 @@ pub(crate) async fn replica_status(
     Ok(rows.first().map(ReplicaStatus::from_row))
 }
 
-async fn observe(conn: &mut Conn) -> Result<Observation, mysql_async::Error> {
-    let read_only: Option<i64> = conn.query_first("SELECT @@global.read_only").await?;
-    let (replica, replication_hidden) = match replica_status(conn).await {
-        Ok(replica) => (replica, false),
-        Err(mysql_async::Error::Server(e)) if e.code == 1227 => (None, true),
-        Err(e) => return Err(e),
+/// Reads the epoch table (`epoch_query` selects `epoch, server_id`).
+pub(crate) async fn read_epoch(
+    conn: &mut Conn,
+    epoch_query: &str,
+) -> Result<EpochRead, mysql_async::Error> {
+    match conn.query_first::<(u64, u32), _>(epoch_query).await {
+        Ok(Some((number, server_id))) => Ok(EpochRead::Known(Epoch { number, server_id })),
+        Ok(None) => Ok(EpochRead::Absent),
+        // No such table (1146) or database (1049): nobody promoted yet.
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1146 | 1049) => {
+            Ok(EpochRead::Absent)
+        }
+        Err(e) => match Denied::of(&e) {
+            Some(denied) => Ok(EpochRead::Hidden(denied)),
+            None => Err(e),
+        },
+    }
+}
+
+async fn observe(conn: &mut Conn, epoch_query: &str) -> Result<HostCheck, mysql_async::Error> {
+    let (read_only, server_id): (i64, u32) = conn
+        .query_first("SELECT @@global.read_only, @@server_id")
+        .await?
+        .unwrap_or((1, 0));
+    let replication = match replica_status(conn).await {
+        Ok(Some(status)) => Replication::Replica(status),
+        Ok(None) => Replication::None,
+        Err(e) => match Denied::of(&e) {
+            Some(denied) => Replication::Hidden(denied),
+            None => return Err(e),
+        },
     };
-    Ok(Observation {
-        read_only: read_only.unwrap_or(1) != 0,
-        replica,
-        replication_hidden,
+    let epoch = read_epoch(conn, epoch_query).await?;
+    Ok(HostCheck {
+        read_only: read_only != 0,
+        server_id,
+        replication,
+        epoch,
     })
 }
 
@@ -281,100 +416,91 @@ pub(crate) async fn check(
     host: &Host,
     conn: &mut Option<Conn>,
     timeout: Duration,
-) -> Result<Observation, String> {
+    epoch_query: &str,
+) -> Observation {
     let attempt = async {
         if conn.is_none() {
             *conn = Some(Conn::new(host.monitor_opts.clone()).await?);
         }
         match conn.as_mut() {
-            Some(c) => observe(c).await,
+            Some(c) => observe(c, epoch_query).await,
             None => Err(mysql_async::Error::Driver(
                 mysql_async::DriverError::ConnectionClosed,
             )),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(observation)) => Ok(observation),
+        Ok(Ok(check)) => Ok(check),
         Ok(Err(error)) => {
             *conn = None;
-            Err(error.to_string())
+            Err(match error {
+                mysql_async::Error::Server(e) if e.code == 1045 => CheckError::AccessDenied,
+                other => CheckError::Failed(Arc::new(other)),
+            })
         }
         Err(_) => {
             *conn = None;
-            Err(format!("no answer within {timeout:?}"))
+            Err(CheckError::Timeout(timeout))
         }
     }
 }
 
-/// Runs the monitor loop for one host until shutdown.
-pub(crate) async fn run(
-    control: Arc<Control>,
-    host: Arc<Host>,
-    mut conn: Option<Conn>,
-    shutdown: Shutdown,
-) {
-    let config = control.monitor.clone();
-    let counters = ServerCounters::new(&host.id);
-    let gauges = HostGauges::new(&host.id);
-    let mut ticker = tokio::time::interval(config.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut round: u32 = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => break,
-            _ = ticker.tick() => {}
-        }
-        let epoch = control.topology.epoch();
-        let result = check(&host, &mut conn, config.check_timeout).await;
-        control.observed(&host, result, epoch).await;
-        round = round.wrapping_add(1);
-        if round % config.server_status_every.max(1) == 0 {
-            if let Some(c) = conn.as_mut() {
-                if let Err(error) = counters.poll(&host, c).await {
-                    tracing::debug!(host = %host.id, %error, "SHOW GLOBAL STATUS failed");
+/// What a monitor task needs.
+#[derive(Debug)]
+pub(crate) struct MonitorTask {
+    pub(crate) host: Arc<Host>,
+    pub(crate) config: MonitorConfig,
+    pub(crate) epoch_query: Arc<str>,
+    pub(crate) inputs: mpsc::UnboundedSender<Input>,
+    pub(crate) shutdown: Shutdown,
+}
+
+impl MonitorTask {
+    /// Checks the host every interval until shutdown, sending what it saw
+    /// to the control loop.
+    pub(crate) async fn run(self, mut conn: Option<Conn>) {
+        let Self {
+            host,
+            config,
+            epoch_query,
+            inputs,
+            shutdown,
+        } = self;
+        let counters = ServerCounters::new(&host.id);
+        let gauges = HostGauges::new(&host.id);
+        let mut ticker = tokio::time::interval(config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once; the builder has just checked.
+        ticker.tick().await;
+        let mut round: u32 = 0;
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                _ = ticker.tick() => {}
+            }
+            let started = Instant::now();
+            let observation = check(&host, &mut conn, config.check_timeout, &epoch_query).await;
+            let input = Input::Checked {
+                host: host.index,
+                started,
+                observation,
+            };
+            if inputs.send(input).is_err() {
+                break;
+            }
+            round = round.wrapping_add(1);
+            if round % config.server_status_every.max(1) == 0 {
+                if let Some(c) = conn.as_mut() {
+                    if let Err(error) = counters.poll(&host, c).await {
+                        tracing::debug!(host = %host.id, %error, "SHOW GLOBAL STATUS failed");
+                    }
                 }
             }
+            gauges.update(&host);
         }
-        gauges.update(&host);
-    }
-    if let Some(c) = conn {
-        let _ = c.disconnect().await;
-    }
-    tracing::debug!(host = %host.id, "monitor stopped");
-}
-
-/// The health a reachable read-only host deserves.
-pub(crate) fn replica_health(
-    replica: Option<&ReplicaStatus>,
-    max_lag: Duration,
-    writer_suspect: bool,
-    previous_lag: Option<Duration>,
-) -> (Health, Option<Duration>) {
-    let Some(status) = replica else {
-        // Read-only but replicating from nothing: its data may be anything.
-        return (Health::Shunned, None);
-    };
-    match status.lag_seconds {
-        Some(seconds) if status.sql_running && status.io_running == "Yes" => {
-            let lag = Duration::from_secs(seconds);
-            let health = if lag > max_lag {
-                Health::Shunned
-            } else {
-                Health::Up
-            };
-            (health, Some(lag))
+        if let Some(c) = conn {
+            let _ = c.disconnect().await;
         }
-        // The primary is failing or gone and the replica is trying to
-        // reconnect: until a new writer is settled it holds the freshest
-        // data there is, so it keeps serving reads at its last known lag.
-        _ if status.sql_running && status.io_running != "No" && writer_suspect => {
-            let health = if previous_lag.is_some() {
-                Health::Up
-            } else {
-                Health::Shunned
-            };
-            (health, previous_lag)
-        }
-        _ => (Health::Shunned, None),
+        tracing::debug!(host = %host.id, "monitor stopped");
     }
 }

@@ -1,58 +1,55 @@
 //! The database pool's section of the status page: its data
 //! ([`DbStatus`]) and how the page shows it. [`RwPool`] is the
-//! [`StatusSource`](foobar_core::StatusSource).
+//! [`StatusSource`].
 
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
-use std::time::Duration;
 
-use foobar_core::status::{Format, Health, Snapshot, Table, View};
-use serde::{Deserialize, Serialize};
+use foobar_core::status::{self as core, Format, Snapshot, StatusEvent, StatusSource, Table, View};
+use serde::Serialize;
 
+use crate::failover::{FailoverStatus, WriterUnavailable};
 use crate::route::RwPool;
-use crate::topology::Topology;
+use crate::topology::{Health, Role, Topology};
 
 /// The kind the status page shows under the pool's name.
 pub const KIND: &str = "database";
 
 /// A database pool's state, as `/status.json` carries it in the snapshot's
 /// `data`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct DbStatus {
     /// The host currently taking writes, if one is known.
     pub writer: Option<String>,
+    /// Its failover epoch (0 before any promotion by a pool).
+    pub epoch: u64,
+    /// Why no host takes writes, while none does.
+    pub unavailable: Option<WriterUnavailable>,
+    /// The same, for people.
+    pub unavailable_text: Option<String>,
+    /// The failover side: mode, lease, what would stand in the way of a
+    /// promotion.
+    pub failover: FailoverStatus,
+    /// What would stand in the way of a promotion, for people.
+    pub promotion_blocked_text: Option<String>,
     /// Every host, in configuration order.
-    pub hosts: Vec<DbHostStatus>,
-    /// Failovers since start.
+    pub hosts: Vec<HostStatus>,
+    /// Writer changes after the first writer since start.
     pub failovers_total: u64,
 }
 
-/// Role of a database host, as the monitor last saw it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DbRole {
-    /// Writable (`read_only = 0`).
-    Primary,
-    /// Read-only, replicating.
-    Replica,
-    /// Not known yet, or unreachable.
-    #[default]
-    Unknown,
-}
-
 /// One database host.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
-pub struct DbHostStatus {
+pub struct HostStatus {
     /// The host's name (address; never credentials).
     pub id: String,
     /// Whether it is the pool's writer now.
     pub writer: bool,
-    /// Its role.
-    pub role: DbRole,
-    /// Its health.
+    /// What the host is, as the monitor last saw it.
+    pub role: Role,
+    /// Whether it takes traffic.
     pub health: Health,
     /// Replication lag in seconds (`None` on the primary, or when unknown).
     pub lag_seconds: Option<f64>,
@@ -72,15 +69,15 @@ pub struct DbHostStatus {
 impl DbStatus {
     /// The pool's health as a whole: down without a writer, up when every
     /// host is, degraded otherwise.
-    pub fn health(&self) -> Health {
+    pub fn health(&self) -> core::Health {
         if self.hosts.iter().all(|h| h.health == Health::Unknown) {
-            Health::Unknown
+            core::Health::Unknown
         } else if self.writer.is_none() {
-            Health::Down
+            core::Health::Down
         } else if self.hosts.iter().all(|h| h.health == Health::Up) {
-            Health::Up
+            core::Health::Up
         } else {
-            Health::Degraded
+            core::Health::Degraded
         }
     }
 }
@@ -89,6 +86,11 @@ impl DbStatus {
 static VIEW: LazyLock<View> = LazyLock::new(|| {
     View::new()
         .fact("writer", "/writer", Format::Text)
+        .fact("epoch", "/epoch", Format::Integer)
+        .fact("no writer", "/unavailable_text", Format::Text)
+        .fact("failover", "/failover/mode", Format::Tag)
+        .fact("lease", "/failover/leader", Format::Flag)
+        .fact("promotion blocked", "/promotion_blocked_text", Format::Text)
         .fact("failovers", "/failovers_total", Format::Integer)
         .table(
             Table::new("hosts", "/hosts")
@@ -109,22 +111,23 @@ static VIEW: LazyLock<View> = LazyLock::new(|| {
 });
 
 impl RwPool {
-    /// The pool's state for the status page: writer, hosts, failovers.
+    /// The pool's state for the status page: writer and epoch, why there
+    /// is none, the failover side, hosts, failovers.
     pub fn status(&self) -> DbStatus {
         status(self.topology())
     }
 }
 
 fn status(topology: &Topology) -> DbStatus {
-    let writer = topology.writer_index();
+    let state = topology.writer_state();
     let hosts = topology
         .hosts
         .iter()
         .map(|host| {
             let pool = host.pool.status();
-            DbHostStatus {
+            HostStatus {
                 id: host.id.clone(),
-                writer: writer == Some(host.index),
+                writer: state.writer == Some(host.index),
                 role: host.role(),
                 health: host.health(),
                 lag_seconds: host.lag().map(|lag| lag.as_secs_f64()),
@@ -136,82 +139,110 @@ fn status(topology: &Topology) -> DbStatus {
             }
         })
         .collect();
+    let unavailable = state.writer.is_none().then_some(state.unavailable);
+    let failover = topology.failover_status();
     DbStatus {
-        writer: topology.writer().map(str::to_owned),
+        writer: state
+            .writer
+            .and_then(|w| topology.hosts.get(w))
+            .map(|h| h.id.clone()),
+        epoch: state.epoch,
+        unavailable_text: unavailable.as_ref().map(ToString::to_string),
+        unavailable,
+        promotion_blocked_text: failover.blocked.as_ref().map(ToString::to_string),
+        failover,
         hosts,
         failovers_total: topology.failovers(),
     }
 }
 
-/// A health change of a replica, for people: `10.0.0.3:3306 is up, 0.4 s
-/// behind`.
-pub(crate) fn health_message(host: &str, health: Health, lag: Option<Duration>) -> String {
-    match lag {
-        Some(lag) => format!("{host} is {health}, {:.1} s behind", lag.as_secs_f64()),
-        None => format!("{host} is {health}, lag unknown"),
-    }
+/// The events for the envelope: repeats say how often they happened.
+fn events(topology: &Topology) -> Vec<StatusEvent> {
+    topology
+        .events()
+        .into_iter()
+        .map(|event| {
+            let message = if event.count > 1 {
+                format!("{} ({} times)", event.message, event.count)
+            } else {
+                event.message
+            };
+            let mut status = StatusEvent::now(event.kind, message);
+            status.at_unix_ms = event.at_unix_ms;
+            status
+        })
+        .collect()
 }
 
-/// The snapshot of a pool over `topology`.
-pub(crate) fn snapshot(topology: &Topology) -> Snapshot {
-    let status = status(topology);
-    Snapshot::new(KIND, &status)
-        .health(status.health())
-        .events(topology.events())
-        .view(VIEW.clone())
+impl StatusSource for RwPool {
+    fn name(&self) -> &str {
+        self.name()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let topology = self.topology();
+        let status = status(topology);
+        Snapshot::new(KIND, &status)
+            .health(status.health())
+            .events(events(topology))
+            .view(VIEW.clone())
+    }
+
+    fn ready(&self) -> bool {
+        self.topology().writer_index().is_some()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn host(id: &str, health: Health) -> DbHostStatus {
-        DbHostStatus {
+    fn host(id: &str, health: Health) -> HostStatus {
+        HostStatus {
             id: id.into(),
+            writer: false,
+            role: Role::Unknown,
             health,
-            ..DbHostStatus::default()
+            lag_seconds: None,
+            pool_size: 0,
+            pool_in_use: 0,
+            pool_waiting: 0,
+            queries_total: 0,
+            server_questions_total: 0,
+        }
+    }
+
+    fn status(writer: Option<&str>, hosts: Vec<HostStatus>) -> DbStatus {
+        DbStatus {
+            writer: writer.map(str::to_owned),
+            epoch: 0,
+            unavailable: None,
+            unavailable_text: None,
+            failover: FailoverStatus::default(),
+            promotion_blocked_text: None,
+            hosts,
+            failovers_total: 0,
         }
     }
 
     #[test]
     fn pool_health_follows_writer_and_hosts() {
-        let mut status = DbStatus {
-            writer: Some("a".into()),
-            hosts: vec![host("a", Health::Up), host("b", Health::Up)],
-            failovers_total: 0,
-        };
-        assert_eq!(status.health(), Health::Up);
+        let mut status = status(
+            Some("a"),
+            vec![host("a", Health::Up), host("b", Health::Up)],
+        );
+        assert_eq!(status.health(), core::Health::Up);
         status.hosts[1].health = Health::Shunned;
-        assert_eq!(status.health(), Health::Degraded);
+        assert_eq!(status.health(), core::Health::Degraded);
         status.writer = None;
-        assert_eq!(status.health(), Health::Down);
+        assert_eq!(status.health(), core::Health::Down);
         status.hosts = vec![host("a", Health::Unknown)];
-        assert_eq!(status.health(), Health::Unknown);
-    }
-
-    #[test]
-    fn health_changes_read_as_sentences() {
-        assert_eq!(
-            health_message(
-                "10.0.0.3:3306",
-                Health::Up,
-                Some(Duration::from_millis(400))
-            ),
-            "10.0.0.3:3306 is up, 0.4 s behind"
-        );
-        assert_eq!(
-            health_message("10.0.0.3:3306", Health::Shunned, None),
-            "10.0.0.3:3306 is shunned, lag unknown"
-        );
+        assert_eq!(status.health(), core::Health::Unknown);
     }
 
     #[test]
     fn view_points_into_the_data() {
-        let status = DbStatus {
-            writer: Some("a".into()),
-            hosts: vec![host("a", Health::Up)],
-            failovers_total: 1,
-        };
+        let status = status(Some("a"), vec![host("a", Health::Up)]);
         let json = serde_json::to_value(&status).unwrap();
         for field in &VIEW.facts {
             assert!(json.pointer(&field.pointer).is_some(), "{field:?}");
@@ -222,5 +253,7 @@ mod tests {
                 assert!(row.pointer(&column.pointer).is_some(), "{column:?}");
             }
         }
+        // Health badges use the page's words.
+        assert_eq!(json["hosts"][0]["health"], "up");
     }
 }

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use foobar_db::Consistency;
+use foobar_db::{Consistency, Executor};
 use support::cluster_and_pool;
 
 /// Makes the only replica apply everything `seconds` late, and waits until

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::sandbox::{replicate_from, wait_for, Cluster, Node};
-use foobar_db::{Error, FailoverConfig, FailoverMode, RwPool};
+use foobar_db::{Error, Executor, FailoverConfig, FailoverMode, RwPool};
 use support::{builder, init_tracing, WriteLoad};
 
 async fn read_only(node: &Node) -> Option<i64> {

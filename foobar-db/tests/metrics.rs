@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use foobar_db::sandbox::wait_for;
+use foobar_db::Executor;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use support::cluster_and_pool;
 
@@ -59,5 +60,24 @@ async fn queries_pools_lag_and_server_counters_are_exported() {
     );
     line("foobar_db_server_commands_total", "command=\"select\"");
     line("foobar_db_host_up", &format!("host=\"{primary}\""));
+    // Every series of the pool says what it is.
+    let series: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("foobar_db_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name)
+        })
+        .collect();
+    assert!(series.len() > 10, "{series:?}");
+    for name in series {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no # HELP for {name}"
+        );
+    }
     shutdown.trigger();
 }

@@ -5,13 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use foobar_core::status::{Health, StatusSource};
+use foobar_core::status::StatusSource;
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::Opts;
 use foobar_db::pool::Manager;
 use foobar_db::sandbox::{wait_for, MONITOR};
-use foobar_db::status::DbRole;
-use foobar_db::{Error, PoolConfig, ResetPolicy};
+use foobar_db::topology::{Health, Role};
+use foobar_db::{Error, Executor, PoolConfig, ResetPolicy};
 use support::cluster_and_pool;
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn waiting_for_a_busy_pool_times_out_with_a_typed_error() {
         .expect_err("the only connection is held");
     match &err {
         Error::PoolTimeout { host, kind } => {
-            assert_eq!(*kind, "wait");
+            assert_eq!(*kind, foobar_db::TimeoutKind::Wait);
             assert_eq!(host, &cluster.primary().address());
         }
         other => panic!("unexpected {other}"),
@@ -150,11 +150,13 @@ async fn status_snapshot_and_monitor_shutdown() {
         Some(cluster.primary().address().as_str())
     );
     assert_eq!(status.hosts.len(), 3);
-    assert_eq!(status.hosts[0].role, DbRole::Primary);
+    assert_eq!(status.hosts[0].role, Role::Primary);
     assert!(status.hosts[0].writer && !status.hosts[1].writer);
+    assert_eq!(status.epoch, 0);
+    assert_eq!(status.unavailable, None);
     assert!(status.hosts[1..]
         .iter()
-        .all(|h| h.role == DbRole::Replica && h.health == Health::Up));
+        .all(|h| h.role == Role::Replica && h.health == Health::Up));
     assert_eq!(status.hosts[0].lag_seconds, None);
     assert!(status.hosts[1].lag_seconds.is_some());
     let reads: u64 = status.hosts[1..].iter().map(|h| h.queries_total).sum();
@@ -165,7 +167,7 @@ async fn status_snapshot_and_monitor_shutdown() {
         .all(|h| h.pool_in_use == 0 && h.pool_size >= 1 || h.queries_total == 0));
     let snapshot = pool.snapshot();
     assert_eq!(snapshot.kind, foobar_db::status::KIND);
-    assert_eq!(snapshot.health, Health::Up);
+    assert_eq!(snapshot.health, foobar_core::status::Health::Up);
     assert!(snapshot.events.iter().any(|e| e.kind == "writer"));
     let json = serde_json::to_string(&snapshot).unwrap();
     assert!(json.contains("\"writer\""));
@@ -210,4 +212,103 @@ async fn wait_monitor_connections(cluster: &foobar_db::sandbox::Cluster, count: 
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn statements_time_out_by_default_or_per_call() {
+    let (cluster, pool, shutdown) = cluster_and_pool(0, |b| {
+        b.pool_config(
+            PoolConfig::default()
+                .max_size(1)
+                .statement_timeout(Some(Duration::from_millis(300))),
+        )
+    })
+    .await;
+    let mut conn = pool.writer().await.unwrap();
+    let first: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    drop(conn);
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("/* foobar:primary */ SELECT SLEEP(3)")
+        .await
+        .expect_err("too slow");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::StatementTimeout { host, after } => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(*after, Duration::from_millis(300));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.is_connection_error());
+    // A longer timeout for one call.
+    let slept: Option<i64> = pool
+        .with_timeout(Duration::from_secs(5))
+        .query_first("/* foobar:primary */ SELECT SLEEP(1)")
+        .await
+        .unwrap();
+    assert_eq!(slept, Some(0));
+    // The timed-out connection was closed, not reused.
+    let mut conn = pool.writer().await.unwrap();
+    let now: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_ne!(first, now);
+    // And the same on a connection, a session, a transaction.
+    let err = (&mut conn)
+        .with_timeout(Duration::from_millis(100))
+        .query_drop("SELECT SLEEP(1)")
+        .await
+        .expect_err("too slow");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    drop(conn);
+    let mut session = pool.session();
+    let err = (&mut session)
+        .with_timeout(Duration::from_millis(100))
+        .query_drop("SELECT SLEEP(1)")
+        .await
+        .expect_err("too slow");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_write_stuck_on_semi_sync_fails_at_its_timeout() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(1)
+        .semi_sync(true)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    let pool = support::builder(&cluster)
+        .pool_config(PoolConfig::default().statement_timeout(Some(Duration::from_millis(500))))
+        .build(&shutdown)
+        .await
+        .unwrap();
+    pool.query_drop("CREATE TABLE t (id INT)").await.unwrap();
+    // The only replica stops acknowledging: every commit now waits.
+    cluster.replicas()[0]
+        .run(&["STOP SLAVE IO_THREAD"])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("INSERT INTO t VALUES (1)")
+        .await
+        .expect_err("no acknowledgement");
+    assert!(matches!(err, Error::StatementTimeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string().contains("may still have committed"),
+        "{err}"
+    );
+    shutdown.trigger();
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::sandbox::wait_for;
-use foobar_db::{Error, ReadFallback};
+use foobar_db::{Error, Executor, ReadFallback};
 use support::{cluster_and_pool, port_of_read};
 
 #[tokio::test]
@@ -235,7 +235,7 @@ async fn a_replica_with_stopped_replication_is_shunned() {
                 p.status()
                     .hosts
                     .iter()
-                    .any(|h| h.health == foobar_core::status::Health::Shunned)
+                    .any(|h| h.health == foobar_db::topology::Health::Shunned)
             }
         },
     )
@@ -372,7 +372,7 @@ async fn replica_weights_share_the_reads() {
 }
 
 #[tokio::test]
-async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_failing() {
+async fn a_monitor_without_replication_privileges_is_named_at_once() {
     support::init_tracing();
     let cluster = foobar_db::sandbox::Cluster::builder()
         .replicas(1)
@@ -381,7 +381,8 @@ async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_fail
         .unwrap();
     let shutdown = foobar_core::Shutdown::new();
     // No monitor credentials: the application account monitors, and it may
-    // not run SHOW REPLICA STATUS.
+    // not run SHOW REPLICA STATUS, so the pool cannot tell the primary from
+    // a replica made writable by mistake.
     let pool = foobar_db::RwPool::builder()
         .primary(cluster.primary().app_url())
         .replica(cluster.replicas()[0].app_url())
@@ -389,10 +390,50 @@ async fn a_monitor_without_replication_privileges_shuns_replicas_instead_of_fail
         .await
         .unwrap();
     let status = pool.status();
-    assert_eq!(status.hosts[1].role, foobar_db::status::DbRole::Replica);
-    assert_eq!(status.hosts[1].health, foobar_core::status::Health::Shunned);
-    assert_eq!(port_of_read(&pool).await, cluster.primary().port());
-    pool.query_drop("CREATE TABLE ok (id INT)").await.unwrap();
+    assert_eq!(status.hosts[1].role, foobar_db::topology::Role::Replica);
+    assert_eq!(status.hosts[1].health, foobar_db::topology::Health::Shunned);
+    // The server names what it wants ("SUPER, SLAVE MONITOR").
+    match &status.unavailable {
+        Some(foobar_db::failover::WriterUnavailable::MissingPrivilege {
+            host,
+            user,
+            needed,
+            code: 1227,
+        }) => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(user, foobar_db::sandbox::APP.user);
+            assert!(needed.contains("SLAVE MONITOR"), "{needed}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(
+        json.contains("SLAVE MONITOR") && json.contains("1227"),
+        "{json}"
+    );
+
+    let started = std::time::Instant::now();
+    let err = pool
+        .query_drop("CREATE TABLE ok (id INT)")
+        .await
+        .expect_err("no verified primary");
+    assert!(started.elapsed() < Duration::from_millis(200), "at once");
+    match &err {
+        Error::MissingPrivilege {
+            host,
+            user,
+            needed,
+            code,
+            ..
+        } => {
+            assert_eq!(host, &cluster.primary().address());
+            assert_eq!(user, foobar_db::sandbox::APP.user);
+            assert!(needed.contains("SLAVE MONITOR"), "{needed}");
+            assert_eq!(*code, 1227);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("SLAVE MONITOR"), "{err}");
     shutdown.trigger();
 }
 
@@ -424,5 +465,106 @@ async fn role_hints_are_only_hints() {
     assert_eq!(port_of_read(&pool).await, cluster.replicas()[0].port());
     let port: Option<u16> = pool.query_first("SELECT @@port FOR UPDATE").await.unwrap();
     assert_eq!(port, Some(cluster.primary().port()));
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_failed_begin_or_commit_leaves_the_session_routing_again() {
+    let (cluster, pool, shutdown) = cluster_and_pool(1, |b| b).await;
+    let replica = cluster.replicas()[0].port();
+    pool.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    cluster
+        .wait_replicated(0, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut session = pool.session();
+
+    // A BEGIN the server rejects opens no transaction.
+    let err = session
+        .query_drop("START TRANSACTION WITH")
+        .await
+        .expect_err("syntax error");
+    assert_eq!(err.server_code(), Some(1064), "{err}");
+    assert!(!session.in_transaction());
+    assert_eq!(session.held_host(), None);
+    let port: Option<u16> = session.query_first("SELECT @@port").await.unwrap();
+    assert_eq!(port, Some(replica), "reads are routed again");
+
+    // A COMMIT whose connection died ends the transaction too.
+    session.query_drop("BEGIN").await.unwrap();
+    session
+        .query_drop("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    assert!(session.in_transaction());
+    let id: Option<u64> = session.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    cluster
+        .primary()
+        .run(&[&format!("KILL {}", id.unwrap())])
+        .await
+        .unwrap();
+    let err = session.query_drop("COMMIT").await.expect_err("killed");
+    assert!(err.is_connection_error(), "{err}");
+    assert!(!session.in_transaction());
+    assert_eq!(session.held_host(), None, "the dead connection is let go");
+    let port: Option<u16> = session.query_first("SELECT @@port").await.unwrap();
+    assert_eq!(port, Some(replica), "reads are routed again");
+    session
+        .query_drop("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let mut direct = cluster.primary().root().await.unwrap();
+    let ids: Vec<i32> = direct.query("SELECT id FROM app.t").await.unwrap();
+    assert_eq!(ids, vec![2], "the killed transaction rolled back");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_replica_of_weight_zero_reads_only_when_no_other_replica_qualifies() {
+    support::init_tracing();
+    let cluster = foobar_db::sandbox::Cluster::builder()
+        .replicas(2)
+        .start()
+        .await
+        .unwrap();
+    let shutdown = foobar_core::Shutdown::new();
+    let pool = foobar_db::RwPool::builder()
+        .monitor_credentials(
+            foobar_db::sandbox::MONITOR.user,
+            foobar_db::sandbox::MONITOR.password,
+        )
+        .primary(cluster.primary().app_url())
+        .host(
+            foobar_db::HostConfig::new(cluster.node(1).app_url(), foobar_db::RoleHint::Replica)
+                .weight(0),
+        )
+        .replica(cluster.node(2).app_url())
+        .build(&shutdown)
+        .await
+        .unwrap();
+    support::wait_replicas_up(&pool, 2).await;
+    for _ in 0..10 {
+        assert_eq!(port_of_read(&pool).await, cluster.node(2).port());
+    }
+    // The weighted replica breaks: the zero-weight one serves, not the
+    // primary.
+    cluster.node(2).run(&["STOP SLAVE"]).await.unwrap();
+    let p = pool.clone();
+    let spare = cluster.node(1).port();
+    wait_for(
+        "reads on the spare replica",
+        Duration::from_secs(5),
+        move || {
+            let p = p.clone();
+            async move { port_of_read(&p).await == spare }
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(port_of_read(&pool).await, spare);
+    }
     shutdown.trigger();
 }

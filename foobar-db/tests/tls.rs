@@ -11,7 +11,7 @@ use foobar_db::mysql_async::prelude::Queryable;
 use foobar_db::mysql_async::{Opts, OptsBuilder};
 use foobar_db::pool::Manager;
 use foobar_db::sandbox::{Cluster, MONITOR};
-use foobar_db::{DbTls, Error, PoolConfig, ResetPolicy, RwPool};
+use foobar_db::{DbTls, Error, Executor, PoolConfig, ResetPolicy, RwPool};
 
 struct Pki {
     dir: PathBuf,

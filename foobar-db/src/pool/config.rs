@@ -40,6 +40,15 @@ pub struct PoolConfig {
     pub ping_idle_after: Duration,
     /// When session state is reset.
     pub reset: ResetPolicy,
+    /// How long one statement may run before it fails with
+    /// [`Error::StatementTimeout`](crate::Error::StatementTimeout) (default
+    /// 30 s; `None`: no limit). Override it per call with
+    /// [`Executor::with_timeout`](crate::Executor::with_timeout). With
+    /// semi-synchronous replication keep it below
+    /// `rpl_semi_sync_master_timeout`, so that a write stuck waiting for an
+    /// acknowledgement fails instead of being acknowledged after the server
+    /// gave up waiting (see [`failover`](crate::failover)).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -51,6 +60,7 @@ impl Default for PoolConfig {
             recycle_timeout: Some(Duration::from_secs(1)),
             ping_idle_after: Duration::from_secs(1),
             reset: ResetPolicy::OnStateChange,
+            statement_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -83,6 +93,12 @@ impl PoolConfig {
     /// Sets [`PoolConfig::ping_idle_after`].
     pub fn ping_idle_after(mut self, idle: Duration) -> Self {
         self.ping_idle_after = idle;
+        self
+    }
+
+    /// Sets [`PoolConfig::statement_timeout`].
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
         self
     }
 

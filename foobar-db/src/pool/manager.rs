@@ -16,6 +16,7 @@ use super::config::ResetPolicy;
 pub struct Connection {
     conn: Conn,
     state_changed: bool,
+    discarded: bool,
 }
 
 impl Connection {
@@ -23,6 +24,12 @@ impl Connection {
     /// connection is reused (under [`ResetPolicy::OnStateChange`]).
     pub fn mark_state_changed(&mut self) {
         self.state_changed = true;
+    }
+
+    /// Marks the connection as unusable (a statement timed out, the
+    /// connection broke): it is closed instead of going back to the pool.
+    pub fn discard(&mut self) {
+        self.discarded = true;
     }
 
     /// Whether the session state is marked as changed.
@@ -91,6 +98,7 @@ impl deadpool::managed::Manager for Manager {
         Ok(Connection {
             conn,
             state_changed: false,
+            discarded: false,
         })
     }
 
@@ -99,6 +107,9 @@ impl deadpool::managed::Manager for Manager {
         obj: &mut Connection,
         metrics: &Metrics,
     ) -> RecycleResult<mysql_async::Error> {
+        if obj.discarded {
+            return Err(RecycleError::message("discarded"));
+        }
         if obj.conn.is_disconnected() {
             return Err(RecycleError::message("connection closed"));
         }

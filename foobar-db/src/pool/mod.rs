@@ -42,26 +42,24 @@ pub(crate) fn build(manager: Manager, config: &PoolConfig) -> Result<Pool, crate
         })
         .runtime(deadpool::Runtime::Tokio1)
         .build()
-        .map_err(|e| crate::Error::Config(format!("connection pool: {e}")))
+        .map_err(|_| crate::ConfigError::NoRuntime.into())
 }
 
-/// Maps deadpool's error to ours, naming the host.
-pub(crate) fn map_error(host: &str, error: PoolError) -> crate::Error {
+/// Maps deadpool's error to ours, naming the host and the account.
+pub(crate) fn map_error(host: &str, user: &str, error: PoolError) -> crate::Error {
     use deadpool::managed::PoolError as E;
     match error {
         E::Timeout(kind) => crate::Error::PoolTimeout {
             host: host.to_owned(),
-            kind: match kind {
-                TimeoutType::Wait => "wait",
-                TimeoutType::Create => "create",
-                TimeoutType::Recycle => "recycle",
-            },
+            kind: kind.into(),
         },
-        E::Backend(source) => crate::Error::mysql(host, source),
-        E::Closed => crate::Error::PoolClosed {
+        E::Backend(source) => crate::Error::mysql(host, user, source),
+        E::PostCreateHook(deadpool::managed::HookError::Backend(source)) => {
+            crate::Error::mysql(host, user, source)
+        }
+        // The pool is built with a runtime and without hooks.
+        E::Closed | E::NoRuntimeSpecified | E::PostCreateHook(_) => crate::Error::PoolClosed {
             host: host.to_owned(),
         },
-        E::NoRuntimeSpecified => crate::Error::Config("no async runtime for pool timeouts".into()),
-        E::PostCreateHook(e) => crate::Error::Config(format!("pool hook: {e}")),
     }
 }

@@ -4,7 +4,8 @@
 //! [`Cluster::builder`] starts a primary and N replicas, each a private
 //! `mariadbd` on a random loopback port in its own temp directory, wired with
 //! GTID replication (`log_slave_updates`, `gtid_strict_mode`,
-//! `MASTER_CONNECT_RETRY=1`), optionally semi-synchronous. Any [`Node`] can be
+//! `MASTER_CONNECT_RETRY=1`, `slave_net_timeout=4`), optionally
+//! semi-synchronous. Any [`Node`] can be
 //! killed (`kill -9`), stopped cleanly or restarted. Every process dies with
 //! the cluster (on drop), and its directory is removed.
 //!
@@ -13,7 +14,8 @@
 //!
 //! Accounts, all `@'127.0.0.1'` (servers run with `--skip-name-resolve`):
 //! [`APP`] (everything on the [`APP_DATABASE`] schema, nothing else),
-//! [`MONITOR`] (`SLAVE MONITOR`, `REPLICATION CLIENT`), [`ADMIN`] (what
+//! [`MONITOR`] (`SLAVE MONITOR`, `REPLICATION CLIENT`, reading the failover
+//! epoch), [`ADMIN`] (what
 //! promotion and fencing need), [`REPLICATION`] and [`ROOT`].
 //!
 //! ```no_run
@@ -60,14 +62,16 @@ pub const APP: Account = Account {
     user: "app",
     password: "sandbox-app",
 };
-/// The monitoring account: `SLAVE MONITOR`, `REPLICATION CLIENT`, `PROCESS`.
+/// The monitoring account: `SLAVE MONITOR`, `REPLICATION CLIENT`, `PROCESS`,
+/// `SELECT ON foobar_db.*`.
 pub const MONITOR: Account = Account {
     user: "monitor",
     password: "sandbox-monitor",
 };
 /// The failover account: `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN`,
-/// `REPLICATION MASTER ADMIN`, `BINLOG ADMIN`, `RELOAD`, `SUPER` and
-/// monitoring.
+/// `REPLICATION MASTER ADMIN`, `BINLOG ADMIN`, `RELOAD`, `SUPER`,
+/// monitoring, and `CREATE, INSERT, DELETE, SELECT ON foobar_db.*` (the
+/// failover epoch).
 pub const ADMIN: Account = Account {
     user: "failover",
     password: "sandbox-failover",
@@ -190,8 +194,9 @@ impl ClusterBuilder {
         self
     }
 
-    /// Semi-synchronous replication: the primary waits (up to 10 s) for a
-    /// replica to acknowledge every commit.
+    /// Semi-synchronous replication: the primary waits (up to 60 s, longer
+    /// than the pool's default statement timeout) for a replica to
+    /// acknowledge every commit.
     pub fn semi_sync(mut self, enabled: bool) -> Self {
         self.semi_sync = enabled;
         self
@@ -225,7 +230,7 @@ impl ClusterBuilder {
         let mut semi_args = Vec::new();
         if self.semi_sync {
             semi_args.push("--rpl-semi-sync-slave-enabled=ON".to_owned());
-            semi_args.push("--rpl-semi-sync-master-timeout=10000".to_owned());
+            semi_args.push("--rpl-semi-sync-master-timeout=60000".to_owned());
         }
         for index in 0..=self.replicas {
             let name = if index == 0 {

@@ -183,6 +183,9 @@ impl Node {
                 "--innodb-flush-log-at-trx-commit=2",
                 "--sync-binlog=0",
                 "--max-connections=500",
+                // A replica cut off silently from its source notices after
+                // this long (heartbeats every half of it), not after 60 s.
+                "--slave-net-timeout=4",
             ])
             .args(&self.args)
             .stdin(Stdio::null())

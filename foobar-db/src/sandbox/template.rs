@@ -24,10 +24,12 @@ fn bootstrap_sql() -> String {
          GRANT ALL PRIVILEGES ON `{db}`.* TO '{au}'@'127.0.0.1';\n\
          CREATE OR REPLACE USER '{mu}'@'127.0.0.1' IDENTIFIED BY '{mp}';\n\
          GRANT SLAVE MONITOR, REPLICATION CLIENT, PROCESS ON *.* TO '{mu}'@'127.0.0.1';\n\
+         GRANT SELECT ON `foobar_db`.* TO '{mu}'@'127.0.0.1';\n\
          CREATE OR REPLACE USER '{du}'@'127.0.0.1' IDENTIFIED BY '{dp}';\n\
          GRANT SUPER, RELOAD, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
          BINLOG ADMIN, SLAVE MONITOR, REPLICATION CLIENT, PROCESS, CONNECTION ADMIN \
          ON *.* TO '{du}'@'127.0.0.1';\n\
+         GRANT CREATE, INSERT, DELETE, SELECT ON `foobar_db`.* TO '{du}'@'127.0.0.1';\n\
          CREATE OR REPLACE USER '{lu}'@'127.0.0.1' IDENTIFIED BY '{lp}';\n\
          GRANT REPLICATION SLAVE ON *.* TO '{lu}'@'127.0.0.1';\n",
         db = APP_DATABASE,

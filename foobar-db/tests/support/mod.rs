@@ -1,11 +1,14 @@
 //! Shared set-up: a private cluster and a pool over it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fleet;
+pub mod proxy;
+
 use std::time::Duration;
 
 use foobar_core::Shutdown;
 use foobar_db::sandbox::{Cluster, REPLICATION};
-use foobar_db::{FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
+use foobar_db::{Executor, FailoverConfig, MonitorConfig, RwPool, RwPoolBuilder};
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -59,8 +62,7 @@ pub async fn cluster_and_pool(
 
 /// Waits until `count` replicas are up (replicating, lag known).
 pub async fn wait_replicas_up(pool: &RwPool, count: usize) {
-    use foobar_core::status::Health;
-    use foobar_db::status::DbRole;
+    use foobar_db::topology::{Health, Role};
     let pool = pool.clone();
     foobar_db::sandbox::wait_for("replicas up", Duration::from_secs(15), move || {
         let pool = pool.clone();
@@ -68,7 +70,7 @@ pub async fn wait_replicas_up(pool: &RwPool, count: usize) {
             pool.status()
                 .hosts
                 .iter()
-                .filter(|h| h.role == DbRole::Replica && h.health == Health::Up)
+                .filter(|h| h.role == Role::Replica && h.health == Health::Up)
                 .count()
                 >= count
         }
