@@ -52,6 +52,9 @@ pub enum UpstreamError {
     /// The backend closed the connection before answering.
     #[error("the backend closed the connection before answering")]
     Closed,
+    /// No response head came within the response timeout.
+    #[error("the backend did not answer within {0:?}")]
+    ResponseTimeout(std::time::Duration),
     /// The backend's answer was not a valid HTTP/1.1 response.
     #[error("invalid response from the backend: {0}")]
     BadResponse(#[source] foobar_core::http1::BadResponse),
@@ -85,7 +88,10 @@ impl UpstreamError {
 
     /// Whether a timeout ran out (connecting included).
     pub fn is_timeout(&self) -> bool {
-        if matches!(self, Self::ConnectTimeout(_) | Self::BodyTimeout(_)) {
+        if matches!(
+            self,
+            Self::ConnectTimeout(_) | Self::BodyTimeout(_) | Self::ResponseTimeout(_)
+        ) {
             return true;
         }
         self.causes().any(|cause| {
@@ -121,7 +127,10 @@ impl UpstreamError {
             Self::Connect(error) | Self::Tls(error) | Self::Connection(error) => Some(error),
             Self::BadResponse(error) => Some(error),
             Self::RequestBody(source) | Self::Client { source, .. } => Some(&**source),
-            Self::ConnectTimeout(_) | Self::Closed | Self::BodyTimeout(_) => None,
+            Self::ConnectTimeout(_)
+            | Self::Closed
+            | Self::BodyTimeout(_)
+            | Self::ResponseTimeout(_) => None,
         };
         std::iter::successors(first, |cause| cause.source())
     }

@@ -43,6 +43,18 @@ pub enum BodyLength {
     UntilClose,
 }
 
+/// Where a field's name and value are in a head.
+struct Field {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// The range `part` takes in `head` (a subslice of it).
+fn offsets(head: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - head.as_ptr() as usize;
+    (start, start + part.len())
+}
+
 /// The items of a comma-separated field value, trimmed, empty ones left
 /// out.
 pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {

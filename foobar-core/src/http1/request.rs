@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use super::{list_items, BodyLength};
+use super::{list_items, offsets, BodyLength, Field};
 
 /// Most header fields the parser makes room for; `HttpConfig::max_headers`
 /// may only lower it.
@@ -50,17 +50,6 @@ pub(crate) enum Parsed {
     /// `CONNECT`), for hyper, whose upgrade machinery applications use;
     /// nothing consumed.
     HandOver,
-}
-
-/// The offsets of a header's name and value in the head.
-struct Field {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
-fn offsets(head: &[u8], part: &[u8]) -> (usize, usize) {
-    let start = part.as_ptr() as usize - head.as_ptr() as usize;
-    (start, start + part.len())
 }
 
 /// Parses a request head from the front of `buf` (taking it off when

@@ -8,7 +8,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_
 use http::{Response, StatusCode, Version};
 
 use super::request::MAX_HEADERS;
-use super::{content_length, list_items, push_decimal, BodyLength};
+use super::{content_length, list_items, offsets, push_decimal, BodyLength, Field};
 
 /// Why a response head from a peer was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -86,33 +86,41 @@ pub fn parse_response(
         Version::HTTP_10
     };
 
+    // One pass for the framing and where each field is; the map is built
+    // from the head's own bytes once it is split off.
     let (mut length, mut codings, mut chunked_last) = (None, false, false);
     let (mut close, mut keep_alive) = (false, false);
-    // Room for the fields a proxy adds (`Via`, a request id) without growing.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
+    let mut length_field = None;
+    let mut length_repeated = false;
+    let head: &[u8] = &buf[..head_len];
+    let mut fields = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| BadResponse::Malformed)?;
-        if name == CONTENT_LENGTH {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = content_length(h.value).ok_or(BadResponse::Length)?;
             if length.is_some_and(|l| l != n) {
                 return Err(BadResponse::Length);
             }
+            length_repeated |= length.is_some() || h.value.contains(&b',');
             length = Some(n);
+            length_field = Some(offsets(head, h.value));
             continue;
         }
-        if name == TRANSFER_ENCODING {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
             codings = true;
             chunked_last = list_items(h.value)
                 .last()
                 .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-        } else if name == http::header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in list_items(h.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| BadResponse::Malformed)?;
-        headers.append(name, value);
+        fields.push(Field {
+            name: offsets(head, name),
+            value: offsets(head, h.value),
+        });
     }
     if version == Version::HTTP_10 && codings {
         return Err(BadResponse::CodingInHttp10);
@@ -138,14 +146,31 @@ pub fn parse_response(
             None => BodyLength::UntilClose,
         }
     };
-    if !codings {
-        if let Some(n) = length {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
-        }
-    }
     let keep_alive =
         !close && (version == Version::HTTP_11 || keep_alive) && body != BodyLength::UntilClose;
-    let _ = buf.split_to(head_len);
+
+    let head = buf.split_to(head_len).freeze();
+    // Room for the fields a proxy adds (`Via`, a request id) without growing.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+    for field in &fields {
+        let name = HeaderName::from_bytes(&head[field.name.0..field.name.1])
+            .map_err(|_| BadResponse::Malformed)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
+            .map_err(|_| BadResponse::Malformed)?;
+        headers.append(name, value);
+    }
+    // One `Content-Length` with one number, unless a coding framed it.
+    match (codings, length, length_field) {
+        (false, Some(n), _) if length_repeated => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        (false, Some(_), Some((start, end))) => {
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| BadResponse::Malformed)?;
+            headers.insert(CONTENT_LENGTH, value);
+        }
+        _ => {}
+    }
     let (mut parts, ()) = Response::new(()).into_parts();
     parts.status = status;
     parts.version = version;

@@ -372,7 +372,12 @@ enum Outgoing {
 }
 
 impl Outgoing {
-    async fn send(&mut self, upstream: &Upstream) -> Result<Exchange, UpstreamError> {
+    /// One attempt, its response head due within `timeout`.
+    async fn send(
+        &mut self,
+        upstream: &Upstream,
+        timeout: Option<Duration>,
+    ) -> Result<Exchange, UpstreamError> {
         match self {
             Self::Http1 {
                 head,
@@ -380,7 +385,7 @@ impl Outgoing {
                 interim,
             } => {
                 upstream
-                    .send_http1(head, Pin::new(body), interim.as_ref())
+                    .send_http1(head, Pin::new(body), interim.as_ref(), timeout)
                     .await
             }
             Self::Http2 { req, replay } => {
@@ -389,7 +394,13 @@ impl Outgoing {
                     (None, Some(replay)) => replay.request(),
                     (None, None) => Request::new(ProxyBody::empty()),
                 };
-                upstream.send(req).await
+                let sent = upstream.send(req);
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, sent)
+                        .await
+                        .unwrap_or(Err(UpstreamError::ResponseTimeout(limit))),
+                    None => sent.await,
+                }
             }
         }
     }
@@ -419,11 +430,6 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-enum Failure {
-    Timeout,
-    Upstream(UpstreamError),
 }
 
 /// The proxy's own answers.
@@ -611,16 +617,9 @@ where
                 // Tunnels go to plain HTTP/1.1 backends only.
                 return self.fail(Fault::ConnectRefused, in_flight, &request_id);
             }
-            // Boxed once here rather than moved, large, through the timeout
-            // and this future's own state.
-            let sent = Box::pin(outgoing.send(&upstream));
-            let result = match self.response_timeout {
-                Some(limit) => match tokio::time::timeout(limit, sent).await {
-                    Ok(result) => result.map_err(Failure::Upstream),
-                    Err(_) => Err(Failure::Timeout),
-                },
-                None => sent.await.map_err(Failure::Upstream),
-            };
+            // Boxed once here rather than moved, large, through this
+            // future's own state.
+            let result = Box::pin(outgoing.send(&upstream, self.response_timeout)).await;
             let error = match result {
                 Ok(exchange) => {
                     let status = exchange.status();
@@ -633,7 +632,7 @@ where
                     in_flight.record(status.is_server_error());
                     return self.respond(exchange, in_flight, downstream, connect, request_id);
                 }
-                Err(Failure::Timeout) => {
+                Err(UpstreamError::ResponseTimeout(_)) => {
                     let fault = if progress.as_ref().is_some_and(|p| p.waiting_on_client()) {
                         Fault::RequestBodyTimeout
                     } else {
@@ -641,7 +640,7 @@ where
                     };
                     return self.fail(fault, in_flight, &request_id);
                 }
-                Err(Failure::Upstream(error)) => error,
+                Err(error) => error,
             };
             tracing::debug!(backend = in_flight.backend().id(), %error, "upstream request failed");
             if progress.as_ref().is_some_and(|p| p.failed()) {

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
+use foobar_core::http1::Deadline;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -124,6 +125,9 @@ pub(crate) struct Conn {
     pub(crate) read_buf: BytesMut,
     /// The peer closed its side.
     pub(crate) eof: bool,
+    /// The response timeout of the exchange in progress: one timer for the
+    /// connection's life, moved per request rather than made anew.
+    pub(crate) deadline: Deadline,
 }
 
 impl Conn {
@@ -132,6 +136,7 @@ impl Conn {
             stream,
             read_buf: BytesMut::new(),
             eof: false,
+            deadline: Deadline::new(),
         }
     }
 

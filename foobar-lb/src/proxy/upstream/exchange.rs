@@ -146,6 +146,7 @@ pub(crate) async fn send(
     head: &UpstreamHead,
     mut body: Pin<&mut ProxyBody>,
     interim: Option<&Interim>,
+    response_timeout: Option<Duration>,
 ) -> Result<Answer, UpstreamError> {
     let chunked = head.has_body && head.length.is_none();
     let mut stale = 0;
@@ -154,7 +155,13 @@ pub(crate) async fn send(
             Some(pooled) => pooled,
             None => Box::pin(pool.connect()).await?,
         };
+        if let Some(limit) = response_timeout {
+            pooled.conn.deadline.arm(limit);
+        } else {
+            pooled.conn.deadline.disarm();
+        }
         let mut sender = Sender {
+            response_timeout,
             conn: &mut pooled.conn,
             out: head.finish(pool),
             written: 0,
@@ -205,6 +212,8 @@ enum Failure {
 /// The state of one attempt: what is left to write, the body, the wait
 /// for the answer.
 struct Sender<'a, 'b> {
+    /// From sending to the response head (the connection's deadline).
+    response_timeout: Option<Duration>,
     conn: &'a mut Conn,
     out: Vec<u8>,
     written: usize,
@@ -331,6 +340,13 @@ impl Sender<'_, '_> {
                 }
             }
             if !progressed {
+                if let Some(limit) = self.response_timeout {
+                    if self.conn.deadline.poll_expired(cx).is_ready() {
+                        return Poll::Ready(Err(Failure::Upstream(
+                            UpstreamError::ResponseTimeout(limit),
+                        )));
+                    }
+                }
                 return Poll::Pending;
             }
         }

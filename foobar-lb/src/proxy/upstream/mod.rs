@@ -195,9 +195,10 @@ impl Upstream {
         head: &UpstreamHead,
         body: Pin<&mut ProxyBody>,
         interim: Option<&foobar_core::Interim>,
+        response_timeout: Option<Duration>,
     ) -> Result<Exchange, UpstreamError> {
         match &*self.client {
-            Pool::Http1(pool) => exchange::send(pool, head, body, interim)
+            Pool::Http1(pool) => exchange::send(pool, head, body, interim, response_timeout)
                 .await
                 .map(Exchange::Http1),
             _ => Err(UpstreamError::Connect(std::io::Error::new(
@@ -219,7 +220,7 @@ impl Upstream {
                 let head = UpstreamHead::new(&parts, &body, |out| {
                     UpstreamHead::write_plain_fields(out, &parts.headers);
                 });
-                exchange::send(pool, &head, Pin::new(&mut body), interim)
+                exchange::send(pool, &head, Pin::new(&mut body), interim, None)
                     .await
                     .map(Exchange::Http1)
             }
