@@ -15,6 +15,7 @@
 //!   behind its own allow-list.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,6 +79,10 @@ pub struct LbArgs {
     /// A web server, https://host:port (repeatable)
     #[arg(long = "backend", value_name = "URL")]
     pub backends: Vec<String>,
+    /// Threads serving requests, each with its own single-threaded runtime
+    /// and upstream connections [default: one per core]
+    #[arg(long)]
+    pub workers: Option<NonZeroUsize>,
     /// The CA the web servers' certificates are verified with
     #[arg(long, value_name = "PEM")]
     pub upstream_ca: Option<PathBuf>,
@@ -110,6 +115,7 @@ struct LbFile {
     max_connections: Option<usize>,
     max_per_client: Option<usize>,
     backend: Option<Vec<String>>,
+    workers: Option<NonZeroUsize>,
     upstream_ca: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
@@ -138,6 +144,8 @@ pub struct LbConfig {
     pub max_connections: (usize, usize),
     /// The web servers, as `https://host:port` URLs.
     pub backends: Vec<String>,
+    /// Threads serving requests.
+    pub workers: NonZeroUsize,
     /// The CA the web servers' certificates are verified with.
     pub upstream_ca: PathBuf,
     /// The load balancer's client certificate and key, for mTLS to the web
@@ -219,6 +227,9 @@ impl LbConfig {
                 parsed.pick("max_per_client", args.max_per_client, file.max_per_client),
             ),
             backends,
+            workers: parsed
+                .pick_opt("workers", args.workers, file.workers)
+                .unwrap_or_else(foobar_core::runtime::available_workers),
             upstream_ca: opt("upstream_ca", &args.upstream_ca, file.upstream_ca).ok_or(
                 ConfigError::Missing {
                     flag: "upstream-ca",
@@ -230,7 +241,12 @@ impl LbConfig {
     }
 }
 
-/// Runs a load balancer until `shutdown` fires.
+/// Runs a load balancer until `shutdown` fires: the admin listener on the
+/// calling runtime, the HTTPS front on `workers` threads, each with its own
+/// single-threaded runtime and listener (`SO_REUSEPORT`). The proxy (backends, health checks, ejections), connection
+/// limits, the rate limit, the access log, the certificates and the metrics
+/// are shared by all of them; only idle upstream connections are per
+/// worker.
 ///
 /// # Errors
 /// Bad certificates, URLs or addresses.
@@ -252,6 +268,9 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     if let Some((cert, key)) = &config.client_cert {
         upstream_tls = upstream_tls.identity_files(cert, key);
     }
+    // One proxy for every worker: backends, health, ejections and
+    // counters are shared; each worker reuses only the upstream connections
+    // its own runtime opened.
     let proxy = Proxy::builder(RoundRobin::new())
         .name("lb")
         .tls(upstream_tls)
@@ -285,31 +304,55 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         }
         None => AccessLogLayer::optional(None, Format::Json),
     };
-    let http = ServiceBuilder::new()
+    let requests = ServiceBuilder::new()
         .layer(MetricsLayer::new("lb").with_rates(monitor.rates()))
         .layer(access_log)
-        .layer(RateLimitLayer::per_second(rate, burst)?)
-        .service(proxy.clone());
+        .layer(RateLimitLayer::per_second(rate, burst)?);
 
-    let front = Server::builder()
-        .bind_addr(config.listen)
-        .shutdown(shutdown.clone())
-        .build()?;
     let admin = Server::builder()
         .bind_addr(config.admin)
         .shutdown(shutdown.clone())
         .build()?;
-    tracing::info!(listen = %front.local_addr(), admin = %admin.local_addr(), backends = ?config.backends, "load balancer up");
+    // Bound here, once, so that a bad address fails before any worker
+    // starts; each worker binds the same port again with SO_REUSEPORT.
+    let front = Server::builder()
+        .bind_addr(config.listen)
+        .reuse_port(true)
+        .build()?;
+    let listen = front.local_addr();
+    drop(front);
+    tracing::info!(%listen, admin = %admin.local_addr(), backends = ?config.backends, workers = config.workers.get(), "load balancer up");
     let admin_service = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.admin_allow))
         .service(
             Admin::new(exporter)
                 .with_monitor(monitor)
-                .with_source(proxy),
+                .with_source(proxy.clone()),
         );
-    tokio::try_join!(
-        front.serve_connections(conn_stage, http),
-        admin.serve(admin_service)
-    )?;
-    Ok(())
+
+    let worker_shutdown = shutdown.clone();
+    let front = tokio::task::spawn_blocking(move || {
+        foobar_core::runtime::run_per_core(config.workers, move |_worker| {
+            let shutdown = worker_shutdown.clone();
+            let conn_stage = conn_stage.clone();
+            let http = requests.clone().service(proxy.clone());
+            async move {
+                Server::builder()
+                    .bind_addr(listen)
+                    .reuse_port(true)
+                    .shutdown(shutdown)
+                    .build()?
+                    .serve_connections(conn_stage, http)
+                    .await?;
+                Ok::<(), foobar_core::BoxError>(())
+            }
+        })
+    });
+    let (front, admin) = tokio::join!(front, admin.serve(admin_service));
+    admin?;
+    match front {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string().into()),
+        Err(error) => Err(error.into()),
+    }
 }

@@ -35,6 +35,18 @@
 use std::future::Future;
 use std::num::NonZeroUsize;
 
+thread_local! {
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the [`run_per_core`] worker this thread is, or `None` on
+/// any other thread. State kept per worker (a connection pool's idle list,
+/// say) uses it so that what one worker's runtime opened stays with that
+/// runtime: a socket is driven by the runtime that registered it.
+pub fn current_worker() -> Option<usize> {
+    WORKER.with(std::cell::Cell::get)
+}
+
 /// The number of cores this process may use (at least 1).
 pub fn available_workers() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
@@ -89,6 +101,7 @@ where
             std::thread::Builder::new()
                 .name(format!("foobar-worker-{index}"))
                 .spawn(move || {
+                    WORKER.with(|cell| cell.set(Some(index)));
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

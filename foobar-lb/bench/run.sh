@@ -25,6 +25,9 @@
 #                      MODES="http tls e2e h2"
 #                      H2_REQUESTS=200000 H2_CONNS=16 H2_STREAMS=10
 #                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
+#                      E2E_FOOBAR=lb (the lb example as shipped) or bench
+#                      (lb-bench with the same layers, to tell the example's
+#                      set-up from the proxy's own cost)
 # Runs much shorter than 10 s let the opening burst of TLS handshakes (one
 # per connection, all at once) dominate p99 at 256 connections.
 # Everything listens on 127.0.0.1, on free high ports; all processes and
@@ -39,6 +42,7 @@ H2_REQUESTS=${H2_REQUESTS:-200000}
 H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-10}
 WORKERS=${WORKERS:-1}
+E2E_FOOBAR=${E2E_FOOBAR:-lb}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 need=()
@@ -154,13 +158,22 @@ RUST_LOG=error "$BENCH_BIN" --workers "$WORKERS" \
 PIDS+=($!)
 FOOBAR_BENCH_PID=$!
 printf 'allow 127.0.0.0/8\nallow ::1/128\ndefault deny\n' > "$WORK/firewall.rules"
-TOKIO_WORKER_THREADS=$WORKERS RUST_LOG=error "$LB_BIN" \
-    --listen "127.0.0.1:${PORT[foobar_e2e]}" --admin "127.0.0.1:${PORT[foobar_admin]}" \
-    --cert "$WORK/cert.pem" --key "$WORK/key.pem" --rules "$WORK/firewall.rules" \
-    --rate 1000000000 --burst 1000000000 --max-connections 100000 --max-per-client 100000 \
-    --upstream-ca "$WORK/ca.pem" --client-cert "$WORK/client.pem" --client-key "$WORK/client.key" \
-    --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[0]}" --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[1]}" \
-    >"$WORK/lb.log" 2>&1 &
+if [ "$E2E_FOOBAR" = bench ]; then
+    RUST_LOG=error "$BENCH_BIN" --workers "$WORKERS" --layers all --health-path /healthz \
+        --tls-listen "127.0.0.1:${PORT[foobar_e2e]}" --listen "127.0.0.1:${PORT[foobar_admin]}" \
+        --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+        --upstream-ca "$WORK/ca.pem" --client-cert "$WORK/client.pem" --client-key "$WORK/client.key" \
+        --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[0]}" --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[1]}" \
+        >"$WORK/lb.log" 2>&1 &
+else
+    RUST_LOG=error "$LB_BIN" --workers "$WORKERS" \
+        --listen "127.0.0.1:${PORT[foobar_e2e]}" --admin "127.0.0.1:${PORT[foobar_admin]}" \
+        --cert "$WORK/cert.pem" --key "$WORK/key.pem" --rules "$WORK/firewall.rules" \
+        --rate 1000000000 --burst 1000000000 --max-connections 100000 --max-per-client 100000 \
+        --upstream-ca "$WORK/ca.pem" --client-cert "$WORK/client.pem" --client-key "$WORK/client.key" \
+        --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[0]}" --backend "https://127.0.0.1:${BACKEND_TLS_PORTS[1]}" \
+        >"$WORK/lb.log" 2>&1 &
+fi
 PIDS+=($!)
 FOOBAR_LB_PID=$!
 
@@ -181,7 +194,7 @@ RULES
 cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 9000
     tune.ssl.default-dh-param 2048
 defaults
     mode http
@@ -289,7 +302,7 @@ $(nginx_forwarding)
         ssl_certificate_key $WORK/key.pem;
         allow 127.0.0.0/8;
         deny all;
-        limit_conn client_conns 100000;
+        limit_conn client_conns 60000;
         limit_req zone=per_client burst=1000000 nodelay;
         location / {
             proxy_pass https://web_tls;
@@ -372,8 +385,8 @@ run_load() {
         out=$(h2load -n "$H2_REQUESTS" -c "$H2_CONNS" -m "$H2_STREAMS" "$url" 2>&1)
         read -r user1 sys1 < <(cpu_ticks "$pid")
         rps=$(awk '/^finished in/ {print $4}' <<<"$out")
-        p50=$(to_ms "$(awk '/^time for request:/ {print $5}' <<<"$out")")
-        p99=$(to_ms "$(awk '/^time for request:/ {print $4}' <<<"$out")")
+        p50=$(to_ms "$(awk '/^time for request:/ {print $6}' <<<"$out")")
+        p99=$(to_ms "$(awk '/^time for request:/ {print $5}' <<<"$out")")
         total=$(awk '/^requests:/ {print $8}' <<<"$out")
         errors=$(awk '/^requests:/ && ($10 != 0 || $12 != 0) {print}' <<<"$out")
     else

@@ -254,6 +254,14 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // One proxy shared by the workers, as the lb example does.
+    let shared_proxy = match build_proxy(&options, &shutdown) {
+        Ok(proxy) => proxy,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "lb-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = std::sync::Arc::new(options);
 
     let result = runtime::run_per_core(workers, move |worker| {
@@ -261,6 +269,7 @@ fn main() -> ExitCode {
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         let access_log = access_log.clone();
+        let proxy = shared_proxy.clone();
         async move {
             if worker == 0 {
                 let signals = Shutdown::on_signals();
@@ -269,12 +278,11 @@ fn main() -> ExitCode {
                     signals.wait().await;
                     all.trigger();
                 });
-            }
-            let proxy = build_proxy(&options, &shutdown)?;
-            if let Some(path) = &options.health_path {
-                HealthCheck::http(path.clone())
-                    .interval(Duration::from_secs(2))
-                    .spawn_http(proxy.backends());
+                if let Some(path) = &options.health_path {
+                    HealthCheck::http(path.clone())
+                        .interval(Duration::from_secs(2))
+                        .spawn_http(proxy.backends());
+                }
             }
             let firewall = || Rules::parse(FIREWALL_RULES).map(FirewallLayer::new);
             let conn_limit = || ConnLimitLayer::new(100_000).per_client(10_000);

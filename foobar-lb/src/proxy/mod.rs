@@ -194,8 +194,11 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
         self
     }
 
-    /// Idle connections kept per backend; keep it above the expected number
-    /// of concurrent requests, or connections churn. Default: 1024.
+    /// Idle connections kept per backend (per worker, when the proxy is
+    /// shared by [`run_per_core`](foobar_core::runtime::run_per_core)
+    /// workers: each reuses only the connections its own runtime opened);
+    /// keep it above the expected number of concurrent requests, or
+    /// connections churn. Default: 1024.
     pub fn max_idle_per_backend(mut self, max: usize) -> Self {
         self.upstream.max_idle_per_backend = max;
         self

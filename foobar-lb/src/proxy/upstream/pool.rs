@@ -23,6 +23,12 @@ use super::conn::{Conn, Stream};
 use crate::error::UpstreamError;
 
 /// Idle connections to one backend, with what is needed to open more.
+///
+/// Idle connections are kept per worker (see
+/// [`foobar_core::runtime::current_worker`]): a socket is driven by the
+/// runtime that opened it, so a worker reuses only its own, as HAProxy's
+/// threads keep their own idle lists. Everything else about a backend
+/// (health, ejection, counters) is shared by all workers.
 #[derive(Debug)]
 pub(crate) struct Http1Pool {
     /// The backend's `host:port`, the `Host` of requests without one.
@@ -32,9 +38,26 @@ pub(crate) struct Http1Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// Per worker (`max_idle` each); slot 0 serves threads that are not
+    /// workers.
+    slots: Box<[Slot]>,
+}
+
+/// One worker's idle connections.
+#[derive(Debug, Default)]
+struct Slot {
     idle: Mutex<VecDeque<Idle>>,
     /// A task sweeps `idle` while it holds connections.
     sweeping: AtomicBool,
+}
+
+impl Slot {
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        // A queue of connections stays consistent even if a holder panicked.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +103,7 @@ impl PooledConn {
 /// stops, and a closed one would wait in CLOSE_WAIT until the next. Ends
 /// when none are left (the next return starts it again) or the pool is
 /// gone.
-async fn sweep(pool: Weak<Http1Pool>) {
+async fn sweep(pool: Weak<Http1Pool>, slot: usize) {
     loop {
         let Some(period) = pool
             .upgrade()
@@ -93,12 +116,13 @@ async fn sweep(pool: Weak<Http1Pool>) {
             return;
         };
         let now = Instant::now();
-        let mut idle = pool.idle();
+        let slot = &pool.slots[slot];
+        let mut idle = slot.idle();
         idle.retain_mut(|c| !pool.expired(c.since, now) && c.conn.stream.is_quiet());
         if idle.is_empty() {
             // Under the lock: a connection returned after this starts a
             // new sweep.
-            pool.sweeping.store(false, Ordering::Release);
+            slot.sweeping.store(false, Ordering::Release);
             return;
         }
     }
@@ -152,8 +176,9 @@ impl Http1Pool {
             connect_timeout,
             idle_timeout,
             max_idle,
-            idle: Mutex::new(VecDeque::new()),
-            sweeping: AtomicBool::new(false),
+            slots: (0..=foobar_core::runtime::available_workers().get())
+                .map(|_| Slot::default())
+                .collect(),
         })
     }
 
@@ -162,11 +187,18 @@ impl Http1Pool {
         now.duration_since(since) > self.idle_timeout
     }
 
+    /// The calling worker's slot: slot 0 off the workers, else one of the
+    /// others (shared by two workers only when there are more workers than
+    /// cores).
+    fn slot_index(&self) -> usize {
+        match foobar_core::runtime::current_worker() {
+            None => 0,
+            Some(worker) => 1 + worker % (self.slots.len() - 1),
+        }
+    }
+
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        // A queue of connections stays consistent even if a holder panicked.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.slots[self.slot_index()].idle()
     }
 
     /// An idle connection that has not expired and has nothing to read.
@@ -203,8 +235,10 @@ impl Http1Pool {
             since: Instant::now(),
         });
         drop(idle);
-        if !self.sweeping.load(Ordering::Relaxed) && !self.sweeping.swap(true, Ordering::AcqRel) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
+        let index = self.slot_index();
+        let slot = &self.slots[index];
+        if !slot.sweeping.load(Ordering::Relaxed) && !slot.sweeping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep(Arc::downgrade(self), index));
         }
     }
 
