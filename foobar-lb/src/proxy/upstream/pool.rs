@@ -389,4 +389,36 @@ mod tests {
             "an expired connection was handed out"
         );
     }
+
+    /// A connection opened on one worker's runtime is driven by that
+    /// runtime: another worker never gets it from the pool.
+    #[test]
+    fn workers_reuse_only_their_own_connections() {
+        let (addr, _stray) = stray_backend();
+        let pool = pool_for(addr, Duration::from_secs(60));
+        let (opened, wait_opened) = std::sync::mpsc::channel::<()>();
+        let wait_opened = Mutex::new(wait_opened);
+        let result = foobar_core::runtime::run_per_core(
+            std::num::NonZeroUsize::new(2).unwrap(),
+            move |worker| {
+                let pool = pool.clone();
+                let opened = opened.clone();
+                let waited = (worker == 1).then(|| wait_opened.lock().unwrap().recv());
+                async move {
+                    if worker == 0 {
+                        let mut pooled = pool.connect().await.map_err(|e| e.to_string())?;
+                        one_exchange(&mut pooled).await;
+                        pooled.release();
+                        let again = pool.checkout().ok_or("worker 0 lost its connection")?;
+                        again.release();
+                        opened.send(()).map_err(|e| e.to_string())?;
+                    } else if waited.is_some_and(|w| w.is_ok()) && pool.checkout().is_some() {
+                        return Err("worker 1 got worker 0's connection".to_owned());
+                    }
+                    Ok::<(), String>(())
+                }
+            },
+        );
+        result.unwrap();
+    }
 }
