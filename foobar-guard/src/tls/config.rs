@@ -35,7 +35,10 @@ use super::resolver::SniResolver;
 ///   the default for clients that send no or an unknown name, unless
 ///   [`strict_sni`](TlsConfigBuilder::strict_sni) is on;
 /// - ALPN `h2` and `http/1.1` (the server then speaks HTTP/2 or 1.1);
-/// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites;
+/// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites, chosen in the
+///   server's order of preference (AES-256-GCM, AES-128-GCM, then
+///   ChaCha20-Poly1305), not the client's
+///   ([`server_cipher_order`](TlsConfigBuilder::server_cipher_order));
 /// - session resumption: TLS 1.3 tickets and TLS 1.2 tickets (keys rotated
 ///   every 6 hours) plus an in-memory session cache, kept across reloads;
 /// - optionally, client certificates verified against a CA bundle (mTLS),
@@ -203,6 +206,7 @@ fn load(
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.ignore_client_order = spec.server_cipher_order;
     config.alpn_protocols.clone_from(&spec.alpn);
     config.ticketer = ticketer.clone();
     config.session_storage = sessions.clone();
@@ -220,6 +224,7 @@ pub struct TlsConfigBuilder {
     client_cert_optional: bool,
     client_names: Vec<String>,
     session_cache_size: usize,
+    server_cipher_order: bool,
 }
 
 impl Default for TlsConfigBuilder {
@@ -232,6 +237,7 @@ impl Default for TlsConfigBuilder {
             client_cert_optional: false,
             client_names: Vec::new(),
             session_cache_size: 1024,
+            server_cipher_order: true,
         }
     }
 }
@@ -351,6 +357,17 @@ impl TlsConfigBuilder {
     /// Default: 1024.
     pub fn session_cache_size(mut self, size: usize) -> Self {
         self.session_cache_size = size;
+        self
+    }
+
+    /// Choose the cipher suite by the server's order of preference (rustls
+    /// `ignore_client_order`) rather than the client's: AES-256-GCM, then
+    /// AES-128-GCM, then ChaCha20-Poly1305. Default: on, so a TLS 1.2
+    /// client that lists a weaker suite first still gets the strongest one
+    /// both support (what scanners report as "server cipher order"). It
+    /// applies to TLS 1.3 alike, whose suites are all of equal standing.
+    pub fn server_cipher_order(mut self, on: bool) -> Self {
+        self.server_cipher_order = on;
         self
     }
 
