@@ -208,6 +208,16 @@ fn load(
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.ignore_client_order = spec.server_cipher_order;
     config.alpn_protocols.clone_from(&spec.alpn);
+    #[cfg(feature = "acme")]
+    if spec.certificates.iter().any(|entry| {
+        matches!(&entry.source, CertificateSource::Acme(manager)
+            if manager.challenge() == crate::acme::Challenge::TlsAlpn01)
+    }) {
+        // Only validators offer it, and they get the validation certificate.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     config.ticketer = ticketer.clone();
     config.session_storage = sessions.clone();
     Ok(config)
@@ -251,8 +261,13 @@ struct CertificateEntry {
 
 #[derive(Clone, Debug)]
 enum CertificateSource {
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     Loaded(Identity),
+    #[cfg(feature = "acme")]
+    Acme(crate::acme::AcmeManager),
 }
 
 #[derive(Clone, Debug)]
@@ -299,6 +314,21 @@ impl TlsConfigBuilder {
     pub fn identity(mut self, identity: Identity) -> Self {
         self.certificates.push(CertificateEntry {
             source: CertificateSource::Loaded(identity),
+            names: None,
+        });
+        self
+    }
+
+    /// Serves the certificate of an ACME manager for its names, and answers
+    /// its TLS-ALPN-01 validations. The certificate is swapped in place when
+    /// the manager renews it (no reload needed); until the first one is
+    /// issued, handshakes for its names get the default certificate, if
+    /// any.
+    #[cfg(feature = "acme")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+    pub fn acme(mut self, manager: &crate::acme::AcmeManager) -> Self {
+        self.certificates.push(CertificateEntry {
+            source: CertificateSource::Acme(manager.clone()),
             names: None,
         });
         self
@@ -405,6 +435,18 @@ impl TlsConfigBuilder {
                     Origin::File(cert.clone()),
                 ),
                 CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
+                #[cfg(feature = "acme")]
+                CertificateSource::Acme(manager) => {
+                    let entry = super::resolver::Entry::Managed(manager.slot());
+                    for name in manager.names() {
+                        resolver.insert(name, entry.clone());
+                    }
+                    resolver.add_challenges(manager.challenges());
+                    if index == 0 && !self.strict_sni {
+                        resolver.set_default(entry);
+                    }
+                    continue;
+                }
             };
             let key = identity.certified_key();
             match &entry.names {
