@@ -13,9 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foobar_core::status::{Health, StatusSource};
 use foobar_core::tls::{server_name, ClientTls, DevCa};
 use foobar_core::{PlainTcp, Server, Shutdown};
-use foobar_guard::acme::{AcmeConfig, AcmeError, AcmeManager, Challenge, Outcome, RedirectToHttps};
+use foobar_guard::acme::{
+    AcmeConfig, AcmeError, AcmeManager, CertificatesStatus, Challenge, Outcome, RedirectToHttps,
+};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
@@ -318,7 +321,15 @@ async fn a_fresh_instance_obtains_a_certificate_over_tls_alpn_01_and_a_restart_r
     assert_eq!(restarted.certified_key().unwrap().cert[0], cert);
     assert_eq!(restarted.status().issued, 0);
     assert_eq!(manager.status().issued, 1);
-    assert!(manager.status().not_after.is_some());
+
+    // The status page row.
+    let snapshot = CertificatesStatus::new([manager.clone()]).snapshot();
+    assert_eq!(snapshot.health, Health::Up);
+    let row = &snapshot.data["certificates"][0];
+    assert_eq!(row["names"], "www.foobar.test, api.foobar.test");
+    assert_eq!(row["health"], "up");
+    let days = row["expires_in_days"].as_f64().unwrap();
+    assert!(days > 0.0 && days <= 1.0 / 24.0, "{row}");
 }
 
 #[tokio::test]

@@ -66,10 +66,7 @@ impl Challenges {
 
     pub(crate) fn add_http01(&self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
         if !is_token(token) {
-            return Err(AcmeError::Damaged {
-                path: self.shared.clone(),
-                reason: format!("the CA sent a challenge token that is not base64url: {token:?}"),
-            });
+            return Err(AcmeError::BadToken(token.to_owned()));
         }
         lock(&self.http).insert(token.to_owned(), key_authorization.to_owned());
         Storage::write_private(&self.shared.join(token), key_authorization.as_bytes())

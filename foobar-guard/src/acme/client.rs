@@ -38,10 +38,7 @@ impl CaClient {
             }
             None => HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(foobar_core::tls::provider())
-                .map_err(|source| AcmeError::Storage {
-                    path: "the system trust store".into(),
-                    source,
-                })?,
+                .map_err(AcmeError::SystemTrust)?,
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
         Ok(Self {

@@ -47,6 +47,12 @@ pub enum AcmeError {
         /// How long this instance waited.
         waited: std::time::Duration,
     },
+    /// The system's trust anchors (to reach the CA) could not be loaded.
+    #[error("cannot load the system trust anchors: {0}")]
+    SystemTrust(#[source] std::io::Error),
+    /// The CA sent a challenge token that is not base64url.
+    #[error("the CA sent a malformed challenge token {0:?}")]
+    BadToken(String),
     /// The CA's TLS trust anchors could not be loaded.
     #[error("ACME CA trust anchors: {0}")]
     Trust(#[source] foobar_core::tls::TlsError),

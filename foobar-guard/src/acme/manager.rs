@@ -91,6 +91,20 @@ pub struct AcmeStatus {
     pub last_error: Option<String>,
 }
 
+impl AcmeStatus {
+    #[cfg(test)]
+    pub(crate) fn empty(names: Vec<String>) -> Self {
+        Self {
+            names,
+            not_after: None,
+            renewal_due: None,
+            issued: 0,
+            failures: 0,
+            last_error: None,
+        }
+    }
+}
+
 impl AcmeManager {
     pub(crate) fn new(config: AcmeConfig) -> Result<Self, AcmeError> {
         let storage = Storage::new(config.storage.clone().ok_or(AcmeError::NoStorage)?);

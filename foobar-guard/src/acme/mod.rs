@@ -22,15 +22,17 @@
 //!   DNS-01.
 //!
 //! Metrics: `foobar_acme_certificate_expiry_days{name}` (gauge),
-//! `foobar_acme_renewals_total{result="success|failure"}`.
+//! `foobar_acme_renewals_total{result="success|failure"}`. The status page
+//! (`foobar_core::admin`) shows a row per certificate with
+//! [`CertificatesStatus`].
 //!
 //! ```no_run
-//! use foobar_core::{PlainTcp, Server, Shutdown};
+//! use foobar_core::{PlainTcp, Shutdown};
 //! use foobar_guard::acme::{AcmeConfig, Challenge, RedirectToHttps, LETS_ENCRYPT};
 //! use foobar_guard::tls::{TlsConfig, TlsLayer};
 //! use tower::ServiceBuilder;
 //!
-//! # async fn run(app: impl Fn()) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let shutdown = Shutdown::on_signals();
 //! let acme = AcmeConfig::new(LETS_ENCRYPT)
 //!     .names(["www.foobar.com", "foobar.com"])
@@ -59,6 +61,7 @@ mod error;
 mod http01;
 mod manager;
 mod redirect;
+mod status;
 mod storage;
 mod validity;
 
@@ -69,3 +72,4 @@ pub use self::error::AcmeError;
 pub use self::http01::{ChallengeBody, Http01, Http01Layer, Never, ResponseFuture};
 pub use self::manager::{AcmeManager, AcmeStatus, Outcome};
 pub use self::redirect::RedirectToHttps;
+pub use self::status::CertificatesStatus;
