@@ -8,6 +8,8 @@ mod accept_future;
 pub mod acme;
 mod body;
 mod client_addr;
+#[cfg(any(feature = "acme", feature = "ocsp"))]
+mod der;
 mod error;
 pub mod firewall;
 pub mod hygiene;

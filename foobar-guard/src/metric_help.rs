@@ -57,4 +57,9 @@ pub(crate) fn describe() {
             "ACME issuance attempts by result (success: a new certificate stored; failure)."
         );
     }
+    #[cfg(feature = "ocsp")]
+    describe_counter!(
+        "foobar_tls_ocsp_fetches_total",
+        "OCSP responses fetched for stapling, by result (success; failure: unreachable responder or a response that cannot be stapled)."
+    );
 }

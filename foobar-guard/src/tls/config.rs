@@ -68,11 +68,33 @@ pub struct TlsConfig {
 struct Shared {
     spec: TlsConfigBuilder,
     current: ArcSwap<ServerConfig>,
+    #[cfg(feature = "ocsp")]
+    ocsp: OcspState,
     // Kept across reloads so sessions and tickets stay resumable.
     ticketer: Arc<dyn ProducesTickets>,
     sessions: Arc<dyn StoresServerSessions>,
     reloading: Mutex<()>,
     metrics: ReloadMetrics,
+}
+
+/// The stapler's view of the configuration.
+#[cfg(feature = "ocsp")]
+struct OcspState {
+    /// Every certificate the current configuration serves.
+    slots: ArcSwap<Vec<super::ocsp::Slot>>,
+    staples: Arc<super::ocsp::Staples>,
+    fetcher: super::ocsp::Fetcher,
+    metrics: super::ocsp::Metrics,
+    /// One pass at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// What [`load`] made: the rustls configuration and, with stapling on,
+/// the certificates' slots.
+struct Loaded {
+    config: ServerConfig,
+    #[cfg(feature = "ocsp")]
+    slots: Vec<super::ocsp::Slot>,
 }
 
 impl TlsConfig {
@@ -101,8 +123,10 @@ impl TlsConfig {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.shared.load() {
-            Ok(config) => {
-                self.shared.current.store(Arc::new(config));
+            Ok(loaded) => {
+                self.shared.current.store(Arc::new(loaded.config));
+                #[cfg(feature = "ocsp")]
+                self.shared.ocsp.slots.store(Arc::new(loaded.slots));
                 self.shared.metrics.succeeded.increment(1);
                 tracing::info!("TLS configuration reloaded");
                 Ok(())
@@ -146,6 +170,49 @@ impl TlsConfig {
     }
 }
 
+#[cfg(feature = "ocsp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ocsp")))]
+impl TlsConfig {
+    /// One stapling pass over every certificate served: fetches the
+    /// responses that are due, staples the valid ones, takes off expired
+    /// ones. Nothing happens unless the configuration was built with
+    /// [`ocsp_stapling`](TlsConfigBuilder::ocsp_stapling).
+    pub async fn refresh_ocsp(&self) -> super::ocsp::OcspReport {
+        self.refresh_ocsp_until().await.0
+    }
+
+    async fn refresh_ocsp_until(&self) -> (super::ocsp::OcspReport, std::time::SystemTime) {
+        let state = &self.shared.ocsp;
+        let _one = state.refreshing.lock().await;
+        let slots = state.slots.load_full();
+        super::ocsp::refresh(&slots, &state.staples, &state.fetcher, &state.metrics).await
+    }
+
+    /// Keeps the staples current until `shutdown`, in a background task:
+    /// a pass now, then whenever a response is due for refresh or a retry,
+    /// and at least every minute (to staple certificates an ACME manager
+    /// renewed or a reload brought).
+    pub fn staple_ocsp(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let config = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (_, next) = config.refresh_ocsp_until().await;
+                let wait = next
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .clamp(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs(60),
+                    );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        })
+    }
+}
+
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
@@ -155,8 +222,14 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl Shared {
-    fn load(&self) -> Result<ServerConfig, TlsError> {
-        load(&self.spec, &self.ticketer, &self.sessions)
+    fn load(&self) -> Result<Loaded, TlsError> {
+        load(
+            &self.spec,
+            &self.ticketer,
+            &self.sessions,
+            #[cfg(feature = "ocsp")]
+            &self.ocsp.staples,
+        )
     }
 }
 
@@ -165,8 +238,14 @@ fn load(
     spec: &TlsConfigBuilder,
     ticketer: &Arc<dyn ProducesTickets>,
     sessions: &Arc<dyn StoresServerSessions>,
-) -> Result<ServerConfig, TlsError> {
-    let resolver = spec.load_certificates()?;
+    #[cfg(feature = "ocsp")] staples: &super::ocsp::Staples,
+) -> Result<Loaded, TlsError> {
+    #[cfg(feature = "ocsp")]
+    let mut slots = Vec::new();
+    let resolver = spec.load_certificates(
+        #[cfg(feature = "ocsp")]
+        (staples, &mut slots),
+    )?;
     if !spec.client_names.is_empty() && spec.client_ca.is_none() {
         return Err(TlsError::ClientNamesWithoutCa);
     }
@@ -220,7 +299,11 @@ fn load(
     }
     config.ticketer = ticketer.clone();
     config.session_storage = sessions.clone();
-    Ok(config)
+    Ok(Loaded {
+        config,
+        #[cfg(feature = "ocsp")]
+        slots,
+    })
 }
 
 /// Builds a [`TlsConfig`]. See there for what the defaults are.
@@ -235,6 +318,8 @@ pub struct TlsConfigBuilder {
     client_names: Vec<String>,
     session_cache_size: usize,
     server_cipher_order: bool,
+    #[cfg(feature = "ocsp")]
+    ocsp_stapling: bool,
 }
 
 impl Default for TlsConfigBuilder {
@@ -248,6 +333,8 @@ impl Default for TlsConfigBuilder {
             client_names: Vec::new(),
             session_cache_size: 1024,
             server_cipher_order: true,
+            #[cfg(feature = "ocsp")]
+            ocsp_stapling: false,
         }
     }
 }
@@ -401,6 +488,16 @@ impl TlsConfigBuilder {
         self
     }
 
+    /// Staples OCSP responses to the certificates that name a responder
+    /// (see the [`ocsp`](super::ocsp) module); run
+    /// [`TlsConfig::staple_ocsp`] to fetch and refresh them. Default: off.
+    #[cfg(feature = "ocsp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ocsp")))]
+    pub fn ocsp_stapling(mut self, on: bool) -> Self {
+        self.ocsp_stapling = on;
+        self
+    }
+
     /// Loads every file and builds the configuration.
     ///
     /// # Errors
@@ -410,11 +507,27 @@ impl TlsConfigBuilder {
         let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         let sessions: Arc<dyn StoresServerSessions> =
             ServerSessionMemoryCache::new(self.session_cache_size);
-        let first = load(&self, &ticketer, &sessions)?;
+        #[cfg(feature = "ocsp")]
+        let staples = Arc::new(super::ocsp::Staples::default());
+        let first = load(
+            &self,
+            &ticketer,
+            &sessions,
+            #[cfg(feature = "ocsp")]
+            &staples,
+        )?;
         Ok(TlsConfig {
             shared: Arc::new(Shared {
                 spec: self,
-                current: ArcSwap::from_pointee(first),
+                current: ArcSwap::from_pointee(first.config),
+                #[cfg(feature = "ocsp")]
+                ocsp: OcspState {
+                    slots: ArcSwap::from_pointee(first.slots),
+                    staples,
+                    fetcher: super::ocsp::Fetcher::new(),
+                    metrics: super::ocsp::Metrics::register(),
+                    refreshing: tokio::sync::Mutex::new(()),
+                },
                 ticketer,
                 sessions,
                 reloading: Mutex::new(()),
@@ -423,7 +536,13 @@ impl TlsConfigBuilder {
         })
     }
 
-    fn load_certificates(&self) -> Result<SniResolver, TlsError> {
+    fn load_certificates(
+        &self,
+        #[cfg(feature = "ocsp")] (staples, slots): (
+            &super::ocsp::Staples,
+            &mut Vec<super::ocsp::Slot>,
+        ),
+    ) -> Result<SniResolver, TlsError> {
         if self.certificates.is_empty() {
             return Err(TlsError::NoCertificate);
         }
@@ -438,6 +557,10 @@ impl TlsConfigBuilder {
                 #[cfg(feature = "acme")]
                 CertificateSource::Acme(manager) => {
                     let entry = super::resolver::Entry::Managed(manager.slot());
+                    #[cfg(feature = "ocsp")]
+                    if self.ocsp_stapling {
+                        slots.push(manager.slot());
+                    }
                     for name in manager.names() {
                         resolver.insert(name, entry.clone());
                     }
@@ -449,6 +572,16 @@ impl TlsConfigBuilder {
                 }
             };
             let key = identity.certified_key();
+            // With stapling, the stapler swaps the key for a stapled one.
+            #[cfg(feature = "ocsp")]
+            let key: super::resolver::Entry = if self.ocsp_stapling {
+                let slot: super::ocsp::Slot =
+                    Arc::new(arc_swap::ArcSwapOption::new(Some(staples.staple(key))));
+                slots.push(slot.clone());
+                super::resolver::Entry::Managed(slot)
+            } else {
+                super::resolver::Entry::Fixed(key)
+            };
             match &entry.names {
                 Some(names) => {
                     for name in names {

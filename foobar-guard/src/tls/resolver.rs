@@ -11,7 +11,7 @@ use rustls::sign::CertifiedKey;
 #[derive(Clone, Debug)]
 pub(crate) enum Entry {
     Fixed(Arc<CertifiedKey>),
-    #[cfg(feature = "acme")]
+    #[cfg(any(feature = "acme", feature = "ocsp"))]
     Managed(Arc<arc_swap::ArcSwapOption<CertifiedKey>>),
 }
 
@@ -19,9 +19,15 @@ impl Entry {
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         match self {
             Self::Fixed(key) => Some(key.clone()),
-            #[cfg(feature = "acme")]
+            #[cfg(any(feature = "acme", feature = "ocsp"))]
             Self::Managed(slot) => slot.load_full(),
         }
+    }
+}
+
+impl From<&Entry> for Entry {
+    fn from(entry: &Entry) -> Self {
+        entry.clone()
     }
 }
 
