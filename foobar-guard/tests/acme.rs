@@ -463,7 +463,8 @@ async fn renewal_under_load_swaps_the_certificate_without_a_failed_request() {
 
     // Four clients, each a new TLS connection per request, until one sees
     // the renewed certificate (at most 60 s and 20,000 requests).
-    let load_deadline = Instant::now() + Duration::from_secs(60);
+    let load_started = Instant::now();
+    let load_deadline = load_started + Duration::from_secs(60);
     let mut clients = Vec::new();
     for _ in 0..4 {
         let (root, first) = (root.clone(), first.clone());
@@ -490,6 +491,10 @@ async fn renewal_under_load_swaps_the_certificate_without_a_failed_request() {
         renewed,
         "no renewal seen within 60 s ({total} requests): {}",
         pebble.log()
+    );
+    eprintln!(
+        "renewed after {:?} of load: {total} requests, each on a new TLS connection, none failed",
+        load_started.elapsed()
     );
     assert!(manager.status().issued >= 2);
     let text = metrics.render();

@@ -364,3 +364,34 @@ async fn good_and_revoked_responses_are_stapled_and_a_dead_responder_leaves_the_
     assert!(good.contains("Cert Status: good"), "{good}");
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn the_background_task_staples_without_being_asked() {
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let responder_url = format!("http://{}/", listener.local_addr().unwrap());
+    pki.issue("www.test", "2001", &responder_url, false);
+    let _responder = Responder::start(listener, pki.dir.path().to_path_buf());
+    let config = TlsConfig::builder()
+        .certificate(pki.path("www.test.chain"), pki.path("www.test.key"))
+        .ocsp_stapling(true)
+        .build()
+        .unwrap();
+    let (addr, shutdown) = serve(config.clone());
+    let task = config.staple_ocsp(shutdown.clone());
+
+    let started = std::time::Instant::now();
+    loop {
+        let output = s_client(addr, "www.test").await;
+        if output.contains("Cert Status: good") {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "never stapled: {output}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.trigger();
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("the task stops on shutdown")
+        .unwrap();
+}

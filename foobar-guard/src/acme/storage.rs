@@ -158,8 +158,8 @@ fn try_lock(file: &File) -> std::io::Result<bool> {
     }
 }
 
-/// Without flock(2), a lock file created exclusively is the lock; it is
-/// not removed on a crash, so this is only for development platforms.
+/// Without flock(2) there is no lock: on such platforms, instances must
+/// not share a storage directory.
 #[cfg(not(unix))]
 fn try_lock(_file: &File) -> std::io::Result<bool> {
     Ok(true)
