@@ -1,5 +1,6 @@
 //! HTTP-01 answers on the plain-HTTP listener.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::challenges::{Challenges, HTTP01_PREFIX};
+use super::manager::AcmeManager;
 
 /// Answers `GET /.well-known/acme-challenge/<token>` with the key
 /// authorization of an open order (this instance's or, through the shared
@@ -27,8 +29,12 @@ pub struct Http01Layer {
 }
 
 impl Http01Layer {
-    pub(crate) fn new(challenges: Arc<Challenges>) -> Self {
-        Self { challenges }
+    /// Answers the HTTP-01 challenges of this manager (and, through the
+    /// shared storage, of the other instances).
+    pub fn new(manager: &AcmeManager) -> Self {
+        Self {
+            challenges: manager.challenges(),
+        }
     }
 }
 
@@ -51,6 +57,16 @@ pub struct Http01<S> {
 }
 
 impl<S> Http01<S> {
+    /// Wraps `inner`, answering this manager's HTTP-01 challenges.
+    pub fn new(inner: S, manager: &AcmeManager) -> Self {
+        Http01Layer::new(manager).layer(inner)
+    }
+
+    /// An [`Http01Layer`] for this manager.
+    pub fn layer(manager: &AcmeManager) -> Http01Layer {
+        Http01Layer::new(manager)
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -120,7 +136,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Inner { #[pin] future: F },
-        Answer { response: Option<Response<ChallengeBody<Never>>> },
+        Answer { response: Option<Response<ChallengeBody<Infallible>>> },
     }
 }
 
@@ -151,10 +167,6 @@ where
         }
     }
 }
-
-/// A body type for answers made before the inner body type is known.
-#[derive(Debug)]
-pub enum Never {}
 
 pin_project! {
     /// The response body of [`Http01`]: the inner service's, or an answer.
@@ -188,7 +200,7 @@ impl<B> ChallengeBody<B> {
     }
 }
 
-impl ChallengeBody<Never> {
+impl ChallengeBody<Infallible> {
     fn retype<B>(self) -> ChallengeBody<B> {
         match self.kind {
             BodyKind::Inner { body } => match body {},

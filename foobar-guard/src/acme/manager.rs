@@ -165,7 +165,7 @@ impl AcmeManager {
     /// The layer that answers HTTP-01 validation requests on the
     /// plain-HTTP listener (and hands every other request on).
     pub fn http01_layer(&self) -> Http01Layer {
-        Http01Layer::new(self.inner.challenges.clone())
+        Http01Layer::new(self)
     }
 
     /// The state of the certificate, for a status page.

@@ -69,7 +69,7 @@ pub(crate) use self::challenges::Challenges;
 pub use self::challenges::{ACME_TLS_ALPN, HTTP01_PREFIX};
 pub use self::config::{AcmeConfig, Challenge, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 pub use self::error::AcmeError;
-pub use self::http01::{ChallengeBody, Http01, Http01Layer, Never, ResponseFuture};
+pub use self::http01::{ChallengeBody, Http01, Http01Layer, ResponseFuture};
 pub use self::manager::{AcmeManager, AcmeStatus, Outcome};
 pub use self::redirect::RedirectToHttps;
 pub use self::status::CertificatesStatus;
