@@ -517,3 +517,67 @@ impl fmt::Debug for AcmeManager {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn back_off_doubles_within_bounds_and_failures_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens on port 1: the directory cannot be fetched.
+        let manager = AcmeConfig::new("https://127.0.0.1:1/dir")
+            .names(["a.test"])
+            .storage(dir.path())
+            .retry_backoff(Duration::from_secs(10), Duration::from_secs(60))
+            .build()
+            .unwrap();
+        for (failures, low, high) in [
+            (1, 5, 10),
+            (2, 10, 20),
+            (3, 20, 40),
+            (4, 30, 60),
+            (40, 30, 60),
+        ] {
+            let wait = manager.backoff(failures);
+            assert!(
+                wait >= Duration::from_secs(low) && wait <= Duration::from_secs(high),
+                "{failures}: {wait:?}"
+            );
+        }
+        assert_eq!(manager.due_in(), None, "no certificate yet");
+
+        let error = manager.ensure().await.unwrap_err();
+        assert!(matches!(error, AcmeError::Protocol(_)), "{error}");
+        let status = manager.status();
+        assert_eq!((status.issued, status.failures), (0, 1));
+        assert!(status.last_error.is_some());
+        assert!(manager.certified_key().is_none());
+    }
+
+    #[test]
+    fn renewal_is_due_when_a_third_of_the_validity_remains_less_some_jitter() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = AcmeConfig::new("https://127.0.0.1:1/dir")
+            .names(["a.test"])
+            .storage(dir.path())
+            .build()
+            .unwrap();
+        let now = SystemTime::now();
+        let validity = Validity {
+            not_before: now,
+            not_after: now + Duration::from_secs(90 * 86_400),
+        };
+        *lock(&manager.inner.validity) = Some(validity);
+        let sixty_days = Duration::from_secs(60 * 86_400);
+        for _ in 0..20 {
+            let due = manager.due_in().unwrap();
+            // 60 days in, minus up to 3 days (a thirtieth of 90).
+            assert!(due <= sixty_days, "{due:?}");
+            assert!(
+                due >= sixty_days - Duration::from_secs(3 * 86_400 + 5),
+                "{due:?}"
+            );
+        }
+    }
+}
