@@ -13,7 +13,9 @@
 //!   is logged, counted and kept on the [`DiscoveryHandle`].
 //!
 //! Sources: [`FileSource`] (a watched TOML or JSON file, feature
-//! `discovery`). Any other source implements [`Discovery`].
+//! `discovery`) and [`DnsSource`] (A/AAAA or SRV records, resolved again
+//! when their TTL runs out, feature `dns`). Any other source implements
+//! [`Discovery`].
 //!
 //! ```no_run
 //! use foobar_lb::{discovery::FileSource, policy::ConsistentHash, Proxy};
@@ -36,6 +38,8 @@
 //! | `foobar_lb_discovery_updates_total` | counter | `set`, `result` (`applied`, `rejected`) |
 
 mod apply;
+#[cfg(feature = "dns")]
+mod dns;
 mod error;
 #[cfg(feature = "discovery")]
 mod file;
@@ -45,6 +49,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use self::apply::SyncReport;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use self::dns::DnsSource;
 pub use self::error::DiscoveryError;
 #[cfg(feature = "discovery")]
 #[cfg_attr(docsrs, doc(cfg(feature = "discovery")))]
