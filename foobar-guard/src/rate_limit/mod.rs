@@ -13,6 +13,11 @@
 //! if the live keys still exceed [`max_keys`](RateLimitLayer::max_keys) the
 //! whole table is reset (clients then start with a full bucket again).
 //!
+//! Several instances (load balancers behind DNS or anycast) share one
+//! limit through Redis with `RateLimitLayer::redis` (feature `redis`):
+//! see the `rate_limit::redis` module for its leases, its bound and its
+//! fallback when Redis is away.
+//!
 //! ```
 //! use foobar_guard::rate_limit::RateLimitLayer;
 //! use foobar_guard::{FirewallLayer, Rules, TrustedProxies};

@@ -12,19 +12,24 @@
 //!   failed resolution) changes nothing: the old set stays, and the error
 //!   is logged, counted and kept on the [`DiscoveryHandle`].
 //!
-//! Sources: [`FileSource`] (a watched TOML or JSON file, feature
-//! `discovery`) and [`DnsSource`] (A/AAAA or SRV records, resolved again
-//! when their TTL runs out, feature `dns`). Any other source implements
-//! [`Discovery`].
+//! Sources: `FileSource` (a watched TOML or JSON file, feature
+//! `discovery`) and `DnsSource` (A/AAAA or SRV records, resolved again
+//! when their TTL runs out, feature `dns`), both followed with
+//! [`Proxy::discover`](crate::Proxy::discover). Any other source
+//! implements [`Discovery`]; a list can also be applied by hand:
 //!
-//! ```no_run
-//! use foobar_lb::{discovery::FileSource, policy::ConsistentHash, Proxy};
+//! ```
+//! use foobar_lb::{discovery::DiscoveredBackend, policy::ConsistentHash, Proxy};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), foobar_lb::Error> {
 //! let proxy = Proxy::builder(ConsistentHash::new()).build()?;
-//! let source = FileSource::new("/etc/foobar/backends.toml").reload_on_sighup()?;
-//! let discovery = proxy.discover(source);
-//! # let _ = discovery;
+//! proxy.sync_backends(&[
+//!     DiscoveredBackend::new("http://10.0.0.11:8080", 2),
+//!     DiscoveredBackend::new("http://10.0.0.12:8080", 1),
+//! ])?;
+//! // web2 is gone: drained, then removed once idle.
+//! let report = proxy.sync_backends(&[DiscoveredBackend::new("http://10.0.0.11:8080", 2)])?;
+//! assert_eq!(report.drained, ["http://10.0.0.12:8080"]);
 //! # Ok(()) }
 //! ```
 //!
