@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use foobar_core::PlainTcp;
-use foobar_guard::rate_limit::{RateLimitLayer, RedisLimits, RedisRateLimitLayer};
+use foobar_guard::rate_limit::{Fallback, RateLimitLayer, RedisLimits, RedisRateLimitLayer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use support::{connect_from, ip, send_raw, serve, App, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -325,4 +325,38 @@ async fn a_dead_redis_falls_back_at_once_and_shared_limits_resume_after_restart(
     );
     // B has its own, untouched local bucket: only Redis can refuse this.
     assert_eq!(send_raw(&mut eb, KEEP_ALIVE).await.status(), Some(429));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_fallback_decides_open_or_closed() {
+    // Nothing listens on this port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let quota = || RateLimitLayer::per_second(1, 1).expect("a valid quota");
+    let open = limiter(
+        &recorder,
+        quota(),
+        RedisLimits::new(url.clone()).fallback(Fallback::Allow),
+    );
+    let closed = limiter(
+        &recorder,
+        quota(),
+        RedisLimits::new(url).fallback(Fallback::Refuse),
+    );
+    let (open_server, closed_server) = (instance(&open), instance(&closed));
+    let mut to_open = connect_from(ip("127.0.0.67"), open_server.addr).await;
+    let mut to_closed = connect_from(ip("127.0.0.67"), closed_server.addr).await;
+    for _ in 0..5 {
+        // Fail open: past the local quota of one, every request passes.
+        assert_eq!(send_raw(&mut to_open, KEEP_ALIVE).await.status(), Some(200));
+        // Fail closed: 503 with Retry-After.
+        let reply = send_raw(&mut to_closed, KEEP_ALIVE).await;
+        assert_eq!(reply.status(), Some(503));
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+    }
+    assert!(!open.redis_up() && !closed.redis_up());
 }
