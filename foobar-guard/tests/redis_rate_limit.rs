@@ -360,3 +360,35 @@ async fn without_redis_the_fallback_decides_open_or_closed() {
     }
     assert!(!open.redis_up() && !closed.redis_up());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_wait_for_one_lease_call() {
+    let redis = RedisServer::start().await;
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // 1,000 r/s: leases of 100, so a burst of 20 fits in the first one.
+    let layer = limiter(
+        &recorder,
+        RateLimitLayer::per_second(1_000, 1_000).expect("a valid quota"),
+        RedisLimits::new(redis.url()),
+    );
+    assert_eq!(layer.lease_size(), 100);
+    let server = instance(&layer);
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        streams.push(connect_from(ip("127.0.0.68"), server.addr).await);
+    }
+    let answers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move { send_raw(&mut stream, KEEP_ALIVE).await.status() })
+        })
+        .collect();
+    for answer in answers {
+        assert_eq!(answer.await.unwrap(), Some(200));
+    }
+    // One call took the lease; the requests that came meanwhile waited for
+    // it instead of asking Redis themselves.
+    let calls = metric(&handle, "foobar_rate_limit_redis_duration_seconds_count");
+    assert_eq!(calls, 1.0, "{}", handle.render());
+}

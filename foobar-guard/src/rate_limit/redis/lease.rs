@@ -3,8 +3,9 @@
 //!
 //! A request spends a leased token when one is left. When the lease falls
 //! to half its size, one background call refills it; a request that finds
-//! it empty asks Redis itself (for a whole lease if nobody else is, for its
-//! own token otherwise). When Redis says the bucket is empty, requests are
+//! it empty asks Redis itself for a whole lease if no call is on its way,
+//! and otherwise waits for that call (then, if the lease is empty again,
+//! asks for its own token only). When Redis says the bucket is empty, requests are
 //! refused locally until it said a token is back. An instance thus holds at
 //! most one and a half leases per key.
 
@@ -13,6 +14,8 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 /// Independent parts of the table, so that requests for different keys
 /// rarely wait for one another's lock (held for a few instructions).
@@ -23,7 +26,7 @@ const CHECK_EVERY: usize = 1024;
 const IDLE: Duration = Duration::from_secs(10);
 
 /// What a request does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Take {
     /// It spent a leased token; `refill`: it must start the background
     /// refill.
@@ -34,6 +37,10 @@ pub(super) enum Take {
     /// No token here: it asks Redis for `want` tokens (the first is its
     /// own); `lease_call`: the rest refill the lease, which it must settle.
     Fetch { want: u32, lease_call: bool },
+    /// No token here, and a call for a whole lease is on its way: it waits
+    /// for that call (the receiver closes when it is settled) rather than
+    /// asking Redis itself.
+    Await(watch::Receiver<()>),
 }
 
 #[derive(Debug)]
@@ -44,6 +51,9 @@ struct Lease {
     /// Redis said the bucket is empty until then.
     empty_until: Option<Instant>,
     used: Instant,
+    /// Dropped when the lease call is settled, waking the requests that
+    /// wait for it.
+    refilled: Option<watch::Sender<()>>,
 }
 
 pub(super) struct Leases<Key> {
@@ -100,6 +110,16 @@ impl<Key: Hash + Eq + Clone> Leases<Key> {
     /// What a request for `key` does at `now`.
     pub(super) fn take(&self, key: &Key, now: Instant) -> Take {
         self.maintain(now);
+        self.take_inner(key, now, true)
+    }
+
+    /// What a request that waited for a lease call does: never waits
+    /// again (at worst it asks Redis for its own token).
+    pub(super) fn take_after_wait(&self, key: &Key, now: Instant) -> Take {
+        self.take_inner(key, now, false)
+    }
+
+    fn take_inner(&self, key: &Key, now: Instant, may_wait: bool) -> Take {
         let mut shard = lock(self.shard(key));
         let lease = match shard.get_mut(key) {
             Some(lease) => lease,
@@ -108,6 +128,7 @@ impl<Key: Hash + Eq + Clone> Leases<Key> {
                 fetching: false,
                 empty_until: None,
                 used: now,
+                refilled: None,
             }),
         };
         lease.used = now;
@@ -122,6 +143,10 @@ impl<Key: Hash + Eq + Clone> Leases<Key> {
             return Take::Wait(until - now);
         }
         if lease.fetching {
+            if may_wait {
+                let sender = lease.refilled.get_or_insert_with(|| watch::channel(()).0);
+                return Take::Await(sender.subscribe());
+            }
             return Take::Fetch {
                 want: 1,
                 lease_call: false,
@@ -154,6 +179,7 @@ impl<Key: Hash + Eq + Clone> Leases<Key> {
         lease.tokens = lease.tokens.saturating_add(tokens);
         if lease_call {
             lease.fetching = false;
+            lease.refilled = None;
         }
         if let Some(wait) = empty_for {
             lease.empty_until = Some(now + wait);
@@ -216,31 +242,44 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    const LEASE_CALL: Take = Take::Fetch {
-        want: 10,
-        lease_call: true,
-    };
-
     #[test]
     fn a_lease_is_spent_locally_and_refilled_at_half() {
         let leases = Leases::new(10, 100);
         let now = Instant::now();
-        assert_eq!(leases.take(&1, now), LEASE_CALL);
-        // Meanwhile another request asks for its own token only.
-        assert_eq!(
+        assert!(matches!(
             leases.take(&1, now),
+            Take::Fetch {
+                want: 10,
+                lease_call: true
+            }
+        ));
+        // Meanwhile another request waits for that call...
+        let Take::Await(waiting) = leases.take(&1, now) else {
+            panic!("the second request does not wait for the lease call");
+        };
+        // ...or, having waited once, asks for its own token only.
+        assert!(matches!(
+            leases.take_after_wait(&1, now),
             Take::Fetch {
                 want: 1,
                 lease_call: false
             }
-        );
+        ));
         leases.settle(&1, true, 9, None, now);
+        // Settling wakes the waiting request.
+        assert!(waiting.has_changed().is_err());
         for _ in 0..3 {
-            assert_eq!(leases.take(&1, now), Take::Spent { refill: false });
+            assert!(matches!(
+                leases.take(&1, now),
+                Take::Spent { refill: false }
+            ));
         }
         // Down to five: the refill starts, once.
-        assert_eq!(leases.take(&1, now), Take::Spent { refill: true });
-        assert_eq!(leases.take(&1, now), Take::Spent { refill: false });
+        assert!(matches!(leases.take(&1, now), Take::Spent { refill: true }));
+        assert!(matches!(
+            leases.take(&1, now),
+            Take::Spent { refill: false }
+        ));
         leases.settle(&1, true, 10, None, now);
         assert!(leases.most_held() >= 13);
     }
@@ -249,19 +288,23 @@ mod tests {
     fn an_empty_bucket_refuses_locally_until_a_token_is_back() {
         let leases = Leases::new(4, 100);
         let now = Instant::now();
-        let lease_call = Take::Fetch {
-            want: 4,
-            lease_call: true,
+        let lease_call = |take: Take| {
+            matches!(
+                take,
+                Take::Fetch {
+                    want: 4,
+                    lease_call: true
+                }
+            )
         };
-        assert_eq!(leases.take(&"k", now), lease_call);
+        assert!(lease_call(leases.take(&"k", now)));
         leases.settle(&"k", true, 0, Some(Duration::from_millis(30)), now);
-        assert_eq!(
+        assert!(matches!(
             leases.take(&"k", now + Duration::from_millis(10)),
-            Take::Wait(Duration::from_millis(20))
-        );
-        assert_eq!(
-            leases.take(&"k", now + Duration::from_millis(30)),
-            lease_call
-        );
+            Take::Wait(wait) if wait == Duration::from_millis(20)
+        ));
+        assert!(lease_call(
+            leases.take(&"k", now + Duration::from_millis(30))
+        ));
     }
 }

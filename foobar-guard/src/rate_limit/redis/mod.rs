@@ -10,7 +10,9 @@
 //! - **Leases keep Redis off the hot path.** An instance takes a small
 //!   allowance (by default 10% of the per-second rate) in one call and
 //!   spends it locally; a background call refills it when half is spent.
-//!   Only a request that finds its key's lease empty waits for Redis.
+//!   Only a request that finds its key's lease empty waits for Redis, and
+//!   requests that come while a lease call is on its way wait for that one
+//!   call rather than each asking Redis (all within the timeout).
 //! - **The bound.** Over any window of `W` seconds, the instances together
 //!   admit at most `burst + rate × W + N × ⌊1.5 × lease⌋` requests per key:
 //!   Redis grants at most `burst + rate × W` tokens in the window (GCRA),
@@ -320,6 +322,14 @@ impl<K: KeyExtractor> std::fmt::Debug for RedisShared<K> {
     }
 }
 
+/// Why a request waits.
+enum Slow {
+    /// It asks Redis for `want` tokens.
+    Fetch { want: u32, lease_call: bool },
+    /// It waits for the lease call on its way.
+    Await(tokio::sync::watch::Receiver<()>),
+}
+
 /// What the layer answers.
 enum Verdict {
     Allow,
@@ -359,7 +369,22 @@ where
     /// Asks Redis for `want` tokens on behalf of one request (the first is
     /// its own), settling the lease with the rest.
     async fn fetch(self: Arc<Self>, key: K::Key, want: u32, lease_call: bool) -> Verdict {
-        let grant = self.store.clone().take(self.redis_key(&key), want).await;
+        let timeout = self.store.timeout();
+        self.fetch_within(key, want, lease_call, timeout).await
+    }
+
+    async fn fetch_within(
+        self: Arc<Self>,
+        key: K::Key,
+        want: u32,
+        lease_call: bool,
+        timeout: Duration,
+    ) -> Verdict {
+        let grant = self
+            .store
+            .clone()
+            .take_within(self.redis_key(&key), want, timeout)
+            .await;
         let now = Instant::now();
         match grant {
             Ok(Grant::Tokens(tokens)) => {
@@ -376,6 +401,47 @@ where
                 self.leases.settle(&key, lease_call, 0, None, now);
                 self.fall_back(&key)
             }
+        }
+    }
+
+    /// Waits (at most the timeout in all) for the lease call on its way,
+    /// then decides on the lease it brought, or asks Redis for this
+    /// request's token alone in the time left.
+    async fn after_lease_call(
+        self: Arc<Self>,
+        key: K::Key,
+        mut settled: tokio::sync::watch::Receiver<()>,
+    ) -> Verdict {
+        let started = Instant::now();
+        let timeout = self.store.timeout();
+        // The sender is dropped when the call is settled: `changed` then
+        // fails at once.
+        let waited = tokio::time::timeout(timeout, settled.changed()).await;
+        if waited.is_err() || !self.store.is_up() {
+            return self.fall_back(&key);
+        }
+        match self.leases.take_after_wait(&key, Instant::now()) {
+            Take::Spent { refill } => {
+                if refill {
+                    self.refill(key);
+                }
+                self.decisions.lease_allowed.increment(1);
+                Verdict::Allow
+            }
+            Take::Wait(wait) => {
+                self.decisions.lease_limited.increment(1);
+                Verdict::Limit(retry_after_seconds(wait))
+            }
+            Take::Fetch { want, lease_call } => {
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return self.fall_back(&key);
+                }
+                self.fetch_within(key, want, lease_call, left).await
+            }
+            // Not returned after a wait; decide locally rather than wait
+            // again.
+            Take::Await(_) => self.fall_back(&key),
         }
     }
 
@@ -608,8 +674,9 @@ where
                     Verdict::Limit(retry_after_seconds(wait))
                 }
                 Take::Fetch { want, lease_call } => {
-                    return self.ask_redis(key, want, lease_call, req)
+                    return self.ask_redis(key, Slow::Fetch { want, lease_call }, req)
                 }
+                Take::Await(settled) => return self.ask_redis(key, Slow::Await(settled), req),
             }
         } else {
             shared.local.maintain();
@@ -632,8 +699,7 @@ where
     fn ask_redis<ReqBody, ResBody>(
         &mut self,
         key: K::Key,
-        want: u32,
-        lease_call: bool,
+        slow: Slow,
         req: Request<ReqBody>,
     ) -> RedisResponseFuture<S::Future, ResBody, S::Error>
     where
@@ -648,7 +714,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         let future = async move {
-            let verdict = shared.clone().fetch(key, want, lease_call).await;
+            let verdict = match slow {
+                Slow::Fetch { want, lease_call } => {
+                    shared.clone().fetch(key, want, lease_call).await
+                }
+                Slow::Await(settled) => shared.clone().after_lease_call(key, settled).await,
+            };
             match shared.rejection(&verdict, req.headers()) {
                 None => ResponseFuture::inner(inner.call(req)).await,
                 Some(rejection) => Ok(rejection.into_response()),

@@ -96,9 +96,25 @@ impl Store {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// The longest a request waits for Redis.
+    pub(super) fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     /// Takes up to `want` tokens of `key` in one script call, within the
     /// timeout.
     pub(super) async fn take(self: Arc<Self>, key: Vec<u8>, want: u32) -> Result<Grant, Failure> {
+        let timeout = self.config.timeout;
+        self.take_within(key, want, timeout).await
+    }
+
+    /// [`take`](Self::take), within `timeout` (at most the configured one).
+    pub(super) async fn take_within(
+        self: Arc<Self>,
+        key: Vec<u8>,
+        want: u32,
+        timeout: Duration,
+    ) -> Result<Grant, Failure> {
         if !self.is_up() {
             return Err(Failure::Down);
         }
@@ -108,11 +124,8 @@ impl Store {
         call.arg(self.config.interval_us)
             .arg(self.config.burst)
             .arg(want);
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            call.invoke_async::<(i64, i64)>(&mut conn),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(timeout, call.invoke_async::<(i64, i64)>(&mut conn)).await;
         self.latency.record(started.elapsed());
         match answer {
             Ok(Ok((granted, _))) if granted > 0 => Ok(Grant::Tokens(
