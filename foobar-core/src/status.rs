@@ -42,6 +42,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,6 +79,11 @@ pub struct Snapshot {
     pub data: serde_json::Value,
     /// How the status page shows `data`. Empty, the page shows the JSON.
     pub view: View,
+    /// Values every instance of this source across a fleet should agree on
+    /// (a database pool's writer): the fleet view flags the instances that
+    /// differ. Keyed by a short label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agreed: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -95,7 +101,17 @@ impl Snapshot {
             events: Vec::new(),
             data,
             view: View::default(),
+            agreed: BTreeMap::new(),
         }
+    }
+
+    /// Declares a value every instance of this source in a fleet should
+    /// share (e.g. `agreed("writer", "10.0.0.3:3306")`); the fleet view
+    /// flags instances that see another.
+    #[must_use]
+    pub fn agreed(mut self, label: impl Into<String>, value: impl Into<String>) -> Self {
+        self.agreed.insert(label.into(), value.into());
+        self
     }
 
     /// Sets the component's health.

@@ -182,10 +182,14 @@ impl StatusSource for RwPool {
     fn snapshot(&self) -> Snapshot {
         let topology = self.topology();
         let status = status(topology);
+        // Every web server's pool should see the same writer: the fleet
+        // view flags the ones that do not.
+        let writer = status.writer.clone().unwrap_or_else(|| "none".to_owned());
         Snapshot::new(KIND, &status)
             .health(status.health())
             .events(events(topology))
             .view(VIEW.clone())
+            .agreed("writer", writer)
     }
 
     fn ready(&self) -> bool {

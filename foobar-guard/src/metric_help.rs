@@ -62,4 +62,28 @@ pub(crate) fn describe() {
         "foobar_tls_ocsp_fetches_total",
         "OCSP responses fetched for stapling, by result (success; failure: unreachable responder or a response that cannot be stapled)."
     );
+    #[cfg(feature = "redis")]
+    describe_redis();
+}
+
+/// The metrics of the shared (Redis) rate limits.
+#[cfg(feature = "redis")]
+fn describe_redis() {
+    describe_counter!(
+        "foobar_rate_limit_decisions_total",
+        "Shared rate-limit decisions by source (redis: asked Redis; lease: spent a local lease; fallback: Redis unavailable) and result (allowed, limited)."
+    );
+    describe_histogram!(
+        "foobar_rate_limit_redis_duration_seconds",
+        Unit::Seconds,
+        "Duration of each rate-limit script call to Redis, timeouts included."
+    );
+    describe_counter!(
+        "foobar_rate_limit_redis_failures_total",
+        "Rate-limit calls to Redis that failed or timed out and were decided by the fallback, by reason (timeout, error)."
+    );
+    describe_gauge!(
+        "foobar_rate_limit_redis_up",
+        "1 while the shared rate limit asks Redis, 0 while it falls back and probes Redis."
+    );
 }

@@ -234,6 +234,26 @@ where
         Ok(async move { backend.wait_idle().await })
     }
 
+    /// Removes `backend` if it is still the one in the set under its id (not
+    /// a newer backend added under the same id since); whether it was.
+    pub(crate) fn remove_if_same(&self, backend: &Arc<Backend>) -> bool {
+        let mut members = self.inner.lock();
+        let Some(index) = members
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.backend, backend))
+        else {
+            return false;
+        };
+        let member = members.remove(index);
+        self.inner.event(
+            &member.backend,
+            "removed",
+            "drained and removed from the set",
+        );
+        self.inner.rebuild(&members);
+        true
+    }
+
     /// Changes a backend's weight (0: no new requests).
     ///
     /// # Errors
@@ -270,6 +290,15 @@ where
             .iter()
             .map(|m| (m.backend.clone(), m.service.clone()))
             .collect()
+    }
+
+    /// The backend the policy picks now for a request whose key hashes to
+    /// `key` (see [`hash_bytes`](crate::hash_bytes)), among those taking
+    /// traffic. With [`ConsistentHash`](crate::policy::ConsistentHash) this
+    /// depends only on the backends' ids and weights: sets with the same
+    /// members answer alike, in any process.
+    pub fn pick_for_key(&self, key: u64) -> Option<Arc<Backend>> {
+        self.with_pick(Some(key), None, |backend, _| backend.clone())
     }
 
     /// Number of backends in the set (whatever their health).

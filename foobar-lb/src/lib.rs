@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod backends;
 mod balance;
+pub mod discovery;
 mod error;
 pub mod health;
 mod key;

@@ -7,6 +7,8 @@
 //! | `GET /readyz` | `200` when every registered [`StatusSource`] is ready, else `503` naming those that are not |
 //! | `GET /status` | the status page: one self-contained HTML file that polls `/status.json` |
 //! | `GET /status.json` | every source's [`Snapshot`](crate::status::Snapshot), host and process metrics, request rates, push client state |
+//! | `GET /fleet` | with a [`Fleet`]: this listener's status and its peers' side by side, disagreements flagged, unreachable peers shown |
+//! | `GET /fleet.json` | with a [`Fleet`]: `this` (this `/status.json`), `peers` (each one's last answer or error), `disagreements` |
 //!
 //! Serve it on its own address with its own [`Server`](crate::Server), away
 //! from public traffic. Two guards stack on it:
@@ -14,7 +16,7 @@
 //! - an allow-list of client addresses: foobar-guard's firewall layer, as a
 //!   connection layer of the admin server (`Server::serve_connections`);
 //! - an optional bearer token ([`Admin::bearer_token`]) for `/metrics` and
-//!   `/status.json`. The probes stay open for orchestrators, and `/status`
+//!   `/status.json` (and `/fleet.json`). The probes stay open for orchestrators, and `/status`
 //!   is a static shell without data: it asks for the token (or reads it from
 //!   the page's `#token=` fragment) and sends it with each poll.
 //!
@@ -47,6 +49,7 @@
 //! ```
 
 mod auth;
+mod fleet;
 #[cfg(feature = "monitor")]
 mod history;
 mod status_json;
@@ -62,6 +65,7 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use self::auth::BearerToken;
+pub use self::fleet::{Fleet, FleetError};
 use crate::metrics::PrometheusExporter;
 #[cfg(feature = "monitor")]
 use crate::monitor::Monitor;
@@ -71,6 +75,8 @@ use crate::status::StatusSource;
 
 /// The status page, served as is.
 const STATUS_PAGE: &str = include_str!("status_page.html");
+/// The fleet page, served as is.
+const FLEET_PAGE: &str = include_str!("fleet_page.html");
 
 /// Routes admin requests; see the [module docs](self) for the paths.
 #[derive(Clone)]
@@ -85,6 +91,7 @@ pub struct Admin {
     #[cfg(feature = "push")]
     pushes: Arc<Vec<PushHandle>>,
     token: Option<BearerToken>,
+    fleet: Option<Fleet>,
 }
 
 impl fmt::Debug for Admin {
@@ -97,6 +104,7 @@ impl fmt::Debug for Admin {
         #[cfg(feature = "push")]
         debug.field("pushes", &self.pushes.len());
         debug
+            .field("fleet", &self.fleet.as_ref().map(Fleet::peer_names))
             .field("token", &self.token.is_some())
             .finish_non_exhaustive()
     }
@@ -116,6 +124,7 @@ impl Admin {
             #[cfg(feature = "push")]
             pushes: Arc::new(Vec::new()),
             token: None,
+            fleet: None,
         }
     }
 
@@ -164,8 +173,16 @@ impl Admin {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on `/metrics` and
-    /// `/status.json` (compared in constant time).
+    /// Shows `fleet`'s peers beside this listener on `/fleet` and
+    /// `/fleet.json` ([`Fleet::start`] it first).
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/metrics`,
+    /// `/status.json` and `/fleet.json` (compared in constant time).
     #[must_use]
     pub fn bearer_token(mut self, token: &str) -> Self {
         self.token = Some(BearerToken::new(token));
@@ -186,7 +203,7 @@ impl Admin {
             return response;
         }
         let path = req.uri().path();
-        let protected = matches!(path, "/metrics" | "/status.json");
+        let protected = matches!(path, "/metrics" | "/status.json" | "/fleet.json");
         if protected {
             if let Some(token) = &self.token {
                 if !token.admits(req.headers()) {
@@ -216,6 +233,19 @@ impl Admin {
                 "application/json",
                 status_json::render(self),
             ),
+            "/fleet" | "/fleet/" if self.fleet.is_some() => body(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from_static(FLEET_PAGE.as_bytes()),
+            ),
+            "/fleet.json" => match &self.fleet {
+                Some(fleet) => body(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from(fleet.document(&status_json::document(self)).to_string()),
+                ),
+                None => text(StatusCode::NOT_FOUND, "no fleet configured\n"),
+            },
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

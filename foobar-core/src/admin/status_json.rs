@@ -36,6 +36,20 @@ struct SourceEntry<'a> {
 }
 
 pub(super) fn render(admin: &Admin) -> Bytes {
+    match serde_json::to_vec(&build(admin)) {
+        Ok(json) => Bytes::from(json),
+        // Only non-finite floats can fail here; say so rather than panic.
+        Err(error) => Bytes::from(serde_json::json!({ "error": error.to_string() }).to_string()),
+    }
+}
+
+/// The document as a JSON value (for the fleet view).
+pub(super) fn document(admin: &Admin) -> serde_json::Value {
+    serde_json::to_value(build(admin))
+        .unwrap_or_else(|error| serde_json::json!({ "error": error.to_string() }))
+}
+
+fn build(admin: &Admin) -> Document<'_> {
     let sources: Vec<SourceEntry<'_>> = admin
         .sources
         .iter()
@@ -47,7 +61,7 @@ pub(super) fn render(admin: &Admin) -> Bytes {
             rates: admin.history.as_ref().map(|h| h.rates(s.name())),
         })
         .collect();
-    let document = Document {
+    Document {
         generated_at_unix_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -57,10 +71,5 @@ pub(super) fn render(admin: &Admin) -> Bytes {
         monitor: admin.monitor.as_ref().map(Monitor::snapshot),
         #[cfg(feature = "push")]
         pushes: admin.pushes.iter().map(PushHandle::stats).collect(),
-    };
-    match serde_json::to_vec(&document) {
-        Ok(json) => Bytes::from(json),
-        // Only non-finite floats can fail here; say so rather than panic.
-        Err(error) => Bytes::from(serde_json::json!({ "error": error.to_string() }).to_string()),
     }
 }

@@ -13,6 +13,11 @@
 //! if the live keys still exceed [`max_keys`](RateLimitLayer::max_keys) the
 //! whole table is reset (clients then start with a full bucket again).
 //!
+//! Several instances (load balancers behind DNS or anycast) share one
+//! limit through Redis with `RateLimitLayer::redis` (feature `redis`):
+//! see the `rate_limit::redis` module for its leases, its bound and its
+//! fallback when Redis is away.
+//!
 //! ```
 //! use foobar_guard::rate_limit::RateLimitLayer;
 //! use foobar_guard::{FirewallLayer, Rules, TrustedProxies};
@@ -36,6 +41,9 @@
 //! | `foobar_unknown_client_requests_total` | counter (refused: no client address) | `layer="rate_limit"` |
 
 mod key;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +61,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::key::{ClientIpKey, KeyExtractor};
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    Fallback, RedisKey, RedisLimits, RedisRateLimit, RedisRateLimitLayer, RedisResponseFuture,
+    RedisSetupError,
+};
 use crate::body::GuardBody;
 use crate::error::{ConfigError, QuotaError, Result};
 use crate::response_future::Rejection;
@@ -199,6 +212,28 @@ impl<K: KeyExtractor> RateLimitLayer<K> {
 }
 
 impl<K: KeyExtractor> Shared<K> {
+    /// Takes a token from `key`'s local bucket: `None` when the request may
+    /// pass, else the whole seconds (at least one) until it may.
+    fn check_local(&self, key: &K::Key) -> Option<u64> {
+        let limiter = self.limiter.load();
+        let not_until = limiter.check_key(key).err()?;
+        Some(retry_after_seconds(
+            not_until.wait_time_from(limiter.clock().now()),
+        ))
+    }
+
+    /// The 429 answer, counted.
+    fn limited_rejection(&self, retry_after: u64, headers: &http::HeaderMap) -> Rejection {
+        self.limited.increment(1);
+        Rejection {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "too many requests\n",
+            retry_after: Some(retry_after),
+            grpc: false,
+        }
+        .for_request(headers)
+    }
+
     /// Keeps the key table bounded; cheap except on the rare call that
     /// cleans up.
     fn maintain(&self) {
@@ -237,6 +272,12 @@ impl<K: KeyExtractor> Shared<K> {
             limiter.shrink_to_fit();
         }
     }
+}
+
+/// Whole seconds, rounded up and at least one: `Retry-After: 0` would invite
+/// an immediate retry that is refused again.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl<S, K: KeyExtractor> Layer<S> for RateLimitLayer<K> {
@@ -323,24 +364,10 @@ where
             return ResponseFuture::inner(self.inner.call(req));
         };
         self.shared.maintain();
-        let limiter = self.shared.limiter.load();
-        match limiter.check_key(&key) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(not_until) => {
-                self.shared.limited.increment(1);
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                // Whole seconds, rounded up: `Retry-After: 0` would invite
-                // an immediate retry that is refused again.
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                ResponseFuture::rejected(
-                    Rejection {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        message: "too many requests\n",
-                        retry_after: Some(seconds.max(1)),
-                        grpc: false,
-                    }
-                    .for_request(req.headers()),
-                )
+        match self.shared.check_local(&key) {
+            None => ResponseFuture::inner(self.inner.call(req)),
+            Some(seconds) => {
+                ResponseFuture::rejected(self.shared.limited_rejection(seconds, req.headers()))
             }
         }
     }

@@ -55,7 +55,8 @@ use self::body::BodyProgress;
 pub use self::body::{IntoProxyBody, ProxyBody};
 use self::headers::{Forwarding, X_REQUEST_ID};
 pub use self::upstream::Upstream;
-use self::upstream::{Answer, Exchange, UpstreamConfig, UpstreamHead, UpstreamUrl};
+pub(crate) use self::upstream::UpstreamUrl;
+use self::upstream::{Answer, Exchange, UpstreamConfig, UpstreamHead};
 use crate::backend::{Backend, BackendConfig};
 use crate::backends::{Backends, BackendsBuilder, InFlight};
 use crate::error::{Error, UpstreamError};
@@ -320,13 +321,55 @@ impl<P: Policy, K> Proxy<P, K> {
     /// # Errors
     /// [`Error::InvalidUpstream`] naming the URL; [`Error::DuplicateBackend`].
     pub fn add_weighted_backend(&self, url: &str, weight: u32) -> Result<Arc<Backend>, Error> {
+        let (config, upstream) = self.upstream_for(url, weight)?;
+        self.shared.backends.add(config, upstream)
+    }
+
+    /// A backend's configuration and client, from its URL.
+    fn upstream_for(&self, url: &str, weight: u32) -> Result<(BackendConfig, Upstream), Error> {
         let parsed = UpstreamUrl::parse(url)?;
         let upstream = Upstream::new(&parsed, &self.shared.upstream)?;
         let mut config = BackendConfig::new(url.trim()).weight(weight);
         if let Some(addr) = parsed.addr {
             config = config.addr(addr);
         }
-        self.shared.backends.add(config, upstream)
+        Ok((config, upstream))
+    }
+
+    /// Brings the backend set to `wanted` (see [`discovery`](crate::discovery)):
+    /// new backends are added, changed weights applied, and backends not
+    /// listed drained, then removed once idle. Nothing changes if any URL
+    /// is invalid or listed twice.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUpstream`] naming the URL; [`Error::DuplicateBackend`].
+    pub fn sync_backends(
+        &self,
+        wanted: &[crate::discovery::DiscoveredBackend],
+    ) -> Result<crate::discovery::SyncReport, Error> {
+        crate::discovery::sync(&self.shared.backends, wanted, |backend| {
+            self.upstream_for(backend.url(), backend.weight())
+        })
+    }
+
+    /// Follows `source` in a background task until the set's shutdown
+    /// signal fires (or the source ends): each list it produces is applied
+    /// with [`sync_backends`](Self::sync_backends); a list that cannot be
+    /// used leaves the set as it was. See [`discovery`](crate::discovery).
+    pub fn discover<D: crate::discovery::Discovery>(
+        &self,
+        source: D,
+    ) -> crate::discovery::DiscoveryHandle
+    where
+        K: Send + Sync + 'static,
+    {
+        let proxy = self.clone();
+        crate::discovery::follow(
+            source,
+            self.backends().name(),
+            self.backends().shutdown_signal().clone(),
+            move |wanted| proxy.sync_backends(wanted),
+        )
     }
 
     /// The backend set: remove, drain, re-weight, inspect.
