@@ -7,6 +7,9 @@ mod body;
 mod client_addr;
 mod error;
 pub mod firewall;
+#[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
+pub mod fuzzing;
 pub mod hygiene;
 pub mod limit;
 mod metric_help;
