@@ -1,7 +1,9 @@
 //! HTTP/2 abuse against the server's h2 listener, with hand-built frames:
 //! rapid reset (CVE-2023-44487) and CONTINUATION floods end the attacking
-//! connection with `GOAWAY`, at the configured limit, while a legitimate
-//! HTTP/2 client on its own connection keeps being served.
+//! connection with `GOAWAY`, at the configured limit; streams past the
+//! concurrency limit are refused; SETTINGS, PING and empty-DATA floods
+//! (bounded, their answers never read) do not stop the server. In each, a
+//! legitimate HTTP/2 client on its own connection keeps being served.
 
 mod support;
 
@@ -231,4 +233,44 @@ async fn streams_past_the_concurrency_limit_are_refused() {
         }
     }
     legit.served().await;
+}
+
+/// Sends `count` copies of one frame after the preface without reading a
+/// byte of the answers (so that whatever the server queues for us piles
+/// up), for at most two seconds; then checks the legitimate client.
+async fn flood(kind: u8, flags: u8, stream_id: u32, payload: &[u8], count: usize) {
+    let addr = server(HttpConfig::default());
+    let mut legit = Legit::connect(addr).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut out = preface();
+    if stream_id != 0 {
+        // The stream the frames are for: a request whose body never ends.
+        frame(&mut out, HEADERS, END_HEADERS, stream_id, GET_BLOCK);
+    }
+    for _ in 0..count {
+        frame(&mut out, kind, flags, stream_id, payload);
+    }
+    // The server may stop reading (its answers are not read) or close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&out)).await;
+    legit.served().await;
+    drop(stream);
+    legit.served().await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_leaves_other_clients_served() {
+    const PING: u8 = 0x6;
+    flood(PING, 0, 0, &[0u8; 8], 100_000).await;
+}
+
+#[tokio::test]
+async fn a_settings_flood_leaves_other_clients_served() {
+    // SETTINGS_MAX_CONCURRENT_STREAMS = 100, over and over.
+    flood(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100], 100_000).await;
+}
+
+#[tokio::test]
+async fn an_empty_data_flood_leaves_other_clients_served() {
+    const DATA: u8 = 0x0;
+    flood(DATA, 0, 1, &[], 100_000).await;
 }
