@@ -274,3 +274,90 @@ async fn an_empty_data_flood_leaves_other_clients_served() {
     const DATA: u8 = 0x0;
     flood(DATA, 0, 1, &[], 100_000).await;
 }
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 section 5.1).
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | u8::try_from(value).unwrap());
+        return;
+    }
+    out.push(first | u8::try_from(max).unwrap());
+    value -= max;
+    while value >= 128 {
+        out.push(u8::try_from(value % 128).unwrap() | 0x80);
+        value /= 128;
+    }
+    out.push(u8::try_from(value).unwrap());
+}
+
+#[tokio::test]
+async fn a_header_list_over_the_limit_is_refused_and_the_connection_lives() {
+    const REFUSED_STREAM: u32 = 0x7;
+    const DATA: u8 = 0x0;
+    let addr = server(HttpConfig::default());
+    let mut legit = Legit::connect(addr).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Two literal fields of 35,000 bytes: a 70 KB list, over the 64 KiB
+    // limit, in five frames (within h2's CONTINUATION bound).
+    let mut block = GET_BLOCK.to_vec();
+    for name in [b'x', b'y'] {
+        block.extend_from_slice(&[0x00, 0x01, name]);
+        hpack_int(&mut block, 0, 7, 35_000);
+        block.extend(std::iter::repeat_n(b'v', 35_000));
+    }
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    let mut out = preface();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let flags = if last { END_HEADERS } else { 0 };
+        if i == 0 {
+            frame(&mut out, HEADERS, flags | END_STREAM, 1, chunk);
+        } else {
+            frame(&mut out, CONTINUATION, flags, 1, chunk);
+        }
+    }
+    // Then a request within the limits on the same connection.
+    frame(&mut out, HEADERS, END_STREAM | END_HEADERS, 3, GET_BLOCK);
+    stream.write_all(&out).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    let (mut refused, mut answered) = (false, false);
+    while !(refused && answered) {
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let id = u32::from_be_bytes(buf[5..9].try_into().unwrap()) & 0x7fff_ffff;
+            assert_ne!(buf[3], GOAWAY, "the connection was closed");
+            // h2 answers `431` itself, a head with no body (the service
+            // answers "ok" with one), or resets the stream.
+            if buf[3] == RST_STREAM && id == 1 {
+                assert_eq!(
+                    u32::from_be_bytes(buf[9..13].try_into().unwrap()),
+                    REFUSED_STREAM
+                );
+                refused = true;
+            }
+            if buf[3] == HEADERS && id == 1 {
+                assert_eq!(buf[4] & END_STREAM, END_STREAM, "the service answered");
+                refused = true;
+            }
+            assert!(!(buf[3] == DATA && id == 1), "the service answered");
+            if buf[3] == HEADERS && id == 3 {
+                answered = true;
+            }
+
+            buf.drain(..9 + len);
+        }
+        if refused && answered {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            other => panic!("refused {refused}, answered {answered}, then {other:?}"),
+        }
+    }
+    legit.served().await;
+}
