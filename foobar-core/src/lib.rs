@@ -11,6 +11,9 @@ pub mod admin;
 mod body;
 pub mod conn;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
+pub mod fuzzing;
 pub mod http1;
 pub mod io;
 pub mod metrics;

@@ -258,14 +258,16 @@ impl Walk<'_> {
         name: &HeaderName,
         parse: impl Fn(&str) -> Option<IpAddr>,
     ) {
-        // Later header lines were appended by later hops.
+        // Later header lines were appended by later hops. Entries are
+        // split on bytes: a byte a client wrote that is not visible ASCII
+        // spoils its own entry, not the ones the proxies appended after
+        // it (else the client would become the proxy).
         for value in headers.get_all(name).iter().rev() {
-            let Ok(value) = value.to_str() else { return };
-            for entry in value.rsplit(',') {
-                if entry.trim().is_empty() {
+            for entry in value.as_bytes().rsplit(|&b| b == b',') {
+                if entry.trim_ascii().is_empty() {
                     continue;
                 }
-                match parse(entry) {
+                match std::str::from_utf8(entry).ok().and_then(&parse) {
                     Some(addr) => {
                         self.client = addr;
                         if !self.trusted.is_allowed(addr) {
@@ -404,6 +406,24 @@ mod tests {
         );
         let garbage = headers(&[("x-forwarded-for", "203.0.113.5, nonsense")]);
         assert_eq!(trusted.resolve(ip("10.0.0.1"), &garbage), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_client_byte_that_is_not_ascii_spoils_only_its_own_entry() {
+        // Found by the forwarded fuzz target: the client's `\xff` made the
+        // whole joined value unreadable, and the trusted proxy became the
+        // client (past a firewall rule denying the real one).
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xffe, 203.0.113.5").unwrap(),
+        );
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &h), ip("203.0.113.5"));
+        let mut h = HeaderMap::new();
+        h.append("forwarded", HeaderValue::from_bytes(b"for=\xff").unwrap());
+        h.append("forwarded", HeaderValue::from_static("for=203.0.113.5"));
+        assert_eq!(trusted.resolve(ip("10.0.0.1"), &h), ip("203.0.113.5"));
     }
 
     #[test]

@@ -12,6 +12,9 @@ mod client_addr;
 mod der;
 mod error;
 pub mod firewall;
+#[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
+pub mod fuzzing;
 pub mod hygiene;
 pub mod limit;
 mod metric_help;

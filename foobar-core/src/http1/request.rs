@@ -220,9 +220,19 @@ impl Framing {
             }
             self.length = Some(n);
         } else if is("transfer-encoding") {
+            let before = self.encodings;
             for coding in list_items(value) {
                 self.encodings += 1;
                 self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
+            if self.encodings == before {
+                // A field that names no coding (empty, or only commas):
+                // a parser that takes the field's presence for chunked
+                // would read a body this one does not see.
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "Transfer-Encoding without a coding",
+                ));
             }
         } else if is("connection") {
             for token in list_items(value) {
@@ -339,6 +349,10 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            // Found by the http1_request fuzz target: a field naming no
+            // coding framed no body here, and chunked elsewhere.
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\nContent-Length: 4\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),

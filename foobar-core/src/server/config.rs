@@ -32,6 +32,16 @@ pub struct HttpConfig {
     pub http2_keep_alive_interval: Option<Duration>,
     /// How long a peer has to answer a keep-alive ping. Default: 20 s.
     pub http2_keep_alive_timeout: Duration,
+    /// Most HTTP/2 streams a client may open and reset before the server
+    /// has accepted them; one more and the connection is closed with
+    /// `GOAWAY` (`ENHANCE_YOUR_CALM`). This is the defence against rapid
+    /// reset (CVE-2023-44487), where a client makes the server start work
+    /// for streams it cancels at once. Default: 20 (h2's own).
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// Most HTTP/2 streams the server may reset because of a client's
+    /// protocol errors before it closes the connection (RUSTSEC-2024-0003).
+    /// Default: 1024 (hyper's own).
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +55,8 @@ impl Default for HttpConfig {
             max_concurrent_streams: 256,
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1024,
         }
     }
 }
@@ -87,7 +99,11 @@ impl HttpConfig {
             .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(self.max_concurrent_streams)
             .keep_alive_interval(self.http2_keep_alive_interval)
-            .keep_alive_timeout(self.http2_keep_alive_timeout);
+            .keep_alive_timeout(self.http2_keep_alive_timeout)
+            // Set here rather than left to hyper's and h2's defaults, so
+            // that they are documented, tested and cannot move unseen.
+            .max_pending_accept_reset_streams(self.http2_max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(self.http2_max_local_error_reset_streams);
         builder
     }
 }

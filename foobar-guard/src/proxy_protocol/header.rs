@@ -11,7 +11,7 @@ const V2_FIXED: usize = 16;
 
 /// What the start of a stream holds.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Parsed {
+pub(crate) enum Parsed {
     /// More bytes are needed to decide.
     Incomplete,
     /// A complete header of `len` bytes; `client` is `None` for a v1
@@ -26,7 +26,7 @@ pub(super) enum Parsed {
 }
 
 /// Whether `buf` starts with (or is the start of) a PROXY signature.
-pub(super) fn starts_like_proxy(buf: &[u8]) -> Option<bool> {
+pub(crate) fn starts_like_proxy(buf: &[u8]) -> Option<bool> {
     let is_prefix = |signature: &[u8]| {
         let n = buf.len().min(signature.len());
         buf[..n] == signature[..n]
@@ -41,7 +41,7 @@ pub(super) fn starts_like_proxy(buf: &[u8]) -> Option<bool> {
 }
 
 /// Parses the header at the start of `buf`.
-pub(super) fn parse(buf: &[u8]) -> Result<Parsed, &'static str> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, &'static str> {
     match starts_like_proxy(buf) {
         None => Ok(Parsed::Incomplete),
         Some(false) => Ok(Parsed::NotProxy),

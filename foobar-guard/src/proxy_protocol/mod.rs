@@ -42,7 +42,7 @@
 //! [`ConnInfo::proxied_client`]: foobar_core::ConnInfo::proxied_client
 //! [`ConnInfo::client_addr`]: foobar_core::ConnInfo::client_addr
 
-mod header;
+pub(crate) mod header;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,12 @@
 //! Proxy header semantics: hop-by-hop headers removed, forwarding headers
 //! (`X-Forwarded-*`, RFC 7239 `Forwarded`, `Via`) added, a request id
-//! generated when the client sent none.
+//! generated.
+//!
+//! At the edge (no trusted proxy in front, the default) every forwarding
+//! field a client sent is removed, whatever its spelling, and replaced with
+//! this proxy's own: a client cannot choose the address, scheme, host or
+//! request id a backend sees. Behind trusted proxies their fields are kept
+//! and this hop is appended.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,11 +159,42 @@ struct Present {
     proxy: bool,
 }
 
+/// Whether a field is one a proxy writes about the client: `Forwarded`,
+/// `X-Forwarded-*`, `X-Real-IP`, `X-Client-IP`, `X-Cluster-Client-IP`,
+/// `True-Client-IP` and `X-Request-Id`, also spelled with underscores
+/// (CGI, WSGI and PHP read `X_Forwarded_For` as `X-Forwarded-For`). Names
+/// are lower case in a `HeaderMap`.
+pub(crate) fn is_forwarding_field(name: &HeaderName) -> bool {
+    /// Equal, with `_` taken for `-`.
+    fn same(name: &[u8], want: &[u8]) -> bool {
+        name.len() == want.len()
+            && name
+                .iter()
+                .zip(want)
+                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+    }
+    let name = name.as_str().as_bytes();
+    match name.first() {
+        Some(b'f') => name == b"forwarded",
+        Some(b't') => same(name, b"true-client-ip"),
+        Some(b'x') if name.len() > 2 && matches!(name[1], b'-' | b'_') => {
+            let rest = &name[2..];
+            (rest.len() > 10 && same(&rest[..10], b"forwarded-"))
+                || same(rest, b"real-ip")
+                || same(rest, b"request-id")
+                || same(rest, b"client-ip")
+                || same(rest, b"cluster-client-ip")
+        }
+        _ => false,
+    }
+}
+
 /// Settings for the headers the proxy adds.
 #[derive(Clone, Debug)]
 pub(crate) struct Forwarding {
-    /// Keep `X-Forwarded-Proto`/`-Host` sent by the client (a trusted proxy
-    /// in front); otherwise they are replaced with what this proxy saw.
+    /// The peers are trusted proxies: keep the forwarding fields they sent
+    /// (appending this hop) and their request id. Otherwise (the edge) a
+    /// client's forwarding fields are removed and replaced.
     pub(crate) trust_forwarded: bool,
     /// `Via` values for HTTP/1.0, 1.1 and 2 requests.
     via: [HeaderValue; 3],
@@ -186,10 +223,11 @@ impl Forwarding {
 
     /// Writes a request's header fields as they go upstream, as HTTP/1
     /// lines: the client's, less the hop-by-hop ones (but `Upgrade` when
-    /// `keep_upgrade`) and those the proxy replaces, then the proxy's own
-    /// (`X-Forwarded-For` joined with the client's, `Forwarded`,
-    /// `X-Forwarded-Proto` and `-Host`, `Via`, an `X-Request-Id` when the
-    /// client sent none). Framing fields are left to the writer of the
+    /// `keep_upgrade`) and those the proxy replaces (at the edge, every
+    /// forwarding field: [`is_forwarding_field`]), then the proxy's own
+    /// (`X-Forwarded-For`, joined with a trusted peer's, `Forwarded`,
+    /// `X-Forwarded-Proto` and `-Host`, `Via`, an `X-Request-Id` unless a
+    /// trusted peer sent one). Framing fields are left to the writer of the
     /// body. Returns the request id.
     pub(crate) fn write_request_fields(
         &self,
@@ -272,11 +310,14 @@ impl Forwarding {
                     ip6.as_bytes()
                 }
             };
-            // One `X-Forwarded-For` field: the client's list, then this hop.
+            // One `X-Forwarded-For` field: a trusted peer's list, then
+            // this hop.
             out.extend_from_slice(b"x-forwarded-for: ");
-            for value in headers.get_all(&X_FORWARDED_FOR) {
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b", ");
+            if !plan.edge {
+                for value in headers.get_all(&X_FORWARDED_FOR) {
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
             }
             out.extend_from_slice(ip_text);
             out.extend_from_slice(b"\r\nforwarded: for=");
@@ -303,7 +344,7 @@ impl Forwarding {
             push_field(out, b"x-forwarded-host", host.as_bytes());
         }
         push_field(out, b"via", self.via(version).as_bytes());
-        match headers.get(X_REQUEST_ID) {
+        match headers.get(X_REQUEST_ID).filter(|_| !plan.edge) {
             Some(id) => id.clone(),
             None => {
                 let text = request_id_text();
@@ -320,6 +361,8 @@ struct RequestPlan {
     /// (almost always none: no allocation then).
     named: Vec<HeaderName>,
     keep_upgrade: bool,
+    /// The peer is not a trusted proxy: every forwarding field it sent goes.
+    edge: bool,
     /// The client's `X-Forwarded-Proto` / `-Host` are replaced.
     replace_proto: bool,
     replace_host: bool,
@@ -346,6 +389,7 @@ impl RequestPlan {
         Self {
             named,
             keep_upgrade,
+            edge: !trust,
             replace_proto: !trust || !headers.contains_key(X_FORWARDED_PROTO),
             replace_host: headers.contains_key(HOST)
                 && (!trust || !headers.contains_key(X_FORWARDED_HOST)),
@@ -369,6 +413,7 @@ impl RequestPlan {
         }
         if (*name == X_FORWARDED_PROTO && self.replace_proto)
             || (*name == X_FORWARDED_HOST && self.replace_host)
+            || (self.edge && is_forwarding_field(name))
         {
             return false;
         }
@@ -444,6 +489,53 @@ fn hex16(n: u64) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarding_fields_are_known_in_every_spelling() {
+        for name in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x_forwarded_for",
+            "x_forwarded_host",
+            "x-forwarded_for",
+            "x_forwarded-for",
+            "x-real-ip",
+            "x_real_ip",
+            "x-request-id",
+            "x_request_id",
+            "x-client-ip",
+            "x-cluster-client-ip",
+            "true-client-ip",
+            "true_client_ip",
+        ] {
+            assert!(
+                is_forwarding_field(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+        for name in [
+            "x-forwarded-",
+            "x-forwarded",
+            "forwarded-for",
+            "x-real-ips",
+            "x-keep",
+            "host",
+            "via",
+            "x",
+            "xx",
+            "t",
+            "f",
+        ] {
+            assert!(
+                !is_forwarding_field(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn connection_listed_headers_go_and_te_trailers_stays() {

@@ -233,8 +233,16 @@ impl<P: Policy, K> ProxyBuilder<P, K> {
         self
     }
 
-    /// Keep `X-Forwarded-Proto` and `X-Forwarded-Host` sent by clients (set
-    /// it only behind a trusted proxy). Default: off, they are replaced.
+    /// The peers are trusted proxies (set it only when nothing else can
+    /// connect, e.g. behind a firewall that admits only them): the
+    /// forwarding fields they send are kept, this hop is appended to
+    /// `X-Forwarded-For` and `Forwarded`, and their `X-Request-Id` is used.
+    ///
+    /// Default: off, the edge mode: a client's `Forwarded`, `X-Forwarded-*`,
+    /// `X-Real-IP`, `X-Client-IP`, `X-Cluster-Client-IP`, `True-Client-IP`
+    /// and `X-Request-Id`, also spelled with underscores
+    /// (`X_Forwarded_For`, which CGI, WSGI and PHP read as the dashed
+    /// name), are removed and replaced with this proxy's own.
     pub fn trust_forwarded(mut self, on: bool) -> Self {
         self.trust_forwarded = on;
         self

@@ -119,35 +119,66 @@ async fn te_trailers_passes_for_grpc() {
     assert_eq!(header_lines(&body, "te"), ["trailers"]);
 }
 
+/// Every spelling of a forwarding field a client may try.
+const SPOOFED: &[(&str, &str)] = &[
+    ("x-forwarded-for", "6.6.6.6"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-forwarded-port", "443"),
+    ("x-forwarded-prefix", "/admin"),
+    ("forwarded", "for=6.6.6.6;proto=https;host=evil"),
+    ("x-real-ip", "6.6.6.6"),
+    ("x-client-ip", "6.6.6.6"),
+    ("true-client-ip", "6.6.6.6"),
+    ("x-cluster-client-ip", "6.6.6.6"),
+    ("x_forwarded_for", "6.6.6.6"),
+    ("x_forwarded_host", "evil.example"),
+    ("x_forwarded_proto", "https"),
+    ("x_real_ip", "6.6.6.6"),
+    ("x-forwarded_for", "6.6.6.6"),
+    ("x_request_id", "chosen"),
+    ("x-request-id", "chosen-by-the-client"),
+];
+
 #[tokio::test]
-async fn forwarding_headers_are_appended() {
+async fn at_the_edge_a_client_cannot_choose_its_forwarding_fields() {
     let backend = echo_headers().await;
     let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
     let client = client_from(Some("127.0.0.9"));
-    let req = Request::get(format!("{}/path?q=1", front.url()))
+    let mut req = Request::get(format!("{}/path?q=1", front.url()))
         .header("host", "www.foobar.com")
-        .header("x-forwarded-for", "203.0.113.5")
-        .header("x-forwarded-proto", "https")
-        .header("forwarded", "for=203.0.113.5")
         .header("via", "1.1 edge")
-        .body(empty())
-        .unwrap();
-    let (_, resp_headers, body) = send(&client, req).await;
-    assert_eq!(
-        header_lines(&body, "x-forwarded-for"),
-        ["203.0.113.5, 127.0.0.9"]
+        .header("x-keep", "1");
+    for (name, value) in SPOOFED {
+        req = req.header(*name, *value);
+    }
+    let (_, resp_headers, body) = send(&client, req.body(empty()).unwrap()).await;
+    assert!(
+        !body.contains("6.6.6.6"),
+        "a spoofed address passed:\n{body}"
     );
-    // Untrusted by default: replaced with what this proxy saw.
+    assert!(!body.contains("evil"), "a spoofed host passed:\n{body}");
+    assert!(
+        !body.contains("chosen"),
+        "a chosen request id passed:\n{body}"
+    );
+    for name in [
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-real-ip",
+        "x_forwarded_for",
+    ] {
+        assert_eq!(header_lines(&body, name), Vec::<&str>::new(), "{name}");
+    }
+    assert_eq!(header_lines(&body, "x-forwarded-for"), ["127.0.0.9"]);
     assert_eq!(header_lines(&body, "x-forwarded-proto"), ["http"]);
     assert_eq!(header_lines(&body, "x-forwarded-host"), ["www.foobar.com"]);
     assert_eq!(header_lines(&body, "host"), ["www.foobar.com"]);
     assert_eq!(
         header_lines(&body, "forwarded"),
-        [
-            "for=203.0.113.5",
-            "for=127.0.0.9;proto=http;host=\"www.foobar.com\""
-        ]
+        ["for=127.0.0.9;proto=http;host=\"www.foobar.com\""]
     );
+    assert_eq!(header_lines(&body, "x-keep"), ["1"]);
     assert_eq!(header_lines(&body, "via"), ["1.1 edge", "1.1 foobar"]);
     let ids = header_lines(&body, "x-request-id");
     assert_eq!(ids.len(), 1);
@@ -159,7 +190,49 @@ async fn forwarding_headers_are_appended() {
 }
 
 #[tokio::test]
-async fn a_client_request_id_is_kept_and_trusted_forwarding_is_kept() {
+async fn at_the_edge_an_empty_request_id_is_replaced() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b).await;
+    let req = Request::get(front.url())
+        .header("x-request-id", "")
+        .body(empty())
+        .unwrap();
+    let (_, headers, body) = send(&client(), req).await;
+    let ids = header_lines(&body, "x-request-id");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].len(), 32);
+    assert_eq!(headers["x-request-id"], ids[0]);
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_forwarding_fields_are_appended_to() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b.trust_forwarded(true)).await;
+    let client = client_from(Some("127.0.0.9"));
+    let req = Request::get(format!("{}/path?q=1", front.url()))
+        .header("host", "www.foobar.com")
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("forwarded", "for=203.0.113.5")
+        .header("x-real-ip", "203.0.113.5")
+        .body(empty())
+        .unwrap();
+    let (_, _, body) = send(&client, req).await;
+    assert_eq!(
+        header_lines(&body, "x-forwarded-for"),
+        ["203.0.113.5, 127.0.0.9"]
+    );
+    assert_eq!(
+        header_lines(&body, "forwarded"),
+        [
+            "for=203.0.113.5",
+            "for=127.0.0.9;proto=http;host=\"www.foobar.com\""
+        ]
+    );
+    assert_eq!(header_lines(&body, "x-real-ip"), ["203.0.113.5"]);
+}
+
+#[tokio::test]
+async fn a_trusted_request_id_is_kept_and_trusted_forwarding_is_kept() {
     let backend = echo_headers().await;
     let (_proxy, front) = proxy_to(&[&backend.url()], |b| b.trust_forwarded(true).via("lb1")).await;
     let req = Request::get(front.url())
@@ -594,6 +667,28 @@ async fn http2_upstreams_by_prior_knowledge() {
         .await
         .unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_11);
+}
+
+#[tokio::test]
+async fn at_the_edge_http2_backends_get_no_client_forwarding_fields_either() {
+    let backend = echo_headers().await;
+    let (_proxy, front) = proxy_to(&[&backend.url()], |b| b.http2_only(true)).await;
+    let mut req = Request::get(front.url()).header("host", "www.foobar.com");
+    for (name, value) in SPOOFED {
+        req = req.header(*name, *value);
+    }
+    let (_, _, body) = send(&client_from(Some("127.0.0.9")), req.body(empty()).unwrap()).await;
+    assert!(
+        !body.contains("6.6.6.6"),
+        "a spoofed address passed:\n{body}"
+    );
+    assert!(!body.contains("evil"), "a spoofed host passed:\n{body}");
+    assert!(
+        !body.contains("chosen"),
+        "a chosen request id passed:\n{body}"
+    );
+    assert_eq!(header_lines(&body, "x-forwarded-for"), ["127.0.0.9"]);
+    assert_eq!(header_lines(&body, "x-request-id").len(), 1);
 }
 
 #[tokio::test]
