@@ -140,6 +140,13 @@ pub enum Refused {
         #[source]
         source: std::io::Error,
     },
+    /// An ACME TLS-ALPN-01 validation handshake (ALPN `acme-tls/1`)
+    /// completed; such a connection carries no HTTP and is closed.
+    #[error("ACME TLS-ALPN-01 validation from {peer} answered")]
+    AcmeValidation {
+        /// The CA's validation client.
+        peer: SocketAddr,
+    },
     /// A PROXY protocol header was missing, malformed, late or not allowed.
     #[error("PROXY protocol from {peer}: {reason}")]
     ProxyProtocol {

@@ -3,8 +3,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept_future;
+#[cfg(feature = "acme")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+pub mod acme;
 mod body;
 mod client_addr;
+#[cfg(any(feature = "acme", feature = "ocsp"))]
+mod der;
 mod error;
 pub mod firewall;
 pub mod hygiene;

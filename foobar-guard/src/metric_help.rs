@@ -46,4 +46,20 @@ pub(crate) fn describe() {
         "foobar_tls_reloads_total",
         "TLS configuration reloads by result (success, failure)."
     );
+    #[cfg(feature = "acme")]
+    {
+        describe_gauge!(
+            "foobar_acme_certificate_expiry_days",
+            "Days until the ACME certificate for a name expires (negative once expired)."
+        );
+        describe_counter!(
+            "foobar_acme_renewals_total",
+            "ACME issuance attempts by result (success: a new certificate stored; failure)."
+        );
+    }
+    #[cfg(feature = "ocsp")]
+    describe_counter!(
+        "foobar_tls_ocsp_fetches_total",
+        "OCSP responses fetched for stapling, by result (success; failure: unreachable responder or a response that cannot be stapled)."
+    );
 }

@@ -818,3 +818,74 @@ async fn handshakes_are_counted_by_result() {
         .render()
         .contains("foobar_tls_handshake_duration_seconds"));
 }
+
+/// The TLS 1.2 cipher suite a client that offers `suites`, in that order,
+/// gets from the server at `addr`.
+async fn negotiated_tls12_suite(
+    ca: &DevCa,
+    addr: SocketAddr,
+    suites: &[rustls::SupportedCipherSuite],
+) -> rustls::CipherSuite {
+    let mut provider = (*foobar_core::tls::provider()).clone();
+    provider.cipher_suites = suites.to_vec();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(
+            foobar_core::tls::pem::ca_bundle_from_pem(ca.cert_pem().as_bytes()).unwrap(),
+        )
+        .with_no_client_auth();
+    let client = Client::connect(Arc::new(config), addr, "order.test")
+        .await
+        .unwrap();
+    let conn = client.stream.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    conn.negotiated_cipher_suite().unwrap().suite()
+}
+
+#[tokio::test]
+async fn the_server_order_of_cipher_suites_wins_on_tls_1_2_by_default() {
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as AES128,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 as AES256,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 as CHACHA,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 as RSA_AES256,
+    };
+    let ca = DevCa::new().unwrap();
+    let identity = ca.server_cert(["order.test"]).unwrap().identity().unwrap();
+    // The client prefers ChaCha20, then AES-128, then AES-256 (and offers
+    // an RSA suite the ECDSA certificate cannot use).
+    let client_order = [RSA_AES256, CHACHA, AES128, AES256];
+
+    let default = TlsConfig::builder()
+        .identity(identity.clone())
+        .build()
+        .unwrap();
+    let (addr, _server) = start(TlsLayer::new(default));
+    assert_eq!(
+        negotiated_tls12_suite(&ca, addr, &client_order).await,
+        AES256.suite(),
+        "the server's first choice among the suites the client offers"
+    );
+    // A client that offers only suites further down the server's list
+    // gets the best of them by the server's order.
+    assert_eq!(
+        negotiated_tls12_suite(&ca, addr, &[CHACHA, AES128]).await,
+        AES128.suite()
+    );
+
+    // Turned off, the client's order decides.
+    let client_decides = TlsConfig::builder()
+        .identity(identity)
+        .server_cipher_order(false)
+        .build()
+        .unwrap();
+    let (addr, _server) = start(TlsLayer::new(client_decides));
+    assert_eq!(
+        negotiated_tls12_suite(&ca, addr, &client_order).await,
+        CHACHA.suite()
+    );
+}

@@ -35,7 +35,10 @@ use super::resolver::SniResolver;
 ///   the default for clients that send no or an unknown name, unless
 ///   [`strict_sni`](TlsConfigBuilder::strict_sni) is on;
 /// - ALPN `h2` and `http/1.1` (the server then speaks HTTP/2 or 1.1);
-/// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites;
+/// - TLS 1.3 and 1.2 only, aws-lc-rs cipher suites, chosen in the
+///   server's order of preference (AES-256-GCM, AES-128-GCM, then
+///   ChaCha20-Poly1305), not the client's
+///   ([`server_cipher_order`](TlsConfigBuilder::server_cipher_order));
 /// - session resumption: TLS 1.3 tickets and TLS 1.2 tickets (keys rotated
 ///   every 6 hours) plus an in-memory session cache, kept across reloads;
 /// - optionally, client certificates verified against a CA bundle (mTLS),
@@ -65,11 +68,33 @@ pub struct TlsConfig {
 struct Shared {
     spec: TlsConfigBuilder,
     current: ArcSwap<ServerConfig>,
+    #[cfg(feature = "ocsp")]
+    ocsp: OcspState,
     // Kept across reloads so sessions and tickets stay resumable.
     ticketer: Arc<dyn ProducesTickets>,
     sessions: Arc<dyn StoresServerSessions>,
     reloading: Mutex<()>,
     metrics: ReloadMetrics,
+}
+
+/// The stapler's view of the configuration.
+#[cfg(feature = "ocsp")]
+struct OcspState {
+    /// Every certificate the current configuration serves.
+    slots: ArcSwap<Vec<super::ocsp::Slot>>,
+    staples: Arc<super::ocsp::Staples>,
+    fetcher: super::ocsp::Fetcher,
+    metrics: super::ocsp::Metrics,
+    /// One pass at a time.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// What [`load`] made: the rustls configuration and, with stapling on,
+/// the certificates' slots.
+struct Loaded {
+    config: ServerConfig,
+    #[cfg(feature = "ocsp")]
+    slots: Vec<super::ocsp::Slot>,
 }
 
 impl TlsConfig {
@@ -98,8 +123,10 @@ impl TlsConfig {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.shared.load() {
-            Ok(config) => {
-                self.shared.current.store(Arc::new(config));
+            Ok(loaded) => {
+                self.shared.current.store(Arc::new(loaded.config));
+                #[cfg(feature = "ocsp")]
+                self.shared.ocsp.slots.store(Arc::new(loaded.slots));
                 self.shared.metrics.succeeded.increment(1);
                 tracing::info!("TLS configuration reloaded");
                 Ok(())
@@ -143,6 +170,49 @@ impl TlsConfig {
     }
 }
 
+#[cfg(feature = "ocsp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ocsp")))]
+impl TlsConfig {
+    /// One stapling pass over every certificate served: fetches the
+    /// responses that are due, staples the valid ones, takes off expired
+    /// ones. Nothing happens unless the configuration was built with
+    /// [`ocsp_stapling`](TlsConfigBuilder::ocsp_stapling).
+    pub async fn refresh_ocsp(&self) -> super::ocsp::OcspReport {
+        self.refresh_ocsp_until().await.0
+    }
+
+    async fn refresh_ocsp_until(&self) -> (super::ocsp::OcspReport, std::time::SystemTime) {
+        let state = &self.shared.ocsp;
+        let _one = state.refreshing.lock().await;
+        let slots = state.slots.load_full();
+        super::ocsp::refresh(&slots, &state.staples, &state.fetcher, &state.metrics).await
+    }
+
+    /// Keeps the staples current until `shutdown`, in a background task:
+    /// a pass now, then whenever a response is due for refresh or a retry,
+    /// and at least every minute (to staple certificates an ACME manager
+    /// renewed or a reload brought).
+    pub fn staple_ocsp(&self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        let config = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (_, next) = config.refresh_ocsp_until().await;
+                let wait = next
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .clamp(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs(60),
+                    );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        })
+    }
+}
+
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
@@ -152,8 +222,14 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl Shared {
-    fn load(&self) -> Result<ServerConfig, TlsError> {
-        load(&self.spec, &self.ticketer, &self.sessions)
+    fn load(&self) -> Result<Loaded, TlsError> {
+        load(
+            &self.spec,
+            &self.ticketer,
+            &self.sessions,
+            #[cfg(feature = "ocsp")]
+            &self.ocsp.staples,
+        )
     }
 }
 
@@ -162,8 +238,14 @@ fn load(
     spec: &TlsConfigBuilder,
     ticketer: &Arc<dyn ProducesTickets>,
     sessions: &Arc<dyn StoresServerSessions>,
-) -> Result<ServerConfig, TlsError> {
-    let resolver = spec.load_certificates()?;
+    #[cfg(feature = "ocsp")] staples: &super::ocsp::Staples,
+) -> Result<Loaded, TlsError> {
+    #[cfg(feature = "ocsp")]
+    let mut slots = Vec::new();
+    let resolver = spec.load_certificates(
+        #[cfg(feature = "ocsp")]
+        (staples, &mut slots),
+    )?;
     if !spec.client_names.is_empty() && spec.client_ca.is_none() {
         return Err(TlsError::ClientNamesWithoutCa);
     }
@@ -203,10 +285,25 @@ fn load(
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.ignore_client_order = spec.server_cipher_order;
     config.alpn_protocols.clone_from(&spec.alpn);
+    #[cfg(feature = "acme")]
+    if spec.certificates.iter().any(|entry| {
+        matches!(&entry.source, CertificateSource::Acme(manager)
+            if manager.challenge() == crate::acme::Challenge::TlsAlpn01)
+    }) {
+        // Only validators offer it, and they get the validation certificate.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     config.ticketer = ticketer.clone();
     config.session_storage = sessions.clone();
-    Ok(config)
+    Ok(Loaded {
+        config,
+        #[cfg(feature = "ocsp")]
+        slots,
+    })
 }
 
 /// Builds a [`TlsConfig`]. See there for what the defaults are.
@@ -220,6 +317,9 @@ pub struct TlsConfigBuilder {
     client_cert_optional: bool,
     client_names: Vec<String>,
     session_cache_size: usize,
+    server_cipher_order: bool,
+    #[cfg(feature = "ocsp")]
+    ocsp_stapling: bool,
 }
 
 impl Default for TlsConfigBuilder {
@@ -232,6 +332,9 @@ impl Default for TlsConfigBuilder {
             client_cert_optional: false,
             client_names: Vec::new(),
             session_cache_size: 1024,
+            server_cipher_order: true,
+            #[cfg(feature = "ocsp")]
+            ocsp_stapling: false,
         }
     }
 }
@@ -245,8 +348,13 @@ struct CertificateEntry {
 
 #[derive(Clone, Debug)]
 enum CertificateSource {
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     Loaded(Identity),
+    #[cfg(feature = "acme")]
+    Acme(crate::acme::AcmeManager),
 }
 
 #[derive(Clone, Debug)]
@@ -293,6 +401,21 @@ impl TlsConfigBuilder {
     pub fn identity(mut self, identity: Identity) -> Self {
         self.certificates.push(CertificateEntry {
             source: CertificateSource::Loaded(identity),
+            names: None,
+        });
+        self
+    }
+
+    /// Serves the certificate of an ACME manager for its names, and answers
+    /// its TLS-ALPN-01 validations. The certificate is swapped in place when
+    /// the manager renews it (no reload needed); until the first one is
+    /// issued, handshakes for its names get the default certificate, if
+    /// any.
+    #[cfg(feature = "acme")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+    pub fn acme(mut self, manager: &crate::acme::AcmeManager) -> Self {
+        self.certificates.push(CertificateEntry {
+            source: CertificateSource::Acme(manager.clone()),
             names: None,
         });
         self
@@ -354,6 +477,27 @@ impl TlsConfigBuilder {
         self
     }
 
+    /// Choose the cipher suite by the server's order of preference (rustls
+    /// `ignore_client_order`) rather than the client's: AES-256-GCM, then
+    /// AES-128-GCM, then ChaCha20-Poly1305. Default: on, so a TLS 1.2
+    /// client that lists a weaker suite first still gets the strongest one
+    /// both support (what scanners report as "server cipher order"). It
+    /// applies to TLS 1.3 alike, whose suites are all of equal standing.
+    pub fn server_cipher_order(mut self, on: bool) -> Self {
+        self.server_cipher_order = on;
+        self
+    }
+
+    /// Staples OCSP responses to the certificates that name a responder
+    /// (see the [`ocsp`](super::ocsp) module); run
+    /// [`TlsConfig::staple_ocsp`] to fetch and refresh them. Default: off.
+    #[cfg(feature = "ocsp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ocsp")))]
+    pub fn ocsp_stapling(mut self, on: bool) -> Self {
+        self.ocsp_stapling = on;
+        self
+    }
+
     /// Loads every file and builds the configuration.
     ///
     /// # Errors
@@ -363,11 +507,27 @@ impl TlsConfigBuilder {
         let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         let sessions: Arc<dyn StoresServerSessions> =
             ServerSessionMemoryCache::new(self.session_cache_size);
-        let first = load(&self, &ticketer, &sessions)?;
+        #[cfg(feature = "ocsp")]
+        let staples = Arc::new(super::ocsp::Staples::default());
+        let first = load(
+            &self,
+            &ticketer,
+            &sessions,
+            #[cfg(feature = "ocsp")]
+            &staples,
+        )?;
         Ok(TlsConfig {
             shared: Arc::new(Shared {
                 spec: self,
-                current: ArcSwap::from_pointee(first),
+                current: ArcSwap::from_pointee(first.config),
+                #[cfg(feature = "ocsp")]
+                ocsp: OcspState {
+                    slots: ArcSwap::from_pointee(first.slots),
+                    staples,
+                    fetcher: super::ocsp::Fetcher::new(),
+                    metrics: super::ocsp::Metrics::register(),
+                    refreshing: tokio::sync::Mutex::new(()),
+                },
                 ticketer,
                 sessions,
                 reloading: Mutex::new(()),
@@ -376,7 +536,13 @@ impl TlsConfigBuilder {
         })
     }
 
-    fn load_certificates(&self) -> Result<SniResolver, TlsError> {
+    fn load_certificates(
+        &self,
+        #[cfg(feature = "ocsp")] (staples, slots): (
+            &super::ocsp::Staples,
+            &mut Vec<super::ocsp::Slot>,
+        ),
+    ) -> Result<SniResolver, TlsError> {
         if self.certificates.is_empty() {
             return Err(TlsError::NoCertificate);
         }
@@ -388,8 +554,34 @@ impl TlsConfigBuilder {
                     Origin::File(cert.clone()),
                 ),
                 CertificateSource::Loaded(identity) => (identity.clone(), Origin::Memory),
+                #[cfg(feature = "acme")]
+                CertificateSource::Acme(manager) => {
+                    let entry = super::resolver::Entry::Managed(manager.slot());
+                    #[cfg(feature = "ocsp")]
+                    if self.ocsp_stapling {
+                        slots.push(manager.slot());
+                    }
+                    for name in manager.names() {
+                        resolver.insert(name, entry.clone());
+                    }
+                    resolver.add_challenges(manager.challenges());
+                    if index == 0 && !self.strict_sni {
+                        resolver.set_default(entry);
+                    }
+                    continue;
+                }
             };
             let key = identity.certified_key();
+            // With stapling, the stapler swaps the key for a stapled one.
+            #[cfg(feature = "ocsp")]
+            let key: super::resolver::Entry = if self.ocsp_stapling {
+                let slot: super::ocsp::Slot =
+                    Arc::new(arc_swap::ArcSwapOption::new(Some(staples.staple(key))));
+                slots.push(slot.clone());
+                super::resolver::Entry::Managed(slot)
+            } else {
+                super::resolver::Entry::Fixed(key)
+            };
             match &entry.names {
                 Some(names) => {
                     for name in names {

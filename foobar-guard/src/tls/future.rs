@@ -123,6 +123,10 @@ where
                     };
                     metrics.succeeded.increment(1);
                     metrics.duration.record(started.elapsed().as_secs_f64());
+                    #[cfg(feature = "acme")]
+                    if stream.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                        return Poll::Ready(Err(Refused::AcmeValidation { peer: *peer }.into()));
+                    }
                     let (mut inner, mut info) = next
                         .take()
                         .expect("the handshake state is left as soon as it completes");

@@ -16,6 +16,10 @@
 //! certificates, open ones are untouched, and a broken file leaves the old
 //! configuration in place and is reported as a [`TlsError`] naming it.
 //!
+//! With the `ocsp` feature, OCSP responses are stapled to the
+//! certificates (module `ocsp`); with `acme`, certificates come from an
+//! ACME CA too (module `acme`).
+//!
 //! Metrics: `foobar_tls_handshakes_total{result="success|failure|timeout"}`,
 //! `foobar_tls_handshake_duration_seconds`,
 //! `foobar_tls_reloads_total{result="success|failure"}`.
@@ -60,6 +64,9 @@ mod error;
 mod future;
 mod layer;
 mod metrics;
+#[cfg(feature = "ocsp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ocsp")))]
+pub mod ocsp;
 mod resolver;
 mod service;
 
