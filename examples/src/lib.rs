@@ -14,6 +14,7 @@ pub mod certs;
 pub mod config;
 pub mod grpc;
 pub mod lb;
+pub mod pebble;
 pub mod stack;
 pub mod web;
 

@@ -1,0 +1,343 @@
+//! The `lb` role with certificates from ACME: a private Pebble (the ACME
+//! test server, Debian package `pebble`) validates for real over
+//! TLS-ALPN-01 or HTTP-01, its DNS answering 127.0.0.1 for every name; the
+//! `lb` binary runs as its own process in front of an HTTPS backend; a
+//! client that trusts only Pebble's root goes through it.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use foobar_core::tls::{server_name, ClientTls, DevCa};
+use foobar_core::{PlainTcp, Server, Shutdown};
+use foobar_examples::pebble::{free_port, Pebble, PebbleOptions};
+use foobar_guard::tls::{TlsConfig, TlsLayer};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use support::admin_get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::ServiceBuilder;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const NAMES: [&str; 2] = ["www.foobar.test", "api.foobar.test"];
+
+/// Stops a server when dropped.
+struct ShutdownOnDrop(Shutdown);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// An HTTPS web server on a random loopback port with a certificate for
+/// 127.0.0.1 from `ca`: `/healthz` and a greeting.
+fn backend(ca: &DevCa) -> (SocketAddr, ShutdownOnDrop) {
+    let shutdown = Shutdown::new();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .shutdown(shutdown.clone())
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    let identity = ca.server_cert(["127.0.0.1"]).unwrap().identity().unwrap();
+    let tls = TlsConfig::builder().identity(identity).build().unwrap();
+    let app = tower::service_fn(|_req: Request<foobar_core::RequestBody>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+            b"hello from the backend",
+        ))))
+    });
+    let stage = ServiceBuilder::new()
+        .layer(TlsLayer::new(tls))
+        .service(PlainTcp);
+    tokio::spawn(server.serve_connections(stage, app));
+    (addr, ShutdownOnDrop(shutdown))
+}
+
+/// The `lb` binary, killed on drop.
+struct Lb {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Lb {
+    fn start(args: &[String], log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lb"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start the lb binary");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A GET over a new TLS connection to `addr` for `host`, trusting only
+/// `root_pem`: (status, body).
+async fn fetch(
+    root_pem: &str,
+    addr: SocketAddr,
+    host: &str,
+) -> Result<(StatusCode, String), String> {
+    let config = ClientTls::new().ca_pem(root_pem).build().unwrap();
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name(host).unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let request = Request::get("/")
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// A plain-HTTP/1.0 GET: the whole reply.
+async fn plain_get(addr: SocketAddr, path: &str, host: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    reply
+}
+
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("foobar-lb-acme-{tag}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// A fresh `lb` with an ACME configuration and no certificate file gets a
+/// certificate for both names from Pebble with `challenge`, and proxies
+/// for a client that trusts only Pebble's root.
+async fn lb_obtains_a_certificate(challenge: &str) {
+    let dir = temp_dir(challenge);
+    let (listen, http, admin) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let pebble = Pebble::start(
+        &dir.path().join("pebble"),
+        &PebbleOptions::tls_alpn_01(listen).http_port(http),
+    )
+    .await
+    .unwrap();
+    let ca = DevCa::new().unwrap();
+    let upstream_ca = ca.write_pem(dir.path()).unwrap();
+    let (backend, _backend) = backend(&ca);
+    let args: Vec<String> = [
+        format!("--listen=127.0.0.1:{listen}"),
+        format!("--admin=127.0.0.1:{admin}"),
+        format!("--http-listen=127.0.0.1:{http}"),
+        format!("--backend=https://{backend}"),
+        format!("--upstream-ca={}", upstream_ca.display()),
+        "--workers=2".to_owned(),
+        format!("--acme-directory={}", pebble.directory()),
+        format!("--acme-ca-file={}", pebble.api_ca().display()),
+        format!("--acme-storage={}", dir.path().join("acme").display()),
+        format!("--acme-name={}", NAMES[0]),
+        format!("--acme-name={}", NAMES[1]),
+        "--acme-contact=ops@foobar.test".to_owned(),
+        format!("--acme-challenge={challenge}"),
+    ]
+    .into();
+    let lb = Lb::start(&args, dir.path().join("lb.log"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], listen));
+    let root = pebble.root_pem().await.unwrap();
+
+    // Polled until the certificate is issued, or the deadline.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        match fetch(&root, addr, NAMES[0]).await {
+            Ok((StatusCode::OK, body)) => {
+                assert_eq!(body, "hello from the backend");
+                break;
+            }
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no request through the lb with Pebble's certificate ({other:?}):\n{}\n{}",
+                lb.log(),
+                pebble.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = fetch(&root, addr, NAMES[1]).await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "hello from the backend")
+    );
+    // A client that trusts some other root refuses it.
+    assert!(fetch(DevCa::new().unwrap().cert_pem(), addr, NAMES[0])
+        .await
+        .is_err());
+
+    // The status page has the certificate's row, up.
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let (status, json) = admin_get(admin, "/status.json").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = json.to_string();
+    assert!(
+        text.contains("\"names\":\"www.foobar.test, api.foobar.test\""),
+        "{text}"
+    );
+    // The account key and the certificate are stored.
+    let stored = std::fs::read_dir(dir.path().join("acme"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pem"))
+        })
+        .count();
+    assert_eq!(stored, 1);
+
+    // The plain-HTTP listener redirects everything but ACME to HTTPS.
+    let reply = plain_get(
+        SocketAddr::from(([127, 0, 0, 1], http)),
+        "/shop?x=1",
+        NAMES[0],
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 308"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains(&format!(
+            "location: https://www.foobar.test:{listen}/shop?x=1"
+        )),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn the_lb_obtains_a_certificate_over_tls_alpn_01_and_proxies_with_it() {
+    lb_obtains_a_certificate("tls-alpn-01").await;
+}
+
+#[tokio::test]
+async fn the_lb_obtains_a_certificate_over_http_01_and_proxies_with_it() {
+    lb_obtains_a_certificate("http-01").await;
+}
+
+#[test]
+fn acme_configuration_errors_name_the_flag() {
+    use foobar_examples::config::Parsed;
+    use foobar_examples::lb::{LbArgs, LbConfig};
+    let dir = temp_dir("config");
+    let ca = dir.path().join("ca.pem");
+    let config = |extra: &[&str]| {
+        let mut args = vec![
+            "lb".to_owned(),
+            "--backend=https://127.0.0.1:1".to_owned(),
+            format!("--upstream-ca={}", ca.display()),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        LbConfig::from_args(&Parsed::<LbArgs>::from_args(args).unwrap())
+    };
+    let error = |extra: &[&str]| config(extra).unwrap_err().to_string();
+    let acme = "--acme-directory=https://127.0.0.1:14000/dir";
+    let storage = format!("--acme-storage={}", dir.path().display());
+    assert_eq!(
+        error(&[]),
+        "missing --cert (or `cert` in the configuration file)"
+    );
+    assert!(error(&[acme, &storage]).contains("--acme-name"));
+    assert!(error(&[acme, "--acme-name=a.test"]).contains("--acme-storage"));
+    let message = error(&[acme, &storage, "--acme-name=*.foobar.test"]);
+    assert!(
+        message.starts_with("--acme-name:") && message.contains("DNS-01"),
+        "{message}"
+    );
+    let message = error(&[
+        acme,
+        &storage,
+        "--acme-name=a.test",
+        "--acme-challenge=http-01",
+    ]);
+    assert!(
+        message.starts_with("--acme-challenge:") && message.contains("--http-listen"),
+        "{message}"
+    );
+    let message = error(&[
+        "--acme-directory=http://ca.test/dir",
+        &storage,
+        "--acme-name=a.test",
+    ]);
+    assert!(message.starts_with("--acme-directory:"), "{message}");
+    let message = error(&["--acme-name=a.test"]);
+    assert!(
+        message.starts_with("--acme-name: needs --acme-directory"),
+        "{message}"
+    );
+
+    let ok = config(&[
+        acme,
+        &storage,
+        "--acme-name=a.test",
+        "--acme-contact=ops@a.test",
+    ])
+    .unwrap();
+    let acme = ok.acme.unwrap();
+    assert_eq!(acme.contacts, ["mailto:ops@a.test"]);
+    assert!(ok.cert.is_none());
+    // From a file, errors name the file and line.
+    let file = dir.path().join("lb.toml");
+    std::fs::write(
+        &file,
+        "backend = [\"https://127.0.0.1:1\"]\nacme-directory = \"https://127.0.0.1:1/dir\"\nacme-challenge = \"dns-01\"\n",
+    )
+    .unwrap();
+    let message = error(&[&format!("--config={}", file.display())]);
+    assert!(
+        message.contains("lb.toml:3: key `acme-challenge`"),
+        "{message}"
+    );
+}
