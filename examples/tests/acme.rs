@@ -267,6 +267,31 @@ async fn the_lb_obtains_a_certificate_over_http_01_and_proxies_with_it() {
     lb_obtains_a_certificate("http-01").await;
 }
 
+#[tokio::test]
+async fn the_stack_in_pebble_mode_serves_its_site_with_pebbles_certificate() {
+    let stack = support::Stack::start_with("acme-pebble", &["--acme-pebble"]).await;
+    assert_eq!(stack.info.acme_names, ["www.foobar.test"]);
+    let root_file = stack
+        .info
+        .acme_root
+        .clone()
+        .expect("Pebble's root in stack.json");
+    let root = std::fs::read_to_string(&root_file).unwrap();
+    // The stack announces itself once the certificate is served.
+    let (status, _) = fetch(&root, stack.info.lb, "www.foobar.test")
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", stack.log()));
+    assert_eq!(status, StatusCode::OK);
+    assert!(stack.log().contains("curl --cacert"), "{}", stack.log());
+    // The development certificate still serves its other names.
+    let dev_root = std::fs::read_to_string(&stack.info.ca).unwrap();
+    let (status, _) = fetch(&dev_root, stack.info.lb, "localhost").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(fetch(&dev_root, stack.info.lb, "www.foobar.test")
+        .await
+        .is_err());
+}
+
 #[test]
 fn acme_configuration_errors_name_the_flag() {
     use foobar_examples::config::Parsed;
@@ -340,4 +365,31 @@ fn acme_configuration_errors_name_the_flag() {
         message.contains("lb.toml:3: key `acme-challenge`"),
         "{message}"
     );
+}
+
+#[test]
+fn stack_acme_options_are_checked() {
+    use foobar_examples::config::Parsed;
+    use foobar_examples::stack::{AcmeCa, StackArgs, StackConfig};
+    let config = |extra: &[&str]| {
+        let args = std::iter::once("stack").chain(extra.iter().copied());
+        StackConfig::from_args(&Parsed::<StackArgs>::from_args(args).unwrap())
+    };
+    let pebble = config(&["--acme-pebble"]).unwrap().acme.unwrap();
+    assert!(matches!(pebble.ca, AcmeCa::Pebble));
+    assert_eq!(pebble.names, ["www.foobar.test"]);
+    assert!(config(&[]).unwrap().acme.is_none());
+    let error = config(&["--acme-directory=https://ca.test/dir"]).unwrap_err();
+    assert!(error.to_string().contains("--acme-name"), "{error}");
+    let error = config(&["--acme-name=www.foobar.test"]).unwrap_err();
+    assert!(error.to_string().starts_with("--acme-name:"), "{error}");
+    let error = config(&["--acme-pebble", "--acme-ca-file=/x.pem"]).unwrap_err();
+    assert!(error.to_string().starts_with("--acme-ca-file:"), "{error}");
+    // clap refuses both CAs at once.
+    assert!(Parsed::<StackArgs>::from_args([
+        "stack",
+        "--acme-pebble",
+        "--acme-directory=https://ca.test/dir"
+    ])
+    .is_err());
 }
