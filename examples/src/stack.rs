@@ -865,11 +865,10 @@ pub async fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
 fn announce(info: &StackInfo, pebble: Option<&Pebble>, took: Duration) {
     let lb = info.lb;
     println!(
-        "\nfoobar stack is up ({:.1} s)\n\n  site (HTTPS):     https://localhost:{port}/\n                    curl --cacert {ca} https://localhost:{port}/entries\n                    curl --cacert {ca} -d '{{\"author\":\"me\",\"message\":\"hi\"}}' https://localhost:{port}/entries\n  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
+        "\nfoobar stack is up ({:.1} s)\n\n  site (HTTPS):     https://localhost:{port}/\n                    curl --cacert {ca} https://localhost:{port}/entries\n                    curl --cacert {ca} -d '{{\"author\":\"me\",\"message\":\"hi\"}}' https://localhost:{port}/entries",
         took.as_secs_f64(),
         port = lb.port(),
         ca = info.ca.display(),
-        admin = info.lb_admin,
     );
     if let (Some(root), Some(pebble)) = (&info.acme_root, pebble) {
         for name in &info.acme_names {
@@ -891,6 +890,10 @@ fn announce(info: &StackInfo, pebble: Option<&Pebble>, took: Duration) {
             info.acme_names.join(", ")
         );
     }
+    println!(
+        "  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
+        admin = info.lb_admin,
+    );
     for web in &info.webs {
         println!(
             "  {} status:     http://{}/status   (database topology)",

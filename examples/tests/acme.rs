@@ -228,10 +228,16 @@ async fn lb_obtains_a_certificate(challenge: &str, extra: &[&str]) {
     let (status, json) = admin_get(admin, "/status.json").await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let text = json.to_string();
-    assert!(
-        text.contains("\"names\":\"www.foobar.test, api.foobar.test\""),
-        "{text}"
+    let source = json["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "certificates"))
+        .unwrap_or_else(|| panic!("no certificates on the status page: {json}"));
+    let row = &source["snapshot"]["data"]["certificates"][0];
+    assert_eq!(row["names"], "www.foobar.test, api.foobar.test", "{row}");
+    assert_eq!(
+        (&row["health"], &row["issued"]),
+        (&"up".into(), &1.into()),
+        "{row}"
     );
     // The account key and the certificate are stored.
     let stored = std::fs::read_dir(dir.path().join("acme"))
