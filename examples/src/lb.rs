@@ -459,6 +459,16 @@ fn acme_from(
     let storage = storage.ok_or(ConfigError::Missing {
         flag: "acme-storage",
     })?;
+    // Read now: the CA is only reached in the background, later.
+    if let Some(ca) = &ca_file {
+        foobar_core::tls::ClientTls::new()
+            .ca_file(ca)
+            .build()
+            .map_err(|error| ConfigError::Invalid {
+                flag: "acme-ca-file",
+                reason: error.to_string(),
+            })?;
+    }
     let contacts = contacts
         .into_iter()
         .map(|contact| {

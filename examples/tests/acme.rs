@@ -239,6 +239,12 @@ async fn lb_obtains_a_certificate(challenge: &str, extra: &[&str]) {
         (&"up".into(), &1.into()),
         "{row}"
     );
+    let (_, metrics) = admin_get(admin, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("foobar_acme_certificate_expiry_days{name=\"api.foobar.test\"}")
+            && metrics.contains("foobar_acme_renewals_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
     // The account key and the certificate are stored.
     let stored = std::fs::read_dir(dir.path().join("acme"))
         .unwrap()
@@ -288,11 +294,23 @@ async fn the_stack_in_pebble_mode_serves_its_site_with_pebbles_certificate() {
         .expect("Pebble's root in stack.json");
     let root = std::fs::read_to_string(&root_file).unwrap();
     // The stack announces itself once the certificate is served.
+    let announced = support::wait_until(DEADLINE, || async {
+        stack.full_log().contains("foobar stack is up")
+    })
+    .await;
+    assert!(announced, "{}", stack.log());
+    assert!(
+        stack.full_log().contains(&format!(
+            "curl --cacert {} --resolve www.foobar.test:",
+            root_file.display()
+        )),
+        "{}",
+        stack.log()
+    );
     let (status, _) = fetch(&root, stack.info.lb, "www.foobar.test")
         .await
         .unwrap_or_else(|e| panic!("{e}: {}", stack.log()));
     assert_eq!(status, StatusCode::OK);
-    assert!(stack.log().contains("curl --cacert"), "{}", stack.log());
     // The development certificate still serves its other names.
     let dev_root = std::fs::read_to_string(&stack.info.ca).unwrap();
     let (status, _) = fetch(&dev_root, stack.info.lb, "localhost").await.unwrap();
@@ -347,6 +365,16 @@ fn acme_configuration_errors_name_the_flag() {
         "--acme-name=a.test",
     ]);
     assert!(message.starts_with("--acme-directory:"), "{message}");
+    let message = error(&[
+        acme,
+        &storage,
+        "--acme-name=a.test",
+        "--acme-ca-file=/nonexistent.pem",
+    ]);
+    assert!(
+        message.starts_with("--acme-ca-file:") && message.contains("/nonexistent.pem"),
+        "{message}"
+    );
     let message = error(&["--acme-name=a.test"]);
     assert!(
         message.starts_with("--acme-name: needs --acme-directory"),
