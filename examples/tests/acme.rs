@@ -323,7 +323,7 @@ async fn the_stack_in_pebble_mode_serves_its_site_with_pebbles_certificate() {
 #[test]
 fn acme_configuration_errors_name_the_flag() {
     use foobar_examples::config::Parsed;
-    use foobar_examples::lb::{LbArgs, LbConfig};
+    use foobar_examples::lb::{AcmeChallenge, LbArgs, LbConfig};
     let dir = temp_dir("config");
     let ca = dir.path().join("ca.pem");
     let config = |extra: &[&str]| {
@@ -402,6 +402,37 @@ fn acme_configuration_errors_name_the_flag() {
     assert!(
         message.contains("lb.toml:3: key `acme-challenge`"),
         "{message}"
+    );
+    // Every ACME option from a file; a flag overrides the file.
+    std::fs::write(
+        &file,
+        format!(
+            "backend = [\"https://127.0.0.1:1\"]\nhttp-listen = \"127.0.0.1:8080\"\nocsp-stapling = true\n\
+             acme-directory = \"https://127.0.0.1:1/dir\"\nacme-name = [\"a.test\", \"b.test\"]\n\
+             acme-storage = \"{}\"\nacme-contact = [\"mailto:ops@a.test\"]\nacme-challenge = \"http-01\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let from_file = config(&[&format!("--config={}", file.display())]).unwrap();
+    let acme = from_file.acme.unwrap();
+    assert_eq!(acme.names, ["a.test", "b.test"]);
+    assert_eq!(acme.challenge, AcmeChallenge::Http01);
+    assert!(from_file.ocsp_stapling);
+    assert_eq!(
+        from_file.http_listen,
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
+    let overridden = config(&[
+        &format!("--config={}", file.display()),
+        "--acme-name=c.test",
+        "--acme-challenge=tls-alpn-01",
+    ])
+    .unwrap();
+    let acme = overridden.acme.unwrap();
+    assert_eq!(
+        (acme.names, acme.challenge),
+        (vec!["c.test".to_owned()], AcmeChallenge::TlsAlpn01)
     );
 }
 
