@@ -131,7 +131,8 @@ pub struct LbArgs {
     #[arg(long, value_name = "PEM")]
     pub acme_ca_file: Option<PathBuf>,
     /// How the ACME CA validates the names: tls-alpn-01 on the HTTPS
-    /// listener, or http-01 on --http-listen
+    /// listener, or http-01 on --http-listen (a public CA connects to
+    /// ports 443 and 80 of the names' addresses)
     #[arg(long, value_enum, default_value_t = AcmeChallenge::TlsAlpn01)]
     pub acme_challenge: AcmeChallenge,
     /// Staple OCSP responses to the served certificates (those naming a
@@ -507,7 +508,8 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     let monitor = Monitor::start(&shutdown);
 
     // The ACME certificate first: it keeps its names even if the file's
-    // certificate also claims them; the file's serves the rest.
+    // certificate also claims them, and serves clients that send no SNI
+    // (once issued); the file's serves its other names.
     let acme = config.acme.as_ref().map(LbAcme::manager).transpose()?;
     let mut tls = TlsConfig::builder();
     if let Some(manager) = &acme {
