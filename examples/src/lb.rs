@@ -3,7 +3,11 @@
 //!
 //! - Firewall 1 (connection level, before any TLS work), connection limits
 //!   (total and per client), TLS termination with certificates from files
-//!   (reloaded on SIGHUP).
+//!   (reloaded on SIGHUP), from an ACME CA (issued, stored and renewed by
+//!   [`AcmeManager`], validated over TLS-ALPN-01 on the HTTPS port or
+//!   HTTP-01 on the plain-HTTP listener), or both; optional OCSP stapling.
+//! - A plain-HTTP listener (`--http-listen`) that answers HTTP-01
+//!   validations and redirects everything else to HTTPS (308).
 //! - Request metrics and a per-client rate limit (429 with `Retry-After`).
 //! - Round robin over the web servers, re-encrypting with the load
 //!   balancer's client certificate (mTLS); active health checks on
@@ -12,7 +16,8 @@
 //! - An access log (JSON or nginx `combined`, reopened on SIGHUP) naming
 //!   the web server that answered each request.
 //! - An admin listener (`/metrics`, `/status`, `/readyz`) on its own address,
-//!   behind its own allow-list.
+//!   behind its own allow-list; the status page has a row per ACME
+//!   certificate.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -25,6 +30,7 @@ use foobar_core::metrics::{MetricsLayer, PrometheusExporter};
 use foobar_core::monitor::Monitor;
 use foobar_core::tls::ClientTls;
 use foobar_core::{PlainTcp, Server, Shutdown};
+use foobar_guard::acme::{AcmeConfig, AcmeError, AcmeManager, CertificatesStatus, RedirectToHttps};
 use foobar_guard::rate_limit::RateLimitLayer;
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{ConnLimitLayer, FirewallLayer, Rules};
@@ -32,7 +38,7 @@ use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use serde::Deserialize;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
 use crate::config::{self, ConfigError, Parsed};
 use crate::web::LogFormat;
@@ -52,7 +58,9 @@ pub struct LbArgs {
     /// Admin address (/metrics, /status, /readyz)
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// The served certificate chain (PEM, reloaded on SIGHUP)
+    /// The served certificate chain (PEM, reloaded on SIGHUP); optional
+    /// with --acme-directory, where it serves its own names beside the ACME
+    /// certificate
     #[arg(long, value_name = "PEM")]
     pub cert: Option<PathBuf>,
     /// Its private key (PEM)
@@ -98,6 +106,61 @@ pub struct LbArgs {
     /// The access log's format
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub access_log_format: LogFormat,
+    /// Plain-HTTP address: answers ACME HTTP-01 validations and redirects
+    /// everything else to HTTPS (308)
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// Certificates from this ACME CA (its directory URL, e.g. Let's
+    /// Encrypt's), issued and renewed by the load balancer
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// A name on the ACME certificate (repeatable; the first is its main
+    /// name; no wildcards)
+    #[arg(long = "acme-name", value_name = "NAME")]
+    pub acme_names: Vec<String>,
+    /// Where the ACME account key and certificates are kept (created 0700,
+    /// files 0600); load balancers sharing it issue once
+    #[arg(long, value_name = "DIR")]
+    pub acme_storage: Option<PathBuf>,
+    /// A contact for the ACME account: mailto:ops@example.com, or just the
+    /// address (repeatable)
+    #[arg(long = "acme-contact", value_name = "URI")]
+    pub acme_contacts: Vec<String>,
+    /// The CA of the ACME server's own HTTPS endpoint [default: the
+    /// system's roots]
+    #[arg(long, value_name = "PEM")]
+    pub acme_ca_file: Option<PathBuf>,
+    /// How the ACME CA validates the names: tls-alpn-01 on the HTTPS
+    /// listener, or http-01 on --http-listen (a public CA connects to
+    /// ports 443 and 80 of the names' addresses)
+    #[arg(long, value_enum, default_value_t = AcmeChallenge::TlsAlpn01)]
+    pub acme_challenge: AcmeChallenge,
+    /// Staple OCSP responses to the served certificates (those naming a
+    /// responder), refreshed before they expire
+    #[arg(long)]
+    pub ocsp_stapling: bool,
+}
+
+/// The ACME challenge, as a flag value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+pub enum AcmeChallenge {
+    /// TLS-ALPN-01, answered by the HTTPS listener (no other port).
+    #[value(name = "tls-alpn-01")]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// HTTP-01, answered by the plain-HTTP listener (`--http-listen`).
+    #[value(name = "http-01")]
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+impl From<AcmeChallenge> for foobar_guard::acme::Challenge {
+    fn from(challenge: AcmeChallenge) -> Self {
+        match challenge {
+            AcmeChallenge::TlsAlpn01 => Self::TlsAlpn01,
+            AcmeChallenge::Http01 => Self::Http01,
+        }
+    }
 }
 
 /// The `lb` role's configuration file: the flags' names, all optional.
@@ -121,6 +184,14 @@ struct LbFile {
     client_key: Option<PathBuf>,
     access_log: Option<PathBuf>,
     access_log_format: Option<LogFormat>,
+    http_listen: Option<SocketAddr>,
+    acme_directory: Option<String>,
+    acme_name: Option<Vec<String>>,
+    acme_storage: Option<PathBuf>,
+    acme_contact: Option<Vec<String>>,
+    acme_ca_file: Option<PathBuf>,
+    acme_challenge: Option<AcmeChallenge>,
+    ocsp_stapling: Option<bool>,
 }
 
 /// Everything a load balancer needs.
@@ -130,10 +201,15 @@ pub struct LbConfig {
     pub listen: SocketAddr,
     /// Where to serve the admin endpoints.
     pub admin: SocketAddr,
-    /// The served certificate chain (PEM file).
-    pub cert: PathBuf,
-    /// Its private key (PEM file).
-    pub key: PathBuf,
+    /// The served certificate chain and its private key (PEM files);
+    /// always given without ACME.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Certificates from an ACME CA.
+    pub acme: Option<LbAcme>,
+    /// The plain-HTTP listener (HTTP-01 answers, redirects to HTTPS).
+    pub http_listen: Option<SocketAddr>,
+    /// Whether OCSP responses are stapled.
+    pub ocsp_stapling: bool,
     /// Firewall 1: who may connect.
     pub allow: Rules,
     /// Who may reach the admin listener.
@@ -155,6 +231,57 @@ pub struct LbConfig {
     pub access_log: Option<(PathBuf, Format)>,
 }
 
+/// Where the load balancer's ACME certificate comes from.
+#[derive(Debug, Clone)]
+pub struct LbAcme {
+    /// The CA's directory URL (`https://`).
+    pub directory: String,
+    /// The names on the certificate.
+    pub names: Vec<String>,
+    /// Where the account key and certificates are kept.
+    pub storage: PathBuf,
+    /// Contacts for the account (`mailto:` URIs).
+    pub contacts: Vec<String>,
+    /// The CA of the ACME server's HTTPS endpoint, if not a system root.
+    pub ca_file: Option<PathBuf>,
+    /// How the CA validates the names.
+    pub challenge: AcmeChallenge,
+}
+
+impl LbAcme {
+    /// The manager for this certificate: creates the storage directory and
+    /// loads what it holds (nothing is asked of the CA yet). Call it after
+    /// the metrics recorder is installed, so its metrics are recorded.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag at fault (`--acme-name`,
+    /// `--acme-storage`).
+    pub fn manager(&self) -> Result<AcmeManager, ConfigError> {
+        let mut config = AcmeConfig::new(&self.directory)
+            .names(&self.names)
+            .storage(&self.storage)
+            .challenge(self.challenge.into());
+        for contact in &self.contacts {
+            config = config.contact(contact);
+        }
+        if let Some(ca) = &self.ca_file {
+            config = config.directory_ca_file(ca);
+        }
+        config.build().map_err(|error| {
+            let flag = match &error {
+                AcmeError::NoNames | AcmeError::WildcardName(_) | AcmeError::InvalidName(_) => {
+                    "acme-name"
+                }
+                _ => "acme-storage",
+            };
+            ConfigError::Invalid {
+                flag,
+                reason: error.to_string(),
+            }
+        })
+    }
+}
+
 impl LbConfig {
     /// The configuration from a parsed command line and its `--config` file.
     ///
@@ -166,6 +293,8 @@ impl LbConfig {
             None => LbFile::default(),
         };
         let args = &parsed.args;
+        let http_listen = parsed.pick_opt("http_listen", args.http_listen, file.http_listen);
+        let acme = acme_from(parsed, &file, http_listen)?;
         let opt = |id: &str, flag: &Option<PathBuf>, file: Option<PathBuf>| {
             parsed.pick_opt(id, flag.clone(), file)
         };
@@ -203,12 +332,22 @@ impl LbConfig {
             );
             (path, format.into())
         });
+        let cert = match (
+            opt("cert", &args.cert, file.cert),
+            opt("key", &args.key, file.key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) if acme.is_some() => None,
+            (None, _) => return Err(ConfigError::Missing { flag: "cert" }),
+            (Some(_), None) => return Err(ConfigError::Missing { flag: "key" }),
+        };
         Ok(Self {
             listen: parsed.pick("listen", args.listen, file.listen),
             admin: parsed.pick("admin", args.admin, file.admin),
-            cert: opt("cert", &args.cert, file.cert)
-                .ok_or(ConfigError::Missing { flag: "cert" })?,
-            key: opt("key", &args.key, file.key).ok_or(ConfigError::Missing { flag: "key" })?,
+            cert,
+            acme,
+            http_listen,
+            ocsp_stapling: parsed.pick("ocsp_stapling", args.ocsp_stapling, file.ocsp_stapling),
             allow: config::rules(
                 opt("rules", &args.rules, file.rules).as_deref(),
                 "default allow\n",
@@ -241,6 +380,116 @@ impl LbConfig {
     }
 }
 
+/// The ACME part of the configuration, checked: `None` without a
+/// directory URL.
+fn acme_from(
+    parsed: &Parsed<LbArgs>,
+    file: &LbFile,
+    http_listen: Option<SocketAddr>,
+) -> Result<Option<LbAcme>, ConfigError> {
+    let args = &parsed.args;
+    let list = |flag: &[String], file: &Option<Vec<String>>| {
+        if flag.is_empty() {
+            file.clone().unwrap_or_default()
+        } else {
+            flag.to_vec()
+        }
+    };
+    let names = list(&args.acme_names, &file.acme_name);
+    let contacts = list(&args.acme_contacts, &file.acme_contact);
+    let storage = parsed.pick_opt(
+        "acme_storage",
+        args.acme_storage.clone(),
+        file.acme_storage.clone(),
+    );
+    let ca_file = parsed.pick_opt(
+        "acme_ca_file",
+        args.acme_ca_file.clone(),
+        file.acme_ca_file.clone(),
+    );
+    let challenge = parsed.pick("acme_challenge", args.acme_challenge, file.acme_challenge);
+    let Some(directory) = parsed.pick_opt(
+        "acme_directory",
+        args.acme_directory.clone(),
+        file.acme_directory.clone(),
+    ) else {
+        let stray = [
+            ("acme-name", !names.is_empty()),
+            ("acme-storage", storage.is_some()),
+            ("acme-contact", !contacts.is_empty()),
+            ("acme-ca-file", ca_file.is_some()),
+            (
+                "acme-challenge",
+                parsed.given("acme_challenge") || file.acme_challenge.is_some(),
+            ),
+        ];
+        if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+            return Err(ConfigError::Invalid {
+                flag,
+                reason: "needs --acme-directory".to_owned(),
+            });
+        }
+        return Ok(None);
+    };
+    let valid_url = directory
+        .parse::<http::Uri>()
+        .is_ok_and(|uri| uri.scheme_str() == Some("https") && uri.host().is_some());
+    if !valid_url {
+        return Err(ConfigError::Invalid {
+            flag: "acme-directory",
+            reason: format!("{directory:?} is not an https:// URL (RFC 8555 servers speak HTTPS)"),
+        });
+    }
+    if names.is_empty() {
+        return Err(ConfigError::Missing { flag: "acme-name" });
+    }
+    if let Some(name) = names.iter().find(|n| n.contains('*')) {
+        return Err(ConfigError::Invalid {
+            flag: "acme-name",
+            reason: format!(
+                "{name:?}: wildcard names need the DNS-01 challenge, which is not supported; list the names instead"
+            ),
+        });
+    }
+    if challenge == AcmeChallenge::Http01 && http_listen.is_none() {
+        return Err(ConfigError::Invalid {
+            flag: "acme-challenge",
+            reason: "http-01 is answered on the plain-HTTP listener: give --http-listen".to_owned(),
+        });
+    }
+    let storage = storage.ok_or(ConfigError::Missing {
+        flag: "acme-storage",
+    })?;
+    // Read now: the CA is only reached in the background, later.
+    if let Some(ca) = &ca_file {
+        foobar_core::tls::ClientTls::new()
+            .ca_file(ca)
+            .build()
+            .map_err(|error| ConfigError::Invalid {
+                flag: "acme-ca-file",
+                reason: error.to_string(),
+            })?;
+    }
+    let contacts = contacts
+        .into_iter()
+        .map(|contact| {
+            if contact.contains(':') {
+                contact
+            } else {
+                format!("mailto:{contact}")
+            }
+        })
+        .collect();
+    Ok(Some(LbAcme {
+        directory,
+        names,
+        storage,
+        contacts,
+        ca_file,
+        challenge,
+    }))
+}
+
 /// Runs a load balancer until `shutdown` fires: the admin listener on the
 /// calling runtime, the HTTPS front on `workers` threads, each with its own
 /// single-threaded runtime and listener (`SO_REUSEPORT`). The proxy (backends, health checks, ejections), connection
@@ -248,16 +497,35 @@ impl LbConfig {
 /// are shared by all of them; only idle upstream connections are per
 /// worker.
 ///
+/// With ACME, the certificate is asked for in the background once the
+/// HTTPS listeners are bound, and renewed until `shutdown`; with
+/// `--ocsp-stapling`, staples are fetched and refreshed alike.
+///
 /// # Errors
-/// Bad certificates, URLs or addresses.
+/// Bad certificates, URLs or addresses; an unusable ACME configuration.
 pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     let exporter = PrometheusExporter::install()?;
     let monitor = Monitor::start(&shutdown);
 
-    let tls = TlsConfig::builder()
-        .certificate(&config.cert, &config.key)
-        .build()?;
+    // The ACME certificate first: it keeps its names even if the file's
+    // certificate also claims them, and serves clients that send no SNI
+    // (once issued); the file's serves its other names.
+    let acme = config.acme.as_ref().map(LbAcme::manager).transpose()?;
+    let mut tls = TlsConfig::builder();
+    if let Some(manager) = &acme {
+        tls = tls.acme(manager);
+    }
+    if let Some((cert, key)) = &config.cert {
+        tls = tls.certificate(cert, key);
+    }
+    let tls = tls.ocsp_stapling(config.ocsp_stapling).build()?;
     tls.reload_on_sighup(shutdown.clone())?;
+    if config.ocsp_stapling {
+        tls.staple_ocsp(shutdown.clone());
+    }
+    let plain_stage = ServiceBuilder::new()
+        .layer(FirewallLayer::new(config.allow.clone()))
+        .service(PlainTcp);
     let conn_stage = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.allow))
         .layer(ConnLimitLayer::new(config.max_connections.0).per_client(config.max_connections.1))
@@ -321,35 +589,79 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         .build()?;
     let listen = front.local_addr();
     drop(front);
-    tracing::info!(%listen, admin = %admin.local_addr(), backends = ?config.backends, workers = config.workers.get(), "load balancer up");
+    let plain = match config.http_listen {
+        Some(addr) => Some(
+            Server::builder()
+                .bind_addr(addr)
+                .shutdown(shutdown.clone())
+                .build()?,
+        ),
+        None => None,
+    };
+    tracing::info!(%listen, admin = %admin.local_addr(), http = ?plain.as_ref().map(Server::local_addr), backends = ?config.backends, workers = config.workers.get(), "load balancer up");
+    let mut admin_app = Admin::new(exporter)
+        .with_monitor(monitor)
+        .with_source(proxy.clone());
+    if let Some(manager) = &acme {
+        admin_app = admin_app.with_source(CertificatesStatus::new([manager.clone()]));
+    }
     let admin_service = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.admin_allow))
-        .service(
-            Admin::new(exporter)
-                .with_monitor(monitor)
-                .with_source(proxy.clone()),
-        );
+        .service(admin_app);
 
+    // The plain-HTTP listener: ACME's HTTP-01 answers, and a redirect to
+    // the HTTPS port for everything else.
+    let redirect = RedirectToHttps::new().port(listen.port());
+    let http01 = acme.as_ref().map(AcmeManager::http01_layer);
+    let plain = async move {
+        match (plain, http01) {
+            (Some(server), Some(http01)) => {
+                server
+                    .serve_connections(plain_stage, http01.layer(redirect))
+                    .await
+            }
+            (Some(server), None) => server.serve_connections(plain_stage, redirect).await,
+            (None, _) => Ok(()),
+        }
+    };
+
+    // Each worker reports its listener bound; the CA is asked only once
+    // all are, so that a TLS-ALPN-01 validation finds the port open.
+    let (bound, mut all_bound) = tokio::sync::mpsc::unbounded_channel::<()>();
+    if let Some(manager) = acme {
+        let (workers, shutdown) = (config.workers.get(), shutdown.clone());
+        tokio::spawn(async move {
+            for _ in 0..workers {
+                if all_bound.recv().await.is_none() {
+                    // A worker could not bind: the load balancer stops.
+                    return;
+                }
+            }
+            manager.spawn(shutdown);
+        });
+    }
     let worker_shutdown = shutdown.clone();
     let front = tokio::task::spawn_blocking(move || {
         foobar_core::runtime::run_per_core(config.workers, move |_worker| {
             let shutdown = worker_shutdown.clone();
             let conn_stage = conn_stage.clone();
             let http = requests.clone().service(proxy.clone());
+            let bound = bound.clone();
             async move {
-                Server::builder()
+                let server = Server::builder()
                     .bind_addr(listen)
                     .reuse_port(true)
                     .shutdown(shutdown)
-                    .build()?
-                    .serve_connections(conn_stage, http)
-                    .await?;
+                    .build()?;
+                let _ = bound.send(());
+                server.serve_connections(conn_stage, http).await?;
                 Ok::<(), foobar_core::BoxError>(())
             }
         })
     });
-    let (front, admin) = tokio::join!(front, admin.serve(admin_service));
+    let (front, admin, plain) = tokio::join!(front, admin.serve(admin_service), plain);
     admin?;
+    plain?;
     match front {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string().into()),

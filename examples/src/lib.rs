@@ -6,14 +6,15 @@
 //! | `hello` | the smallest server: metrics and an admin listener |
 //! | `grpc` | [`grpc`]: a tonic server behind guard's layers, a client balanced by `LoadBalancer` |
 //! | `web` | [`web`]: a guestbook API behind the load balancer, on [`foobar_db::RwPool`] |
-//! | `lb` | [`lb`]: the HTTPS load balancer in front of the web servers |
+//! | `lb` | [`lb`]: the HTTPS load balancer in front of the web servers, with certificates from files or an ACME CA |
 //! | `lb-bench` | the benchmark's minimal thread-per-core load balancer |
-//! | `stack` | the whole topology on one machine |
+//! | `stack` | the whole topology on one machine (with `--acme-pebble`, a private [`pebble`] ACME CA too) |
 
 pub mod certs;
 pub mod config;
 pub mod grpc;
 pub mod lb;
+pub mod pebble;
 pub mod stack;
 pub mod web;
 

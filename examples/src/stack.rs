@@ -8,6 +8,11 @@
 //! after a short back-off, as a process supervisor would. Everything stops
 //! on Ctrl-C or SIGTERM, and the temporary data is removed.
 //!
+//! With `--acme-pebble`, it also starts a private Pebble (the ACME test
+//! server) and the load balancer takes its certificate for
+//! `www.foobar.test` from it over TLS-ALPN-01; with `--acme-directory`, from
+//! any ACME CA.
+//!
 //! It writes `stack.json` into its directory: the addresses, process ids and
 //! files of every part, for scripts and the end-to-end tests.
 
@@ -24,6 +29,7 @@ use tokio::process::{Child, Command};
 
 use crate::certs::StackCerts;
 use crate::config::{self, ConfigError, Parsed};
+use crate::pebble::{Pebble, PebbleOptions};
 use crate::AppError;
 
 /// The `stack` command's command line. Every option may also be set in
@@ -77,6 +83,22 @@ pub struct StackArgs {
     /// Requests per second per client at the load balancer
     #[arg(long, default_value_t = 500)]
     pub rate: u32,
+    /// The load balancer takes its certificate from this ACME CA (directory
+    /// URL), beside the development one
+    #[arg(long, value_name = "URL", conflicts_with = "acme_pebble")]
+    pub acme_directory: Option<String>,
+    /// Start a private Pebble (the ACME test server; Debian package
+    /// `pebble`) and take the load balancer's certificate from it
+    #[arg(long)]
+    pub acme_pebble: bool,
+    /// A name on the ACME certificate (repeatable) [default with
+    /// --acme-pebble: www.foobar.test]
+    #[arg(long = "acme-name", value_name = "NAME")]
+    pub acme_names: Vec<String>,
+    /// The CA of the ACME server's own HTTPS endpoint [default: the
+    /// system's roots]
+    #[arg(long, value_name = "PEM")]
+    pub acme_ca_file: Option<PathBuf>,
 }
 
 /// The `stack` command's configuration file: the flags' names, all
@@ -96,6 +118,10 @@ struct StackFile {
     db_monitor_user: Option<String>,
     db_monitor_password_file: Option<PathBuf>,
     rate: Option<u32>,
+    acme_directory: Option<String>,
+    acme_pebble: Option<bool>,
+    acme_name: Option<Vec<String>>,
+    acme_ca_file: Option<PathBuf>,
 }
 
 /// Addresses and options of a stack.
@@ -113,6 +139,33 @@ pub struct StackConfig {
     pub existing_db: Option<ExistingDb>,
     /// Requests per second per client at the load balancer.
     pub rate: u32,
+    /// Where the load balancer's ACME certificate comes from, if anywhere.
+    pub acme: Option<StackAcme>,
+}
+
+/// The ACME CA of the stack's load balancer.
+#[derive(Debug, Clone)]
+pub struct StackAcme {
+    /// A private Pebble, or an existing CA.
+    pub ca: AcmeCa,
+    /// The names on the certificate.
+    pub names: Vec<String>,
+}
+
+/// Which ACME CA.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AcmeCa {
+    /// A private Pebble started by the stack.
+    Pebble,
+    /// An existing CA: its directory URL, and the CA of its HTTPS endpoint
+    /// if not a system root.
+    Directory {
+        /// The directory URL.
+        url: String,
+        /// The CA of its HTTPS endpoint.
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Database servers the stack does not own.
@@ -211,7 +264,58 @@ impl StackConfig {
                     })
                 }
             };
+        let names = if args.acme_names.is_empty() {
+            file.acme_name.unwrap_or_default()
+        } else {
+            args.acme_names.clone()
+        };
+        let pebble = parsed.pick("acme_pebble", args.acme_pebble, file.acme_pebble);
+        let directory = parsed.pick_opt(
+            "acme_directory",
+            args.acme_directory.clone(),
+            file.acme_directory,
+        );
+        let ca_file = parsed.pick_opt("acme_ca_file", args.acme_ca_file.clone(), file.acme_ca_file);
+        if pebble && ca_file.is_some() {
+            return Err(ConfigError::Invalid {
+                flag: "acme-ca-file",
+                reason: "with --acme-pebble, the stack makes Pebble's CA itself".to_owned(),
+            });
+        }
+        let acme = match (pebble, directory) {
+            (true, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    flag: "acme-pebble",
+                    reason: "--acme-pebble and --acme-directory exclude each other".to_owned(),
+                })
+            }
+            (true, None) => Some(StackAcme {
+                ca: AcmeCa::Pebble,
+                names: if names.is_empty() {
+                    vec!["www.foobar.test".to_owned()]
+                } else {
+                    names
+                },
+            }),
+            (false, Some(_)) if names.is_empty() => {
+                return Err(ConfigError::Missing { flag: "acme-name" });
+            }
+            (false, Some(url)) => Some(StackAcme {
+                ca: AcmeCa::Directory { url, ca_file },
+                names,
+            }),
+            (false, None) => {
+                if !names.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        flag: "acme-name",
+                        reason: "needs --acme-pebble or --acme-directory".to_owned(),
+                    });
+                }
+                None
+            }
+        };
         Ok(Self {
+            acme,
             dir: parsed.pick_opt("dir", args.dir.clone(), file.dir),
             lb: parsed.pick("lb", args.lb, file.lb),
             lb_admin: parsed.pick("lb_admin", args.lb_admin, file.lb_admin),
@@ -241,6 +345,14 @@ pub struct StackInfo {
     pub webs: Vec<WebInfo>,
     /// The database servers the stack started (empty with existing ones).
     pub db: Vec<DbNodeInfo>,
+    /// The names on the load balancer's ACME certificate (empty without
+    /// ACME).
+    #[serde(default)]
+    pub acme_names: Vec<String>,
+    /// With `--acme-pebble`: Pebble's root (PEM), which clients trust to
+    /// accept the ACME certificate.
+    #[serde(default)]
+    pub acme_root: Option<PathBuf>,
 }
 
 /// One web server in `stack.json`.
@@ -331,6 +443,20 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         "# Firewall 2: only the load balancer\nallow 127.0.0.1\ndefault deny\n",
     )?;
 
+    // Pebble validates TLS-ALPN-01 on the load balancer's HTTPS port.
+    let pebble = match config.acme.as_ref().map(|a| &a.ca) {
+        Some(AcmeCa::Pebble) => {
+            tracing::info!("starting a private Pebble (ACME test server)");
+            let pebble = Pebble::start(
+                &dir.join("pebble"),
+                &PebbleOptions::tls_alpn_01(config.lb.port()),
+            )
+            .await?;
+            pebble.write_root(&dir.join("pebble-root.pem")).await?;
+            Some(pebble)
+        }
+        _ => None,
+    };
     let database = start_database(&config, &certs, &dir).await?;
     let info = StackInfo {
         dir: dir.clone(),
@@ -359,6 +485,12 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
                 pid_file: node.dir().join("mysqld.pid"),
             })
             .collect(),
+        acme_names: config
+            .acme
+            .as_ref()
+            .map(|a| a.names.clone())
+            .unwrap_or_default(),
+        acme_root: pebble.as_ref().map(|_| dir.join("pebble-root.pem")),
     };
 
     let mut roles: Vec<RoleProcess> = info
@@ -373,7 +505,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         .collect();
     roles.push(RoleProcess::new(
         "lb".to_owned(),
-        lb_args(&config, &info, &certs, &lb_rules),
+        lb_args(&config, &info, &certs, &lb_rules, pebble.as_ref()),
     ));
     for role in &mut roles {
         role.spawn()?;
@@ -384,7 +516,10 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     std::fs::rename(&partial, dir.join("stack.json"))?;
 
     wait_ready(config.lb_admin, Duration::from_secs(60)).await?;
-    announce(&info, started.elapsed());
+    if let (Some(root), Some(name)) = (&info.acme_root, info.acme_names.first()) {
+        wait_certificate(config.lb, name, root, Duration::from_secs(60)).await?;
+    }
+    announce(&info, pebble.as_ref(), started.elapsed());
 
     // Supervise: restart a role that died, until shutdown.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -406,6 +541,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         role.wait_stopped(Duration::from_secs(15)).await;
     }
     drop(database);
+    drop(pebble);
     Ok(())
 }
 
@@ -550,6 +686,7 @@ fn lb_args(
     info: &StackInfo,
     certs: &StackCerts,
     rules: &Path,
+    pebble: Option<&Pebble>,
 ) -> Vec<String> {
     let mut args = vec![
         "lb".to_owned(),
@@ -569,6 +706,25 @@ fn lb_args(
             .iter()
             .map(|w| format!("--backend=https://{}", w.listen)),
     );
+    if let Some(acme) = &config.acme {
+        let (url, ca_file) = match (&acme.ca, pebble) {
+            (AcmeCa::Directory { url, ca_file }, _) => (url.clone(), ca_file.clone()),
+            (AcmeCa::Pebble, Some(pebble)) => (
+                pebble.directory().to_owned(),
+                Some(pebble.api_ca().to_owned()),
+            ),
+            (AcmeCa::Pebble, None) => return args,
+        };
+        args.push(format!("--acme-directory={url}"));
+        args.push(format!(
+            "--acme-storage={}",
+            info.dir.join("acme").display()
+        ));
+        args.extend(acme.names.iter().map(|n| format!("--acme-name={n}")));
+        if let Some(ca) = ca_file {
+            args.push(format!("--acme-ca-file={}", ca.display()));
+        }
+    }
     args
 }
 
@@ -656,6 +812,41 @@ async fn wait_ready(admin: SocketAddr, limit: Duration) -> Result<(), AppError> 
     }
 }
 
+/// Waits until the load balancer serves a certificate for `name` that
+/// `root` (PEM file) vouches for: the ACME certificate is in place.
+async fn wait_certificate(
+    lb: SocketAddr,
+    name: &str,
+    root: &Path,
+    limit: Duration,
+) -> Result<(), AppError> {
+    let config = foobar_core::tls::ClientTls::new().ca_file(root).build()?;
+    let server_name = foobar_core::tls::server_name(name)?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let deadline = Instant::now() + limit;
+    loop {
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect(lb).await.ok()?;
+            connector.connect(server_name.clone(), tcp).await.ok()
+        };
+        if tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the load balancer had no ACME certificate for {name} after {limit:?} (see the lb's log and the status page)"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The status code of a GET on a plain-HTTP admin address.
 pub async fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -671,13 +862,36 @@ pub async fn admin_status(admin: SocketAddr, path: &str) -> Option<u16> {
 }
 
 #[allow(clippy::print_stdout)]
-fn announce(info: &StackInfo, took: Duration) {
+fn announce(info: &StackInfo, pebble: Option<&Pebble>, took: Duration) {
     let lb = info.lb;
     println!(
-        "\nfoobar stack is up ({:.1} s)\n\n  site (HTTPS):     https://localhost:{port}/\n                    curl --cacert {ca} https://localhost:{port}/entries\n                    curl --cacert {ca} -d '{{\"author\":\"me\",\"message\":\"hi\"}}' https://localhost:{port}/entries\n  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
+        "\nfoobar stack is up ({:.1} s)\n\n  site (HTTPS):     https://localhost:{port}/\n                    curl --cacert {ca} https://localhost:{port}/entries\n                    curl --cacert {ca} -d '{{\"author\":\"me\",\"message\":\"hi\"}}' https://localhost:{port}/entries",
         took.as_secs_f64(),
         port = lb.port(),
         ca = info.ca.display(),
+    );
+    if let (Some(root), Some(pebble)) = (&info.acme_root, pebble) {
+        for name in &info.acme_names {
+            println!(
+                "  site (ACME):      https://{name}:{port}/   certificate from Pebble\n                    curl --cacert {root} --resolve {name}:{port}:127.0.0.1 https://{name}:{port}/entries",
+                port = lb.port(),
+                root = root.display(),
+            );
+        }
+        println!(
+            "                    a browser: trust {root} (Pebble's root, new at each start)\n                    and point {names} at 127.0.0.1 (/etc/hosts)\n  Pebble (ACME):    {directory}",
+            root = root.display(),
+            names = info.acme_names.join(", "),
+            directory = pebble.directory(),
+        );
+    } else if !info.acme_names.is_empty() {
+        println!(
+            "  site (ACME):      {}: certificate requested in the background (status page)",
+            info.acme_names.join(", ")
+        );
+    }
+    println!(
+        "  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
         admin = info.lb_admin,
     );
     for web in &info.webs {

@@ -3,12 +3,11 @@
 //! configuration in a temp dir, real challenge validation (no
 //! `PEBBLE_VA_ALWAYS_VALID`), and `pebble-challtestsrv` as its DNS server
 //! answering 127.0.0.1 for every name. Pebble's validation ports point at
-//! the test's own listeners.
+//! the test's own listeners. Pebble is started by the harness the examples
+//! use (`examples/src/pebble.rs`, included here as a module).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,32 +32,21 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- Pebble
 
-/// A private Pebble and its DNS server; both killed on drop.
-struct Pebble {
-    pebble: Child,
-    dns: Child,
-    dir: tempfile::TempDir,
-    directory: String,
-    /// Trusts Pebble's own HTTPS endpoint (a `DevCa` made for it).
-    api_ca: PathBuf,
-    management: SocketAddr,
-}
+/// The harness the examples' stack and tests start Pebble with: one source
+/// for every crate's tests.
+#[path = "../../examples/src/pebble.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod shared_pebble;
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in [&mut self.pebble, &mut self.dns] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A private Pebble and its DNS in a temp dir of their own; killed on drop,
+/// then the directory removed.
+struct Pebble {
+    pebble: shared_pebble::Pebble,
+    _dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    shared_pebble::free_port().unwrap()
 }
 
 impl Pebble {
@@ -69,111 +57,33 @@ impl Pebble {
             .prefix("foobar-guard-pebble-")
             .tempdir()
             .unwrap();
-        let ca = DevCa::new().unwrap();
-        let api_ca = ca.write_pem(dir.path()).unwrap();
-        let api = ca
-            .server_cert(["localhost", "127.0.0.1"])
-            .unwrap()
-            .write_pem(dir.path(), "pebble")
-            .unwrap();
-        let (listen, management, dns_port, dns_management) =
-            (free_port(), free_port(), free_port(), free_port());
-        let config = serde_json::json!({
-            "pebble": {
-                "listenAddress": format!("127.0.0.1:{listen}"),
-                "managementListenAddress": format!("127.0.0.1:{management}"),
-                "certificate": api.cert,
-                "privateKey": api.key,
-                "httpPort": http_port,
-                "tlsPort": tls_port,
-                "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
-                "certificateValidityPeriod": validity.as_secs(),
-            }
-        });
-        let config_path = dir.path().join("pebble-config.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-        let dns = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-management", &format!("127.0.0.1:{dns_management}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv is installed (apt-get install pebble)");
-        let pebble = Command::new("pebble")
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .env_remove("PEBBLE_VA_ALWAYS_VALID")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble is installed (apt-get install pebble)");
-        let pebble = Self {
-            pebble,
-            dns,
-            directory: format!("https://127.0.0.1:{listen}/dir"),
-            api_ca,
-            management: SocketAddr::from(([127, 0, 0, 1], management)),
-            dir,
-        };
-        // Ready when both answer.
-        let started = Instant::now();
-        loop {
-            let dns_up = TcpStream::connect(("127.0.0.1", dns_management))
-                .await
-                .is_ok();
-            let api_up = TcpStream::connect(("127.0.0.1", listen)).await.is_ok();
-            if dns_up && api_up && pebble.get("/roots/0").await.is_some() {
-                return pebble;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "Pebble did not start: {}",
-                pebble.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let options = shared_pebble::PebbleOptions::tls_alpn_01(tls_port)
+            .http_port(http_port)
+            .validity(validity);
+        let pebble = shared_pebble::Pebble::start(dir.path(), &options)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self { pebble, _dir: dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
-    }
-
-    /// GET on the management interface (HTTP/1.0, so the body is plain).
-    async fn get(&self, path: &str) -> Option<String> {
-        let config = ClientTls::new().ca_file(&self.api_ca).build().unwrap();
-        let tcp = TcpStream::connect(self.management).await.ok()?;
-        let mut tls = TlsConnector::from(config)
-            .connect(server_name("127.0.0.1").unwrap(), tcp)
-            .await
-            .ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        tls.write_all(request.as_bytes()).await.ok()?;
-        let mut reply = Vec::new();
-        let _ = tls.read_to_end(&mut reply).await;
-        let reply = String::from_utf8(reply).ok()?;
-        let (head, body) = reply.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
+        self.pebble.log()
     }
 
     /// Pebble's root, made anew at each start.
     async fn root(&self) -> String {
-        self.get("/roots/0").await.expect("Pebble serves its root")
+        self.pebble
+            .root_pem()
+            .await
+            .expect("Pebble serves its root")
     }
 
     fn config(&self, storage: &std::path::Path, names: &[&str]) -> AcmeConfig {
-        AcmeConfig::new(&self.directory)
+        AcmeConfig::new(self.pebble.directory())
             .names(names)
             .contact("mailto:ops@foobar.test")
             .storage(storage)
-            .directory_ca_file(&self.api_ca)
+            .directory_ca_file(self.pebble.api_ca())
             .retry_backoff(Duration::from_millis(200), Duration::from_secs(2))
             .order_timeout(Duration::from_secs(20))
     }

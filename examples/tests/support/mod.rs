@@ -57,6 +57,11 @@ fn free_ports<const N: usize>() -> [SocketAddr; N] {
 
 impl Stack {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, &[]).await
+    }
+
+    /// A stack started with these extra flags.
+    pub async fn start_with(name: &str, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("foobar-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -68,6 +73,7 @@ impl Stack {
             .arg(format!("--lb={lb}"))
             .arg(format!("--lb-admin={lb_admin}"))
             .arg("--rate=100000")
+            .args(extra)
             .stdin(Stdio::null());
         let log = std::fs::File::create(dir.join("stack.log")).unwrap();
         command.stdout(log.try_clone().unwrap()).stderr(log);
