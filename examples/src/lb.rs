@@ -13,6 +13,17 @@
 //!   the web server that answered each request.
 //! - An admin listener (`/metrics`, `/status`, `/readyz`) on its own address,
 //!   behind its own allow-list.
+//!
+//! Several load balancers act as one:
+//! - `--redis-url` shares the rate limit with every load balancer using the
+//!   same Redis (foobar-guard's `redis` feature: local leases, a stated
+//!   bound, the `--redis-fallback` while Redis does not answer within
+//!   `--redis-timeout`);
+//! - `--backends-file` follows a watched backend list (TOML or JSON, with
+//!   weights; reloaded on change and on SIGHUP), beside the `--backend`
+//!   ones or instead of them; removed backends drain;
+//! - `--fleet-peer` and `--fleet-stack` put other admin listeners beside
+//!   this one on `/fleet` and `/fleet.json`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
