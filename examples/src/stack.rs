@@ -252,6 +252,9 @@ fn lb_addresses(
     count: NonZeroU16,
 ) -> Result<Vec<(SocketAddr, SocketAddr)>, ConfigError> {
     let shifted = |addr: SocketAddr, by: u16| {
+        if by == 0 {
+            return Some(addr);
+        }
         let port = addr.port().checked_add(by).filter(|_| addr.port() != 0)?;
         Some(SocketAddr::new(addr.ip(), port))
     };
@@ -903,5 +906,23 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancers_take_consecutive_ports() {
+        let lb = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let admin = SocketAddr::from(([127, 0, 0, 1], 9901));
+        let three = lb_addresses(lb, admin, NonZeroU16::new(3).unwrap()).unwrap();
+        let ports: Vec<(u16, u16)> = three.iter().map(|(l, a)| (l.port(), a.port())).collect();
+        assert_eq!(ports, [(8443, 9901), (8444, 9902), (8445, 9903)]);
+        let last = SocketAddr::from(([127, 0, 0, 1], u16::MAX));
+        let error = lb_addresses(last, admin, NonZeroU16::new(2).unwrap()).unwrap_err();
+        assert!(error.to_string().starts_with("--lbs: "), "{error}");
+        assert!(lb_addresses(last, admin, NonZeroU16::MIN).is_ok());
     }
 }
