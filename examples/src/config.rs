@@ -191,6 +191,107 @@ pub fn rules(file: Option<&Path>, default: &str) -> Result<foobar_guard::Rules, 
     })
 }
 
+/// A duration as the flags take it: `50ms`, `2s`, `1.5s`, or a number of
+/// milliseconds.
+///
+/// # Errors
+/// A message naming what was expected.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1e-3)
+    };
+    let expected = || format!("{text:?} is not a duration (e.g. 50ms, 2s)");
+    let value: f64 = number.trim().parse().map_err(|_| expected())?;
+    if !value.is_finite() || value < 0.0 || value * scale > 86_400.0 {
+        return Err(expected());
+    }
+    Ok(std::time::Duration::from_secs_f64(value * scale))
+}
+
+/// The peers of an admin listener's fleet view (`/fleet`, `/fleet.json`):
+/// admin URLs given one by one, and the admin listeners a `stack.json`
+/// names.
+#[derive(Debug, Clone, Default)]
+pub struct FleetPeers {
+    /// `(name, http://host:port)`.
+    pub peers: Vec<(String, String)>,
+    /// A `stack.json` whose every admin listener is a peer.
+    pub stack_file: Option<PathBuf>,
+}
+
+impl FleetPeers {
+    /// Peers from `--fleet-peer [NAME=]URL` values (named by their
+    /// `host:port` when no name is given) and a `--fleet-stack` file,
+    /// checked now.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `fleet-peer` or `fleet-stack`.
+    pub fn new(values: &[String], stack_file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let mut peers = Vec::new();
+        for value in values {
+            let (name, url) = match value.split_once('=') {
+                Some((name, url)) if !name.contains("://") => (name.trim(), url.trim()),
+                _ => {
+                    let url = value.trim();
+                    let host = url.strip_prefix("http://").unwrap_or(url);
+                    (host.trim_end_matches('/'), url)
+                }
+            };
+            foobar_core::admin::Fleet::new()
+                .peer(name, url)
+                .map_err(|error| ConfigError::Invalid {
+                    flag: "fleet-peer",
+                    reason: error.to_string(),
+                })?;
+            peers.push((name.to_owned(), url.to_owned()));
+        }
+        if let Some(path) = &stack_file {
+            foobar_core::admin::Fleet::new()
+                .peers_from_stack_file(path, &[])
+                .map_err(|error| ConfigError::Invalid {
+                    flag: "fleet-stack",
+                    reason: error.to_string(),
+                })?;
+        }
+        Ok(Self { peers, stack_file })
+    }
+
+    /// Whether there is no peer to show.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.stack_file.is_none()
+    }
+
+    /// `admin` with the fleet view, its peers asked in the background
+    /// until `shutdown`; `own` (this listener's address) is left out of the
+    /// stack file's peers. Unchanged when there are no peers.
+    ///
+    /// # Errors
+    /// The stack file cannot be read or is not JSON.
+    pub fn apply(
+        &self,
+        admin: foobar_core::admin::Admin,
+        own: std::net::SocketAddr,
+        shutdown: &foobar_core::Shutdown,
+    ) -> Result<foobar_core::admin::Admin, foobar_core::admin::FleetError> {
+        if self.is_empty() {
+            return Ok(admin);
+        }
+        let mut fleet = foobar_core::admin::Fleet::new();
+        if let Some(path) = &self.stack_file {
+            fleet = fleet.peers_from_stack_file(path, &[own])?;
+        }
+        for (name, url) in &self.peers {
+            fleet = fleet.peer(name.clone(), url.clone())?;
+        }
+        Ok(admin.with_fleet(fleet.start(shutdown)))
+    }
+}
+
 /// Rules text that lets loopback clients in and nobody else.
 pub const LOOPBACK_ONLY: &str = "allow 127.0.0.0/8\nallow ::1\ndefault deny\n";
 
@@ -288,6 +389,44 @@ mod tests {
             matches!(&error, ConfigError::Parse { line: 1, key: Some(k), .. } if k == "listen"),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn durations_and_fleet_peers_are_checked() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("75"), Ok(Duration::from_millis(75)));
+        for bad in ["", "fast", "-1ms", "1e9s", "NaNs"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+
+        let peers = FleetPeers::new(
+            &[
+                "lb2=http://127.0.0.1:9902".to_owned(),
+                "http://127.0.0.1:9911/".to_owned(),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            peers.peers,
+            [
+                ("lb2".to_owned(), "http://127.0.0.1:9902".to_owned()),
+                (
+                    "127.0.0.1:9911".to_owned(),
+                    "http://127.0.0.1:9911/".to_owned()
+                ),
+            ]
+        );
+        let error = FleetPeers::new(&["web1=https://127.0.0.1:1".to_owned()], None).unwrap_err();
+        assert!(error.to_string().starts_with("--fleet-peer: "), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("stack.json");
+        std::fs::write(&broken, "{ not json").unwrap();
+        let error = FleetPeers::new(&[], Some(broken)).unwrap_err();
+        assert!(error.to_string().starts_with("--fleet-stack: "), "{error}");
     }
 
     #[test]

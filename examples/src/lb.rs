@@ -18,10 +18,21 @@
 //! - An admin listener (`/metrics`, `/status`, `/readyz`) on its own address,
 //!   behind its own allow-list; the status page has a row per ACME
 //!   certificate.
+//!
+//! Several load balancers act as one:
+//! - `--redis-url` shares the rate limit with every load balancer using the
+//!   same Redis (foobar-guard's `redis` feature: local leases, a stated
+//!   bound, the `--redis-fallback` while Redis does not answer within
+//!   `--redis-timeout`);
+//! - `--backends-file` follows a watched backend list (TOML or JSON, with
+//!   weights; reloaded on change and on SIGHUP), beside the `--backend`
+//!   ones or instead of them; removed backends drain;
+//! - `--fleet-peer` and `--fleet-stack` put other admin listeners beside
+//!   this one on `/fleet` and `/fleet.json`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use foobar_core::access_log::{AccessLogLayer, AccessLogWriter, Format};
@@ -31,13 +42,15 @@ use foobar_core::monitor::Monitor;
 use foobar_core::tls::ClientTls;
 use foobar_core::{PlainTcp, Server, Shutdown};
 use foobar_guard::acme::{AcmeConfig, AcmeError, AcmeManager, CertificatesStatus, RedirectToHttps};
-use foobar_guard::rate_limit::RateLimitLayer;
+use foobar_guard::rate_limit::{Fallback, RateLimitLayer, RedisLimits, RedisRateLimitLayer};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{ConnLimitLayer, FirewallLayer, Rules};
+use foobar_lb::discovery::{DiscoveredBackend, Discovery, DiscoveryError, FileSource};
 use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
 use serde::Deserialize;
+use tower::util::Either;
 use tower::{Layer, ServiceBuilder};
 
 use crate::config::{self, ConfigError, Parsed};
@@ -139,6 +152,29 @@ pub struct LbArgs {
     /// responder), refreshed before they expire
     #[arg(long)]
     pub ocsp_stapling: bool,
+    /// Share the rate limit with every load balancer using this Redis
+    /// (redis://host:port/) [default: a limit of this process only]
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// How long a request waits for Redis before the fallback decides it
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = config::parse_duration)]
+    pub redis_timeout: Duration,
+    /// What decides requests while Redis does not answer: this process's
+    /// own limit, admit all, or refuse all (503)
+    #[arg(long, value_enum, default_value_t = RedisFallback::Local)]
+    pub redis_fallback: RedisFallback,
+    /// Backends from a watched file (TOML `[[backend]]` tables or a JSON
+    /// list, with weights), reloaded on change and on SIGHUP; beside or
+    /// instead of --backend
+    #[arg(long, value_name = "FILE")]
+    pub backends_file: Option<PathBuf>,
+    /// Another admin listener to show on /fleet, [NAME=]http://host:port
+    /// (repeatable)
+    #[arg(long = "fleet-peer", value_name = "[NAME=]URL")]
+    pub fleet_peers: Vec<String>,
+    /// Show every admin listener this stack.json names on /fleet
+    #[arg(long, value_name = "FILE")]
+    pub fleet_stack: Option<PathBuf>,
 }
 
 /// The ACME challenge, as a flag value.
@@ -159,6 +195,29 @@ impl From<AcmeChallenge> for foobar_guard::acme::Challenge {
         match challenge {
             AcmeChallenge::TlsAlpn01 => Self::TlsAlpn01,
             AcmeChallenge::Http01 => Self::Http01,
+        }
+    }
+}
+
+/// What decides requests while Redis does not answer, as a flag value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisFallback {
+    /// This process's own limit (N load balancers then admit up to N
+    /// times the limit).
+    Local,
+    /// Admit every request.
+    Open,
+    /// Refuse every request (503).
+    Closed,
+}
+
+impl From<RedisFallback> for Fallback {
+    fn from(fallback: RedisFallback) -> Self {
+        match fallback {
+            RedisFallback::Local => Fallback::Local,
+            RedisFallback::Open => Fallback::Allow,
+            RedisFallback::Closed => Fallback::Refuse,
         }
     }
 }
@@ -192,6 +251,12 @@ struct LbFile {
     acme_ca_file: Option<PathBuf>,
     acme_challenge: Option<AcmeChallenge>,
     ocsp_stapling: Option<bool>,
+    redis_url: Option<String>,
+    redis_timeout: Option<String>,
+    redis_fallback: Option<RedisFallback>,
+    backends_file: Option<PathBuf>,
+    fleet_peer: Option<Vec<String>>,
+    fleet_stack: Option<PathBuf>,
 }
 
 /// Everything a load balancer needs.
@@ -229,6 +294,23 @@ pub struct LbConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Where the access log goes, if anywhere.
     pub access_log: Option<(PathBuf, Format)>,
+    /// The Redis the rate limit is shared through, if any.
+    pub redis: Option<RedisOptions>,
+    /// A watched backend list file, beside [`backends`](Self::backends).
+    pub backends_file: Option<PathBuf>,
+    /// The other admin listeners shown on `/fleet`.
+    pub fleet: config::FleetPeers,
+}
+
+/// How the rate limit is shared through Redis.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://host:port/`.
+    pub url: String,
+    /// The longest a request waits for Redis.
+    pub timeout: Duration,
+    /// What decides requests while Redis does not answer.
+    pub fallback: Fallback,
 }
 
 /// Where the load balancer's ACME certificate comes from.
@@ -295,6 +377,7 @@ impl LbConfig {
         let args = &parsed.args;
         let http_listen = parsed.pick_opt("http_listen", args.http_listen, file.http_listen);
         let acme = acme_from(parsed, &file, http_listen)?;
+        let scale_out = ScaleOut::from_args(parsed, &file)?;
         let opt = |id: &str, flag: &Option<PathBuf>, file: Option<PathBuf>| {
             parsed.pick_opt(id, flag.clone(), file)
         };
@@ -321,7 +404,7 @@ impl LbConfig {
         } else {
             args.backends.clone()
         };
-        if backends.is_empty() {
+        if backends.is_empty() && scale_out.backends_file.is_none() {
             return Err(ConfigError::Missing { flag: "backend" });
         }
         let access_log = opt("access_log", &args.access_log, file.access_log).map(|path| {
@@ -376,6 +459,84 @@ impl LbConfig {
             )?,
             client_cert,
             access_log,
+            redis: scale_out.redis,
+            backends_file: scale_out.backends_file,
+            fleet: scale_out.fleet,
+        })
+    }
+}
+
+/// The options for running several load balancers as one: a rate limit
+/// shared through Redis, a watched backend list, the fleet view.
+struct ScaleOut {
+    redis: Option<RedisOptions>,
+    backends_file: Option<PathBuf>,
+    fleet: config::FleetPeers,
+}
+
+impl ScaleOut {
+    fn from_args(parsed: &Parsed<LbArgs>, file: &LbFile) -> Result<Self, ConfigError> {
+        let args = &parsed.args;
+        let redis =
+            match parsed.pick_opt("redis_url", args.redis_url.clone(), file.redis_url.clone()) {
+                None => None,
+                Some(url) => {
+                    let timeout = match (&file.redis_timeout, parsed.given("redis_timeout")) {
+                        (Some(text), false) => {
+                            config::parse_duration(text).map_err(|reason| ConfigError::Invalid {
+                                flag: "redis-timeout",
+                                reason,
+                            })?
+                        }
+                        _ => args.redis_timeout,
+                    };
+                    if timeout.is_zero() {
+                        return Err(ConfigError::Invalid {
+                            flag: "redis-timeout",
+                            reason: "must be longer than zero".to_owned(),
+                        });
+                    }
+                    Some(RedisOptions {
+                        url,
+                        timeout,
+                        fallback: parsed
+                            .pick("redis_fallback", args.redis_fallback, file.redis_fallback)
+                            .into(),
+                    })
+                }
+            };
+        let backends_file = parsed.pick_opt(
+            "backends_file",
+            args.backends_file.clone(),
+            file.backends_file.clone(),
+        );
+        if let Some(path) = &backends_file {
+            // Checked now, so that a broken list stops the start-up with its
+            // line; later breakage keeps the running set.
+            FileSource::new(path)
+                .load()
+                .map_err(|error| ConfigError::Invalid {
+                    flag: "backends-file",
+                    reason: error.to_string(),
+                })?;
+        }
+        let peers = if args.fleet_peers.is_empty() {
+            file.fleet_peer.clone().unwrap_or_default()
+        } else {
+            args.fleet_peers.clone()
+        };
+        let fleet = config::FleetPeers::new(
+            &peers,
+            parsed.pick_opt(
+                "fleet_stack",
+                args.fleet_stack.clone(),
+                file.fleet_stack.clone(),
+            ),
+        )?;
+        Ok(Self {
+            redis,
+            backends_file,
+            fleet,
         })
     }
 }
@@ -556,6 +717,7 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     for backend in &config.backends {
         proxy.add_backend(backend)?;
     }
+    discover_backends(&proxy, config.backends_file.as_deref(), &config.backends)?;
     HealthCheck::http("/healthz")
         .interval(Duration::from_millis(500))
         .timeout(Duration::from_millis(400))
@@ -575,7 +737,7 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     let requests = ServiceBuilder::new()
         .layer(MetricsLayer::new("lb").with_rates(monitor.rates()))
         .layer(access_log)
-        .layer(RateLimitLayer::per_second(rate, burst)?);
+        .layer(rate_limit(rate, burst, config.redis.as_ref())?);
 
     let admin = Server::builder()
         .bind_addr(config.admin)
@@ -605,6 +767,9 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
     if let Some(manager) = &acme {
         admin_app = admin_app.with_source(CertificatesStatus::new([manager.clone()]));
     }
+    let admin_app = config
+        .fleet
+        .apply(admin_app, admin.local_addr(), &shutdown)?;
     let admin_service = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.admin_allow))
         .service(admin_app);
@@ -666,5 +831,165 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string().into()),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The per-client rate limit: this process's own, or shared through Redis
+/// (with this process's own as the fallback). Built once, inside the
+/// runtime, and shared by every worker.
+fn rate_limit(
+    rate: u32,
+    burst: u32,
+    redis: Option<&RedisOptions>,
+) -> Result<Either<RateLimitLayer, RedisRateLimitLayer>, AppError> {
+    let local = RateLimitLayer::per_second(rate, burst)?;
+    let Some(redis) = redis else {
+        return Ok(Either::Left(local));
+    };
+    let shared = local.redis(
+        RedisLimits::new(redis.url.clone())
+            .timeout(redis.timeout)
+            .fallback(redis.fallback),
+    )?;
+    tracing::info!(url = %redis.url, lease = shared.lease_size(), "rate limit shared through Redis");
+    Ok(Either::Right(shared))
+}
+
+/// Follows the `--backends-file` list, if one is given: its backends join
+/// the `--backend` ones, and the set follows every change of the file.
+fn discover_backends(
+    proxy: &Proxy<RoundRobin>,
+    file: Option<&Path>,
+    fixed: &[String],
+) -> Result<(), AppError> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    let fixed = fixed
+        .iter()
+        .map(|url| DiscoveredBackend::new(url.clone(), 1))
+        .collect();
+    let source = FileSource::new(path).reload_on_sighup()?;
+    let handle = proxy.discover(BesideFixed { source, fixed });
+    tracing::info!(file = %handle.name(), "following the backend list file");
+    Ok(())
+}
+
+/// A file's backend list with the fixed (`--backend`) ones added, so that
+/// following the file never drains them.
+struct BesideFixed {
+    source: FileSource,
+    fixed: Vec<DiscoveredBackend>,
+}
+
+impl Discovery for BesideFixed {
+    fn name(&self) -> String {
+        self.source.name()
+    }
+
+    async fn next(&mut self) -> Option<Result<Vec<DiscoveredBackend>, DiscoveryError>> {
+        let mut list = match self.source.next().await? {
+            Ok(list) => list,
+            Err(error) => return Some(Err(error)),
+        };
+        for backend in &self.fixed {
+            if !list.iter().any(|listed| listed.url() == backend.url()) {
+                list.push(backend.clone());
+            }
+        }
+        Some(Ok(list))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(args: &[&str]) -> Result<LbConfig, ConfigError> {
+        let base = ["lb", "--cert=c.pem", "--key=k.pem", "--upstream-ca=ca.pem"];
+        let parsed = Parsed::<LbArgs>::from_args(base.iter().chain(args).copied()).unwrap();
+        LbConfig::from_args(&parsed)
+    }
+
+    #[test]
+    fn the_rate_limit_is_shared_through_redis_when_asked() {
+        let config = configure(&["--backend=https://127.0.0.1:1"]).unwrap();
+        assert!(config.redis.is_none());
+        let config = configure(&[
+            "--backend=https://127.0.0.1:1",
+            "--redis-url=redis://127.0.0.1:6379/",
+            "--redis-timeout=20ms",
+            "--redis-fallback=closed",
+        ])
+        .unwrap();
+        let redis = config.redis.unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:6379/");
+        assert_eq!(redis.timeout, Duration::from_millis(20));
+        assert_eq!(redis.fallback, Fallback::Refuse);
+        let error = configure(&[
+            "--backend=https://127.0.0.1:1",
+            "--redis-url=redis://127.0.0.1:6379/",
+            "--redis-timeout=0ms",
+        ])
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with("--redis-timeout: "),
+            "{error}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lb.toml");
+        std::fs::write(
+            &file,
+            "backend = [\"https://127.0.0.1:1\"]\nredis-url = \"redis://127.0.0.1:7/\"\nredis-timeout = \"soon\"\n",
+        )
+        .unwrap();
+        let error = configure(&[&format!("--config={}", file.display())]).unwrap_err();
+        assert!(
+            error.to_string().contains("\"soon\" is not a duration"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_backends_file_replaces_or_joins_the_backend_flags_and_a_broken_one_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("backends.toml");
+        std::fs::write(&list, "[[backend]]\nurl = \"https://127.0.0.1:1\"\n").unwrap();
+        let config = configure(&[&format!("--backends-file={}", list.display())]).unwrap();
+        assert!(config.backends.is_empty());
+        assert_eq!(config.backends_file.as_deref(), Some(list.as_path()));
+        assert!(matches!(
+            configure(&[]),
+            Err(ConfigError::Missing { flag: "backend" })
+        ));
+
+        std::fs::write(
+            &list,
+            "[[backend]]\nurl = \"https://127.0.0.1:1\"\n[[backend]]\nurl = 5\n",
+        )
+        .unwrap();
+        let error = configure(&[&format!("--backends-file={}", list.display())]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("--backends-file: "), "{message}");
+        assert!(message.contains(":4"), "names the line: {message}");
+    }
+
+    #[test]
+    fn fleet_peers_come_from_flags_or_the_file() {
+        let config = configure(&[
+            "--backend=https://127.0.0.1:1",
+            "--fleet-peer=lb2=http://127.0.0.1:9902",
+            "--fleet-peer=http://127.0.0.1:9911",
+        ])
+        .unwrap();
+        assert_eq!(config.fleet.peers.len(), 2);
+        assert!(configure(&["--backend=https://127.0.0.1:1", "--fleet-peer=nowhere"]).is_err());
+        let error = configure(&[
+            "--backend=https://127.0.0.1:1",
+            "--fleet-stack=/nonexistent/stack.json",
+        ])
+        .unwrap_err();
+        assert!(error.to_string().starts_with("--fleet-stack: "), "{error}");
     }
 }

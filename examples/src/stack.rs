@@ -13,10 +13,18 @@
 //! `www.foobar.test` from it over TLS-ALPN-01; with `--acme-directory`, from
 //! any ACME CA.
 //!
+//! With `--lbs N` (N ≥ 2) it runs N load balancers on consecutive ports,
+//! which share their per-client rate limit through a private `redis-server`
+//! (a random loopback port, a directory of the stack's, nothing saved,
+//! killed at exit). Every admin listener shows every other role on its
+//! fleet view (`/fleet`, `/fleet.json`).
+//!
 //! It writes `stack.json` into its directory: the addresses, process ids and
-//! files of every part, for scripts and the end-to-end tests.
+//! files of every part (every load balancer under `lbs`, the first also as
+//! `lb`/`lb_admin`), for scripts and the end-to-end tests.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -38,7 +46,9 @@ use crate::AppError;
 #[command(
     name = "stack",
     about = "The whole foobar reference topology on one machine",
-    after_help = "Roles, as the stack runs them:\n    stack web --help    one web server\n    stack lb --help     the load balancer\n\n\
+    after_help = "Roles, as the stack runs them:\n    stack web --help    one web server\n    stack lb --help     a load balancer\n\n\
+                  With --lbs 2 or more, the load balancers share their rate limit through a \
+                  private redis-server (Debian package redis-server).\n\n\
                   Passwords of existing database servers come from files (--db-password-file, \
                   --db-monitor-password-file) or from FOOBAR_DB_PASSWORD and \
                   FOOBAR_DB_MONITOR_PASSWORD, never from the command line."
@@ -99,6 +109,10 @@ pub struct StackArgs {
     /// system's roots]
     #[arg(long, value_name = "PEM")]
     pub acme_ca_file: Option<PathBuf>,
+    /// Load balancers to run, on consecutive ports from --lb and
+    /// --lb-admin; two or more share the rate limit through a private Redis
+    #[arg(long, default_value_t = NonZeroU16::MIN, value_name = "N")]
+    pub lbs: NonZeroU16,
 }
 
 /// The `stack` command's configuration file: the flags' names, all
@@ -122,6 +136,7 @@ struct StackFile {
     acme_pebble: Option<bool>,
     acme_name: Option<Vec<String>>,
     acme_ca_file: Option<PathBuf>,
+    lbs: Option<NonZeroU16>,
 }
 
 /// Addresses and options of a stack.
@@ -139,6 +154,9 @@ pub struct StackConfig {
     pub existing_db: Option<ExistingDb>,
     /// Requests per second per client at the load balancer.
     pub rate: u32,
+    /// Every load balancer's (HTTPS, admin) addresses; the first is
+    /// [`lb`](Self::lb), [`lb_admin`](Self::lb_admin).
+    pub lbs: Vec<(SocketAddr, SocketAddr)>,
     /// Where the load balancer's ACME certificate comes from, if anywhere.
     pub acme: Option<StackAcme>,
 }
@@ -314,16 +332,47 @@ impl StackConfig {
                 None
             }
         };
+        let lb = parsed.pick("lb", args.lb, file.lb);
+        let lb_admin = parsed.pick("lb_admin", args.lb_admin, file.lb_admin);
+        let lbs = lb_addresses(lb, lb_admin, parsed.pick("lbs", args.lbs, file.lbs))?;
         Ok(Self {
             acme,
+            lbs,
             dir: parsed.pick_opt("dir", args.dir.clone(), file.dir),
-            lb: parsed.pick("lb", args.lb, file.lb),
-            lb_admin: parsed.pick("lb_admin", args.lb_admin, file.lb_admin),
+            lb,
+            lb_admin,
             webs: webs.into_iter().zip(admins).collect(),
             existing_db,
             rate: parsed.pick("rate", args.rate, file.rate),
         })
     }
+}
+
+/// `count` load balancers' (HTTPS, admin) addresses on consecutive ports
+/// from the first one's.
+fn lb_addresses(
+    lb: SocketAddr,
+    admin: SocketAddr,
+    count: NonZeroU16,
+) -> Result<Vec<(SocketAddr, SocketAddr)>, ConfigError> {
+    let shifted = |addr: SocketAddr, by: u16| {
+        if by == 0 {
+            return Some(addr);
+        }
+        let port = addr.port().checked_add(by).filter(|_| addr.port() != 0)?;
+        Some(SocketAddr::new(addr.ip(), port))
+    };
+    (0..count.get())
+        .map(|i| match (shifted(lb, i), shifted(admin, i)) {
+            (Some(lb), Some(admin)) => Ok((lb, admin)),
+            _ => Err(ConfigError::Invalid {
+                flag: "lbs",
+                reason: format!(
+                    "{count} load balancers need {count} consecutive ports from --lb {lb} and --lb-admin {admin}"
+                ),
+            }),
+        })
+        .collect()
 }
 
 /// What `stack.json` holds: where everything is.
@@ -353,6 +402,26 @@ pub struct StackInfo {
     /// accept the ACME certificate.
     #[serde(default)]
     pub acme_root: Option<PathBuf>,
+    /// Every load balancer (the first is [`lb`](Self::lb)).
+    #[serde(default)]
+    pub lbs: Vec<LbInfo>,
+    /// The private Redis the load balancers share their rate limit
+    /// through (`redis://127.0.0.1:<port>/`), with two or more.
+    #[serde(default)]
+    pub redis: Option<String>,
+}
+
+/// One load balancer in `stack.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LbInfo {
+    /// `lb1`, `lb2`…
+    pub name: String,
+    /// Its HTTPS address.
+    pub listen: SocketAddr,
+    /// Its admin address.
+    pub admin: SocketAddr,
+    /// Its access log.
+    pub access_log: PathBuf,
 }
 
 /// One web server in `stack.json`.
@@ -458,7 +527,27 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         _ => None,
     };
     let database = start_database(&config, &certs, &dir).await?;
+    let redis = match config.lbs.len() {
+        0 | 1 => None,
+        _ => Some(PrivateRedis::start(&dir.join("redis")).await?),
+    };
     let info = StackInfo {
+        lbs: config
+            .lbs
+            .iter()
+            .enumerate()
+            .map(|(i, (listen, admin))| LbInfo {
+                name: format!("lb{}", i + 1),
+                listen: *listen,
+                admin: *admin,
+                // The first keeps the name a single load balancer's log has.
+                access_log: dir.join(match i {
+                    0 => "lb-access.log".to_owned(),
+                    _ => format!("lb{}-access.log", i + 1),
+                }),
+            })
+            .collect(),
+        redis: redis.as_ref().map(PrivateRedis::url),
         dir: dir.clone(),
         ca: certs.ca.clone(),
         lb: config.lb,
@@ -497,16 +586,19 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         .webs
         .iter()
         .map(|web| {
-            RoleProcess::new(
-                web.name.clone(),
-                web_args(&dir, web, &certs, &web_rules, &database, config.rate),
-            )
+            let mut args = web_args(&dir, web, &certs, &web_rules, &database, config.rate);
+            args.extend(fleet_args(&info, web.admin));
+            RoleProcess::new(web.name.clone(), args)
         })
         .collect();
-    roles.push(RoleProcess::new(
-        "lb".to_owned(),
-        lb_args(&config, &info, &certs, &lb_rules, pebble.as_ref()),
-    ));
+    for lb in &info.lbs {
+        let mut args = lb_args(&config, lb, &info, &certs, &lb_rules, pebble.as_ref());
+        args.extend(fleet_args(&info, lb.admin));
+        if let Some(url) = &info.redis {
+            args.push(format!("--redis-url={url}"));
+        }
+        roles.push(RoleProcess::new(lb.name.clone(), args));
+    }
     for role in &mut roles {
         role.spawn()?;
     }
@@ -515,7 +607,9 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
     std::fs::write(&partial, serde_json::to_vec_pretty(&info)?)?;
     std::fs::rename(&partial, dir.join("stack.json"))?;
 
-    wait_ready(config.lb_admin, Duration::from_secs(60)).await?;
+    for lb in &info.lbs {
+        wait_ready(lb.admin, Duration::from_secs(60)).await?;
+    }
     if let (Some(root), Some(name)) = (&info.acme_root, info.acme_names.first()) {
         wait_certificate(config.lb, name, root, Duration::from_secs(60)).await?;
     }
@@ -541,6 +635,7 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         role.wait_stopped(Duration::from_secs(15)).await;
     }
     drop(database);
+    drop(redis);
     drop(pebble);
     Ok(())
 }
@@ -683,6 +778,7 @@ fn web_args(
 
 fn lb_args(
     config: &StackConfig,
+    lb: &LbInfo,
     info: &StackInfo,
     certs: &StackCerts,
     rules: &Path,
@@ -690,8 +786,8 @@ fn lb_args(
 ) -> Vec<String> {
     let mut args = vec![
         "lb".to_owned(),
-        format!("--listen={}", config.lb),
-        format!("--admin={}", config.lb_admin),
+        format!("--listen={}", lb.listen),
+        format!("--admin={}", lb.admin),
         format!("--cert={}", certs.lb.cert.display()),
         format!("--key={}", certs.lb.key.display()),
         format!("--rules={}", rules.display()),
@@ -699,7 +795,7 @@ fn lb_args(
         format!("--upstream-ca={}", certs.ca.display()),
         format!("--client-cert={}", certs.lb_client.cert.display()),
         format!("--client-key={}", certs.lb_client.key.display()),
-        format!("--access-log={}", info.dir.join("lb-access.log").display()),
+        format!("--access-log={}", lb.access_log.display()),
     ];
     args.extend(
         info.webs
@@ -726,6 +822,106 @@ fn lb_args(
         }
     }
     args
+}
+
+/// The fleet view of a role's admin listener: every other role's admin
+/// listener (load balancers and web servers) as a peer.
+fn fleet_args(info: &StackInfo, own: SocketAddr) -> Vec<String> {
+    let lbs = info.lbs.iter().map(|lb| (&lb.name, lb.admin));
+    let webs = info.webs.iter().map(|web| (&web.name, web.admin));
+    lbs.chain(webs)
+        .filter(|(_, admin)| *admin != own)
+        .map(|(name, admin)| format!("--fleet-peer={name}=http://{admin}"))
+        .collect()
+}
+
+/// A private `redis-server` for the load balancers' shared rate limit: a
+/// random loopback port, its own directory, nothing saved; killed when
+/// dropped.
+struct PrivateRedis {
+    port: u16,
+    _child: Child,
+}
+
+impl PrivateRedis {
+    /// How long it gets to answer `PING` after it is started.
+    const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+    async fn start(dir: &Path) -> Result<Self, AppError> {
+        std::fs::create_dir_all(dir)?;
+        // A port picked free may be taken before redis-server binds it:
+        // then it exits at once, and another port is tried.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir)
+                .arg("--logfile")
+                .arg(dir.join("redis.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|error| {
+                    format!("cannot start redis-server (Debian package redis-server), needed by two or more load balancers: {error}")
+                })?;
+            let deadline = Instant::now() + Self::START_TIMEOUT;
+            loop {
+                if redis_pongs(port).await {
+                    tracing::info!(
+                        port,
+                        "private Redis up (shared rate limit of the load balancers)"
+                    );
+                    return Ok(Self {
+                        port,
+                        _child: child,
+                    });
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_error = format!("redis-server on port {port} exited with {status}");
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "redis-server did not answer within {:?} (see {})",
+                        Self::START_TIMEOUT,
+                        dir.join("redis.log").display()
+                    )
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Err(format!("{last_error} (see {})", dir.join("redis.log").display()).into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// Whether a Redis on this loopback port answers `PING`.
+async fn redis_pongs(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut answer = [0u8; 7];
+        stream.read_exact(&mut answer).await.ok()?;
+        Some(&answer == b"+PONG\r\n")
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// A role running as a child process of the stack.
@@ -894,6 +1090,18 @@ fn announce(info: &StackInfo, pebble: Option<&Pebble>, took: Duration) {
         "  status page:      http://{admin}/status\n  metrics:          http://{admin}/metrics",
         admin = info.lb_admin,
     );
+    for lb in info.lbs.iter().skip(1) {
+        println!(
+            "  {} (HTTPS):      https://localhost:{}/   status: http://{}/status",
+            lb.name,
+            lb.listen.port(),
+            lb.admin
+        );
+    }
+    if let Some(redis) = &info.redis {
+        println!("  shared limit:     {redis} (private Redis)");
+    }
+    println!("  fleet view:       http://{}/fleet", info.lb_admin);
     for web in &info.webs {
         println!(
             "  {} status:     http://{}/status   (database topology)",
@@ -912,5 +1120,23 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancers_take_consecutive_ports() {
+        let lb = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let admin = SocketAddr::from(([127, 0, 0, 1], 9901));
+        let three = lb_addresses(lb, admin, NonZeroU16::new(3).unwrap()).unwrap();
+        let ports: Vec<(u16, u16)> = three.iter().map(|(l, a)| (l.port(), a.port())).collect();
+        assert_eq!(ports, [(8443, 9901), (8444, 9902), (8445, 9903)]);
+        let last = SocketAddr::from(([127, 0, 0, 1], u16::MAX));
+        let error = lb_addresses(last, admin, NonZeroU16::new(2).unwrap()).unwrap_err();
+        assert!(error.to_string().starts_with("--lbs: "), "{error}");
+        assert!(lb_addresses(last, admin, NonZeroU16::MIN).is_ok());
     }
 }

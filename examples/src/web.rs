@@ -138,6 +138,13 @@ pub struct WebArgs {
     /// The cluster runs semi-synchronous replication
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub semi_sync: bool,
+    /// Another admin listener to show on /fleet, [NAME=]http://host:port
+    /// (repeatable)
+    #[arg(long = "fleet-peer", value_name = "[NAME=]URL")]
+    pub fleet_peers: Vec<String>,
+    /// Show every admin listener this stack.json names on /fleet
+    #[arg(long, value_name = "FILE")]
+    pub fleet_stack: Option<PathBuf>,
 }
 
 /// The access log's format, as a flag value.
@@ -199,6 +206,8 @@ struct WebFile {
     db_replication_password_file: Option<PathBuf>,
     failover: Option<FailoverArg>,
     semi_sync: Option<bool>,
+    fleet_peer: Option<Vec<String>>,
+    fleet_stack: Option<PathBuf>,
 }
 
 /// Everything a web server needs.
@@ -238,6 +247,8 @@ pub struct WebConfig {
     pub db_failover_account: Option<(String, String)>,
     /// The failover policy of this server's pool.
     pub db_failover: FailoverConfig,
+    /// The other admin listeners shown on `/fleet`.
+    pub fleet: config::FleetPeers,
 }
 
 /// What the request layers enforce.
@@ -265,6 +276,18 @@ impl WebConfig {
             None => WebFile::default(),
         };
         let args = &parsed.args;
+        let fleet = config::FleetPeers::new(
+            if args.fleet_peers.is_empty() {
+                file.fleet_peer.as_deref().unwrap_or_default()
+            } else {
+                &args.fleet_peers
+            },
+            parsed.pick_opt(
+                "fleet_stack",
+                args.fleet_stack.clone(),
+                file.fleet_stack.clone(),
+            ),
+        )?;
         let opt = |id: &str, flag: &Option<PathBuf>, file: Option<PathBuf>| {
             parsed.pick_opt(id, flag.clone(), file)
         };
@@ -407,6 +430,7 @@ impl WebConfig {
             )?,
             db_failover: failover,
             name,
+            fleet,
         })
     }
 }
@@ -633,9 +657,14 @@ pub async fn run(config: WebConfig, shutdown: Shutdown) -> Result<(), AppError> 
         .build()?;
     tracing::info!(name = %config.name, listen = %web.local_addr(), admin = %admin.local_addr(), "web server up");
 
+    let admin_page = config.fleet.apply(
+        Admin::new(exporter).with_monitor(monitor).with_source(pool),
+        admin.local_addr(),
+        &shutdown,
+    )?;
     let admin_service = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.admin_allow))
-        .service(Admin::new(exporter).with_monitor(monitor).with_source(pool));
+        .service(admin_page);
     tokio::try_join!(
         web.serve_connections(conn_stage, http),
         admin.serve(admin_service)

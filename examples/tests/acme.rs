@@ -285,7 +285,7 @@ async fn the_lb_obtains_a_certificate_over_http_01_and_proxies_with_it() {
 
 #[tokio::test]
 async fn the_stack_in_pebble_mode_serves_its_site_with_pebbles_certificate() {
-    let stack = support::Stack::start_with("acme-pebble", &["--acme-pebble"]).await;
+    let stack = support::Stack::start_with("acme-pebble", 1, 100_000, &["--acme-pebble"]).await;
     assert_eq!(stack.info.acme_names, ["www.foobar.test"]);
     let root_file = stack
         .info

@@ -55,24 +55,58 @@ fn free_ports<const N: usize>() -> [SocketAddr; N] {
     std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
+/// The first of `len` consecutive free ports on 127.0.0.1 (below the
+/// ephemeral range, as [`free_ports`]), none of them in `avoid`.
+fn free_run(len: u16, avoid: &[SocketAddr]) -> SocketAddr {
+    use std::hash::BuildHasher;
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let start = std::hash::RandomState::new().hash_one(std::process::id()) % u64::from(SPAN);
+    (0..SPAN)
+        .map(|i| FIRST + (u16::try_from(start).unwrap_or(0) + i) % SPAN)
+        .filter(|first| {
+            first
+                .checked_add(len)
+                .is_some_and(|end| end <= FIRST + SPAN)
+        })
+        .find(|first| {
+            let ports: Vec<u16> = (*first..*first + len).collect();
+            let held: Vec<TcpListener> = ports
+                .iter()
+                .filter(|port| !avoid.iter().any(|a| a.port() == **port))
+                .filter_map(|port| TcpListener::bind(("127.0.0.1", *port)).ok())
+                .collect();
+            held.len() == ports.len()
+        })
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .expect("a run of free ports")
+}
+
 impl Stack {
     pub async fn start(name: &str) -> Self {
-        Self::start_with(name, &[]).await
+        Self::start_with(name, 1, 100_000, &[]).await
     }
 
-    /// A stack started with these extra flags.
-    pub async fn start_with(name: &str, extra: &[&str]) -> Self {
+    /// A stack with `lbs` load balancers, a limit of `rate` requests per
+    /// second per client, and these extra flags.
+    pub async fn start_with(name: &str, lbs: u16, rate: u32, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("foobar-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let [lb, lb_admin, web1, web1_admin, web2, web2_admin] = free_ports();
+        let ports: [SocketAddr; 4] = free_ports();
+        let [web1, web1_admin, web2, web2_admin] = ports;
+        let lb = free_run(lbs, &ports);
+        let mut taken = ports.to_vec();
+        taken.extend((0..lbs).map(|i| SocketAddr::from(([127, 0, 0, 1], lb.port() + i))));
+        let lb_admin = free_run(lbs, &taken);
         let webs = [(web1, web1_admin), (web2, web2_admin)];
         let mut command = Command::new(env!("CARGO_BIN_EXE_stack"));
         command
             .arg(format!("--dir={}", dir.display()))
             .arg(format!("--lb={lb}"))
             .arg(format!("--lb-admin={lb_admin}"))
-            .arg("--rate=100000")
+            .arg(format!("--rate={rate}"))
+            .arg(format!("--lbs={lbs}"))
             .args(extra)
             .stdin(Stdio::null());
         let log = std::fs::File::create(dir.join("stack.log")).unwrap();
@@ -100,6 +134,7 @@ impl Stack {
         let info = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         let stack = Self { process, info };
         let admins: Vec<SocketAddr> = std::iter::once(stack.info.lb_admin)
+            .chain(stack.info.lbs.iter().map(|lb| lb.admin))
             .chain(stack.info.webs.iter().map(|w| w.admin))
             .collect();
         let ready = wait_until(Duration::from_secs(60), || async {
