@@ -73,7 +73,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
                 "too many header fields",
             ))
         }
-        Err(httparse::Error::Version) => {
+        Err(httparse::Error::Version) if names_a_version(buf) => {
             return Parsed::Refused(Refusal::new(
                 StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "HTTP version not supported",
@@ -173,6 +173,28 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
         keep_alive,
         expect_continue: framing.expect_continue && version == Version::HTTP_11,
     }))
+}
+
+/// Whether a request line httparse refused for its version has three
+/// parts and a well-formed version (`HTTP/` DIGIT `.` DIGIT, RFC 9112
+/// section 2.3) that is merely not ours: only that is a 505. Anything
+/// else (`http/1.1`, `HTTP/01.1`, a space inside the target, which makes
+/// a path segment the "version") is a malformed request line, a 400.
+fn names_a_version(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let line = buf[start.unwrap_or(buf.len())..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Builds the header map, values sharing the head's bytes.
@@ -358,6 +380,13 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", 417),
             ("GET / HTTP/2.0\r\n\r\n", 505),
+            ("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+            // Found by the framing table: only a well-formed version that
+            // is not ours is a 505; a malformed request line is a 400.
+            ("GET / http/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET / HTTP/01.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET / HTTP/3\r\nHost: x\r\n\r\n", 400),
             ("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
         ] {
