@@ -175,26 +175,20 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
     }))
 }
 
-/// Whether a request line httparse refused for its version has three
-/// parts and a well-formed version (`HTTP/` DIGIT `.` DIGIT, RFC 9112
-/// section 2.3) that is merely not ours: only that is a 505. Anything
-/// else (`http/1.1`, `HTTP/01.1`, a space inside the target, which makes
-/// a path segment the "version") is a malformed request line, a 400.
+/// Whether a request line httparse refused for its version names an HTTP
+/// version, merely not ours (`HTTP/` and a major digit, RFC 9112 section
+/// 2.3): only that is a 505. Anything else (`http/1.1`, or a space inside
+/// the target, which makes a path segment the "version") is a malformed
+/// request line, a 400. The answer depends only on bytes up to where
+/// httparse stops, so it is the same however the head arrives.
 fn names_a_version(buf: &[u8]) -> bool {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
     let line = buf[start.unwrap_or(buf.len())..]
         .split(|&b| b == b'\n')
         .next()
         .unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(_), Some(_), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
+    let version = line.split(|&b| b == b' ').nth(2).unwrap_or_default();
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, ..] if major.is_ascii_digit())
 }
 
 /// Builds the header map, values sharing the head's bytes.
@@ -381,12 +375,12 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", 417),
             ("GET / HTTP/2.0\r\n\r\n", 505),
             ("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
-            // Found by the framing table: only a well-formed version that
-            // is not ours is a 505; a malformed request line is a 400.
+            ("GET / HTTP/3\r\nHost: x\r\n\r\n", 505),
+            // Found by the framing table: only a version that is not ours
+            // is a 505; a malformed request line is a 400.
             ("GET / http/1.1\r\nHost: x\r\n\r\n", 400),
-            ("GET / HTTP/01.1\r\nHost: x\r\n\r\n", 400),
             ("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-            ("GET / HTTP/3\r\nHost: x\r\n\r\n", 400),
+            ("GET / HTPP/1.1\r\nHost: x\r\n\r\n", 400),
             ("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
         ] {
@@ -395,6 +389,25 @@ mod tests {
         let same =
             head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(same.body, BodyLength::Length(2));
+    }
+
+    #[test]
+    fn a_version_refusal_is_the_same_however_the_head_arrives() {
+        for input in [
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            "GET / http/1.1\r\nHost: x\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let whole = refused(input);
+            for end in 1..input.len() {
+                match parse_str(&input[..end]) {
+                    Parsed::Partial => {}
+                    Parsed::Refused(r) => assert_eq!(r.status, whole, "{input:?} cut at {end}"),
+                    other => panic!("{input:?} cut at {end}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
