@@ -211,6 +211,8 @@ struct Framing {
     length: Option<u64>,
     encodings: usize,
     chunked: bool,
+    /// How many of the codings are `chunked`.
+    chunked_codings: usize,
     close: bool,
     keep_alive: bool,
     upgrade_token: bool,
@@ -240,6 +242,7 @@ impl Framing {
             for coding in list_items(value) {
                 self.encodings += 1;
                 self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+                self.chunked_codings += usize::from(self.chunked);
             }
             if self.encodings == before {
                 // A field that names no coding (empty, or only commas):
@@ -294,6 +297,12 @@ impl Framing {
             (_, None) if !self.chunked => Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "chunked must be the final transfer coding",
+            )),
+            // RFC 9112 section 6.1: a sender never applies chunked twice;
+            // such a request is malformed, not one we merely cannot decode.
+            (_, None) if self.chunked_codings > 1 => Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "chunked applied more than once",
             )),
             (_, None) => Err(Refusal::new(
                 StatusCode::NOT_IMPLEMENTED,
@@ -365,6 +374,10 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            // Found by the framing table: chunked twice is malformed (400),
+            // not a coding we lack (501).
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             // Found by the http1_request fuzz target: a field naming no
             // coding framed no body here, and chunked elsewhere.
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400),
