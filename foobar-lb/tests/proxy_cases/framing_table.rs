@@ -1086,6 +1086,19 @@ async fn run(case: &Case) -> Vec<String> {
             Some(r) if r.status == 200 && r.text() == "GET /canary 0" => {}
             other => problems.push(format!("the canary got {other:?}")),
         }
+        // Nothing of the case reached the backend late, either.
+        let mut expected = forwarded;
+        expected.push("GET /canary 0".to_owned());
+        let seen: Vec<String> = backend
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {} {}", s.method, s.path, s.body.len()))
+            .collect();
+        if seen != expected {
+            problems.push(format!("after the canary the backend had seen {seen:?}"));
+        }
     }
     problems
 }
