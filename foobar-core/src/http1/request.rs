@@ -121,10 +121,9 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
         }
     }
     let path_at = offsets(head, path.as_bytes());
-    let upgrade = framing.upgrade_token && framing.upgrade_header;
-    if method == Method::CONNECT || upgrade {
-        return Parsed::HandOver;
-    }
+    // Framing and Host are judged before a hand-over too: hyper reads a
+    // request with both Content-Length and Transfer-Encoding as chunked,
+    // and must never see one this parser refuses.
     let body = match framing.body(version) {
         Ok(body) => body,
         Err(refusal) => return Parsed::Refused(refusal),
@@ -134,6 +133,10 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
             StatusCode::BAD_REQUEST,
             "an HTTP/1.1 request needs exactly one Host",
         ));
+    }
+    let upgrade = framing.upgrade_token && framing.upgrade_header;
+    if method == Method::CONNECT || upgrade {
+        return Parsed::HandOver;
     }
     if framing.expect_other {
         return Parsed::Refused(Refusal::new(
@@ -440,6 +443,15 @@ mod tests {
             "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
         ] {
             assert!(matches!(parse_str(input), Parsed::HandOver), "{input}");
+        }
+        // Found by the framing table: what is refused on this path is
+        // refused before a hand-over too.
+        for (input, status) in [
+            ("POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 400),
+            ("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        ] {
+            assert_eq!(refused(input).as_u16(), status, "{input:?}");
         }
         // An Upgrade header without the Connection token is no upgrade.
         head("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n");
