@@ -975,6 +975,19 @@ fn connection_cases(cases: &mut Vec<Case>) {
         ),
         ("a signed CL", "Content-Length: +5\r\n", "hello", vec![R400]),
         ("two Hosts", "Host: b\r\n", "", vec![R400]),
+        ("no body", "", "", vec![fwd("POST /up 0"), next()]),
+        (
+            "a CL body",
+            "Content-Length: 5\r\n",
+            "hello",
+            vec![fwd("POST /up 5"), next()],
+        ),
+        (
+            "a chunked body",
+            "Transfer-Encoding: chunked\r\n",
+            CHUNKED_HELLO,
+            vec![fwd("POST /up 5"), next()],
+        ),
     ] {
         cases.push(case(
             format!("upgrade: {label}"),
@@ -982,6 +995,35 @@ fn connection_cases(cases: &mut Vec<Case>) {
             expect,
         ));
     }
+    // Bodies whose bytes look like requests stay bodies.
+    let inner = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let n = inner.len();
+    cases.push(case(
+        "body: a request inside a Content-Length body",
+        format!("POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\n\r\n{inner}{NEXT}"),
+        vec![fwd(&format!("POST /b {n}")), next()],
+    ));
+    cases.push(case(
+        "body: a request inside a chunk",
+        format!(
+            "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{n:x}\r\n{inner}\r\n0\r\n\r\n{NEXT}"
+        ),
+        vec![fwd(&format!("POST /b {n}")), next()],
+    ));
+    cases.push(case(
+        "body: a last chunk inside a chunk",
+        format!(
+            "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n0\r\n\r\nG\r\n0\r\n\r\n{NEXT}"
+        ),
+        vec![fwd("POST /b 6"), next()],
+    ));
+    cases.push(case(
+        "body: Expect with CL and TE",
+        format!(
+            "POST /b HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{CHUNKED_HELLO}{NEXT}"
+        ),
+        vec![R400],
+    ));
     // Bodies cut short by the client's EOF: nothing reaches the backend
     // as a whole request. What the client is told is left to the front
     // (a 400 or a close), so these rows say nothing of it; see `run`.
