@@ -73,7 +73,7 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
                 "too many header fields",
             ))
         }
-        Err(httparse::Error::Version) => {
+        Err(httparse::Error::Version) if names_a_version(buf) => {
             return Parsed::Refused(Refusal::new(
                 StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "HTTP version not supported",
@@ -121,10 +121,9 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
         }
     }
     let path_at = offsets(head, path.as_bytes());
-    let upgrade = framing.upgrade_token && framing.upgrade_header;
-    if method == Method::CONNECT || upgrade {
-        return Parsed::HandOver;
-    }
+    // Framing and Host are judged before a hand-over too: hyper reads a
+    // request with both Content-Length and Transfer-Encoding as chunked,
+    // and must never see one this parser refuses.
     let body = match framing.body(version) {
         Ok(body) => body,
         Err(refusal) => return Parsed::Refused(refusal),
@@ -134,6 +133,10 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
             StatusCode::BAD_REQUEST,
             "an HTTP/1.1 request needs exactly one Host",
         ));
+    }
+    let upgrade = framing.upgrade_token && framing.upgrade_header;
+    if method == Method::CONNECT || upgrade {
+        return Parsed::HandOver;
     }
     if framing.expect_other {
         return Parsed::Refused(Refusal::new(
@@ -175,6 +178,22 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
     }))
 }
 
+/// Whether a request line httparse refused for its version names an HTTP
+/// version, merely not ours (`HTTP/` and a major digit, RFC 9112 section
+/// 2.3): only that is a 505. Anything else (`http/1.1`, or a space inside
+/// the target, which makes a path segment the "version") is a malformed
+/// request line, a 400. The answer depends only on bytes up to where
+/// httparse stops, so it is the same however the head arrives.
+fn names_a_version(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let line = buf[start.unwrap_or(buf.len())..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let version = line.split(|&b| b == b' ').nth(2).unwrap_or_default();
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, ..] if major.is_ascii_digit())
+}
+
 /// Builds the header map, values sharing the head's bytes.
 fn header_map(head: &Bytes, fields: &[Field]) -> Result<HeaderMap, Refusal> {
     let invalid = Refusal::new(StatusCode::BAD_REQUEST, "invalid header field");
@@ -195,6 +214,8 @@ struct Framing {
     length: Option<u64>,
     encodings: usize,
     chunked: bool,
+    /// How many of the codings are `chunked`.
+    chunked_codings: usize,
     close: bool,
     keep_alive: bool,
     upgrade_token: bool,
@@ -224,6 +245,7 @@ impl Framing {
             for coding in list_items(value) {
                 self.encodings += 1;
                 self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+                self.chunked_codings += usize::from(self.chunked);
             }
             if self.encodings == before {
                 // A field that names no coding (empty, or only commas):
@@ -278,6 +300,12 @@ impl Framing {
             (_, None) if !self.chunked => Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "chunked must be the final transfer coding",
+            )),
+            // RFC 9112 section 6.1: a sender never applies chunked twice;
+            // such a request is malformed, not one we merely cannot decode.
+            (_, None) if self.chunked_codings > 1 => Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "chunked applied more than once",
             )),
             (_, None) => Err(Refusal::new(
                 StatusCode::NOT_IMPLEMENTED,
@@ -349,6 +377,10 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            // Found by the framing table: chunked twice is malformed (400),
+            // not a coding we lack (501).
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             // Found by the http1_request fuzz target: a field naming no
             // coding framed no body here, and chunked elsewhere.
             ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400),
@@ -358,6 +390,13 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", 417),
             ("GET / HTTP/2.0\r\n\r\n", 505),
+            ("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+            ("GET / HTTP/3\r\nHost: x\r\n\r\n", 505),
+            // Found by the framing table: only a version that is not ours
+            // is a 505; a malformed request line is a 400.
+            ("GET / http/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET / HTPP/1.1\r\nHost: x\r\n\r\n", 400),
             ("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
         ] {
@@ -366,6 +405,25 @@ mod tests {
         let same =
             head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(same.body, BodyLength::Length(2));
+    }
+
+    #[test]
+    fn a_version_refusal_is_the_same_however_the_head_arrives() {
+        for input in [
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            "GET / http/1.1\r\nHost: x\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let whole = refused(input);
+            for end in 1..input.len() {
+                match parse_str(&input[..end]) {
+                    Parsed::Partial => {}
+                    Parsed::Refused(r) => assert_eq!(r.status, whole, "{input:?} cut at {end}"),
+                    other => panic!("{input:?} cut at {end}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
@@ -385,6 +443,15 @@ mod tests {
             "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
         ] {
             assert!(matches!(parse_str(input), Parsed::HandOver), "{input}");
+        }
+        // Found by the framing table: what is refused on this path is
+        // refused before a hand-over too.
+        for (input, status) in [
+            ("POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 400),
+            ("CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        ] {
+            assert_eq!(refused(input).as_u16(), status, "{input:?}");
         }
         // An Upgrade header without the Connection token is no upgrade.
         head("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n");

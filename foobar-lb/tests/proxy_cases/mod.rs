@@ -4,6 +4,7 @@
 
 mod backend_faults;
 mod client_faults;
+mod framing_table;
 mod http1;
 
 use std::convert::Infallible;
