@@ -25,9 +25,17 @@
 #                      MODES="http tls e2e h2"
 #                      H2_REQUESTS=200000 H2_CONNS=16 H2_STREAMS=10
 #                      WORKERS=1 (foobar workers; HAProxy and nginx get 1 thread)
+#                      ATTACKS="headers body read range" (slow clients,
+#                      below; default: none)
 #                      E2E_FOOBAR=lb (the lb example as shipped) or bench
 #                      (lb-bench with the same layers, to tell the example's
 #                      set-up from the proxy's own cost)
+# With ATTACKS, each e2e listener (the lb example, HAProxy, nginx, as set up
+# above, per-client limits far above the attack) is then measured with wrk
+# (64 connections) alone and again while slowhttptest holds 1,000
+# connections from the same address in one of its modes: slow headers
+# (slowloris), slow body (R-U-Dead-Yet), slow read, and range requests; the
+# table gives the share of throughput the legitimate clients kept.
 # Runs much shorter than 10 s let the opening burst of TLS handshakes (one
 # per connection, all at once) dominate p99 at 256 connections.
 # Everything listens on 127.0.0.1, on free high ports; all processes and
@@ -51,6 +59,7 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v openssl >/dev/null || need+=(openssl)
+[ -n "${ATTACKS:-}" ] && { command -v slowhttptest >/dev/null || need+=(slowhttptest); }
 if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -464,3 +473,39 @@ done
 echo "(values: medians over rounds; ratios: foobar / other, the median of the per-round ratios;"
 echo " req/s above 1, p99 and CPU per request below 1 favour foobar; h2: p50 is the mean"
 echo " request time and p99 the longest, from h2load)"
+
+[ -z "${ATTACKS:-}" ] && exit 0
+
+# slowhttptest's arguments per attack: 1,000 connections opened at 200/s,
+# each sending (or reading) a little every 10 s.
+attack_args() { # attack url
+    local common=(-c 1000 -r 200 -i 10 -l $((DURATION + 20)) -p 3 -u "$2")
+    case $1 in
+        headers) echo -H "${common[@]}" ;;
+        body) echo -B -s 8192 "${common[@]}" ;;
+        read) echo -X -k 8 -n 10 -w 1 -y 4 -z 1 "${common[@]}" ;;
+        range) echo -R -a 5 -b 2000 "${common[@]}" ;;
+    esac
+}
+printf '\n| attack | target | req/s alone | req/s under attack | kept |\n|---|---|---|---|---|\n'
+for attack in $ATTACKS; do
+    for target in "${TARGETS[@]}"; do
+        target_url=$(url "$target" e2e)
+        alone=$(run_load e2e "$target_url" 64 "$(pid_of "$target" e2e)" | awk '{print $1}')
+        # shellcheck disable=SC2046
+        slowhttptest $(attack_args "$attack" "$target_url") >"$WORK/slow-$attack-$target.log" 2>&1 &
+        slow_pid=$!
+        # The attack's connections open at 200 per second: wait (at most
+        # 15 s) until 900 of them are established.
+        port=${PORT[${target}_e2e]}
+        for _ in $(seq 1 150); do
+            [ "$(ss -Htn state established "( dport = :$port )" | wc -l)" -ge 900 ] && break
+            sleep 0.1
+        done
+        attacked=$(run_load e2e "$target_url" 64 "$(pid_of "$target" e2e)" | awk '{print $1}')
+        kill "$slow_pid" 2>/dev/null || true
+        wait "$slow_pid" 2>/dev/null || true
+        printf '| %s | %s | %.0f | %.0f | %s |\n' "$attack" "$target" "$alone" "$attacked" \
+            "$(awk -v a="$attacked" -v b="$alone" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "-" }')"
+    done
+done
