@@ -109,6 +109,7 @@ async fn two_load_balancers_serve_the_site_share_one_limit_and_show_one_fleet() 
     }
     let (status, page) = admin_get(stack.info.lb_admin, "/fleet").await.unwrap();
     assert_eq!(status, StatusCode::OK, "{page}");
+    fleet_page_renders(stack.info.lb_admin, &others("lb1")).await;
 
     // One client spread over both load balancers gets the limit once.
     let source = "127.0.0.21".parse().unwrap();
@@ -196,4 +197,36 @@ async fn two_load_balancers_serve_the_site_share_one_limit_and_show_one_fleet() 
             lb.name
         );
     }
+}
+
+/// The fleet page of `admin` in Chromium: every other role shown as
+/// reachable; a screenshot is left in `target/test-output/`.
+async fn fleet_page_renders(admin: SocketAddr, others: &[String]) {
+    let url = format!("http://{admin}/fleet");
+    let (dom, stderr) = chromium(&[
+        "--dump-dom".into(),
+        "--virtual-time-budget=3000".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(
+        dom.contains(r#"data-rendered="true""#),
+        "{url} never rendered:\n{dom}\n{stderr}"
+    );
+    for name in others {
+        let shown = format!(r#"data-instance="{name}" data-reachable="true""#);
+        assert!(dom.contains(&shown), "no {shown} in:\n{dom}");
+    }
+    let shot = test_output_dir().join("stack_fleet.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, stderr) = chromium(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1280,1000".into(),
+        "--virtual-time-budget=3000".into(),
+        url,
+    ])
+    .await;
+    let bytes = std::fs::read(&shot)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", shot.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
 }

@@ -218,7 +218,7 @@ impl Fleet {
         })?;
         let mut found = Vec::new();
         collect_admins(&document, &mut found);
-        for (name, addr) in found {
+        for (name, addr) in unique_admins(found) {
             if skip.contains(&addr) {
                 continue;
             }
@@ -388,18 +388,41 @@ fn disagreements(instances: &[(&str, &Value)]) -> Vec<Value> {
 }
 
 /// Every `admin` / `*_admin` address in a JSON document, with a name.
-fn collect_admins(value: &Value, found: &mut Vec<(String, std::net::SocketAddr)>) {
+/// An admin address found in a stack file, and whether its name is an
+/// object's own `name` (rather than taken from a `<role>_admin` key).
+type FoundAdmin = (String, std::net::SocketAddr, bool);
+
+/// One peer per address: a stack file may list an instance twice (`lb_admin`
+/// and the first of `lbs`); the entry with its own `name` wins.
+fn unique_admins(found: Vec<FoundAdmin>) -> Vec<(String, std::net::SocketAddr)> {
+    let mut unique: Vec<FoundAdmin> = Vec::with_capacity(found.len());
+    for entry in found {
+        match unique.iter_mut().find(|kept| kept.1 == entry.1) {
+            Some(kept) if entry.2 && !kept.2 => *kept = entry,
+            Some(_) => {}
+            None => unique.push(entry),
+        }
+    }
+    unique
+        .into_iter()
+        .map(|(name, addr, _)| (name, addr))
+        .collect()
+}
+
+fn collect_admins(value: &Value, found: &mut Vec<FoundAdmin>) {
     match value {
         Value::Object(map) => {
             let own_name = map.get("name").and_then(Value::as_str);
             for (key, field) in map {
                 if key == "admin" || key.ends_with("_admin") {
                     if let Some(addr) = field.as_str().and_then(|s| s.parse().ok()) {
-                        let name = match (key.as_str(), own_name) {
-                            ("admin", Some(name)) => name.to_owned(),
-                            (key, _) => key.strip_suffix("_admin").unwrap_or(key).to_owned(),
+                        let (name, named) = match (key.as_str(), own_name) {
+                            ("admin", Some(name)) => (name.to_owned(), true),
+                            (key, _) => {
+                                (key.strip_suffix("_admin").unwrap_or(key).to_owned(), false)
+                            }
                         };
-                        found.push((name, addr));
+                        found.push((name, addr, named));
                         continue;
                     }
                 }
@@ -443,8 +466,24 @@ mod tests {
         });
         let mut found = Vec::new();
         collect_admins(&stack, &mut found);
-        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = found.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["lb", "web1", "web2"]);
+    }
+
+    #[test]
+    fn an_instance_listed_twice_is_one_peer_under_its_own_name() {
+        let stack = serde_json::json!({
+            "lb_admin": "127.0.0.1:9090",
+            "lbs": [
+                {"name": "lb1", "admin": "127.0.0.1:9090"},
+                {"name": "lb2", "admin": "127.0.0.1:9091"}
+            ]
+        });
+        let mut found = Vec::new();
+        collect_admins(&stack, &mut found);
+        let peers = unique_admins(found);
+        let names: Vec<&str> = peers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["lb1", "lb2"]);
     }
 
     #[test]
