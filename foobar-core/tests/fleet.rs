@@ -15,7 +15,7 @@ use foobar_core::metrics::PrometheusExporter;
 use foobar_core::status::{Format, Health, Snapshot, StatusSource, Table, View};
 use foobar_core::Shutdown;
 use serde_json::{json, Value};
-use support::{free_port, get, require_binary, serve_admin, temp_dir, test_output_dir, wait_for};
+use support::{chromium, free_port, get, serve_admin, temp_dir, test_output_dir, wait_for};
 
 /// A load balancer with two backends.
 struct Lb;
@@ -200,34 +200,4 @@ async fn the_fleet_page_shows_every_peer_flags_disagreements_and_dead_peers() {
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     shutdown.trigger();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn chromium(args: &[String]) -> (String, String) {
-    let binary = require_binary("chromium", "chromium");
-    let profile = temp_dir("fleet-chromium-profile");
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("chromium finishes within 90 s")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }

@@ -15,7 +15,7 @@ use foobar_core::monitor::Monitor;
 use foobar_core::status::{Format, Health, Snapshot, StatusEvent, StatusSource, Table, View};
 use foobar_core::Shutdown;
 use serde_json::json;
-use support::{require_binary, serve_admin, temp_dir, test_output_dir, wait_for};
+use support::{chromium, serve_admin, test_output_dir, wait_for};
 
 /// A load balancer in a known state, its counters growing with time so the
 /// page has rates to derive.
@@ -148,37 +148,6 @@ impl StatusSource for CertReload {
         Snapshot::new("custom", &json!({ "certificates": 2, "last_reload": "ok" }))
             .health(Health::Up)
     }
-}
-
-async fn chromium(args: &[String]) -> (String, String) {
-    let binary = require_binary("chromium", "chromium");
-    let profile = temp_dir("chromium-profile");
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("chromium finishes within 90 s")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

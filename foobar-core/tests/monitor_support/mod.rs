@@ -279,3 +279,36 @@ pub fn sample_text<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
 }
+
+/// Runs headless Chromium (Debian `chromium`, installed when missing) with
+/// `args` and a throw-away profile; its stdout and stderr.
+pub async fn chromium(args: &[String]) -> (String, String) {
+    let binary = require_binary("chromium", "chromium");
+    let profile = temp_dir("chromium-profile");
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("chromium finishes within 90 s")
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
