@@ -17,43 +17,14 @@ WARMUP=2000
 export RUST_LOG=error
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || need+=(nginx)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-if ((${#need[@]})); then
-    echo "installing ${need[*]}" >&2
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
-fi
+. "$(dirname "$0")/common.sh"
+install_missing valgrind:valgrind nginx:nginx haproxy:haproxy h2load:nghttp2-client
 
 echo "building lb-bench (release)..." >&2
 cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p foobar-examples --bin lb-bench >&2
 LB_BIN="$ROOT/target/release/lb-bench"
 
-WORK=$(mktemp -d /tmp/foobar-lb-layers.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_port() {
-    for _ in $(seq 1 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listening on port $1" >&2
-    return 1
-}
+start_workdir lb-layers
 
 BACKEND=$(free_port)
 cat > "$WORK/backend.conf" <<CONF
@@ -73,7 +44,7 @@ http {
 CONF
 nginx -p "$WORK" -c "$WORK/backend.conf" &
 PIDS+=($!)
-wait_port "$BACKEND"
+wait_port "$BACKEND" 600
 
 # Runs "$@" under callgrind (instrumentation off), warms it up, counts the
 # instructions of $REQUESTS requests on $CONNS keep-alive connections, and
@@ -85,7 +56,7 @@ count() {
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" \
         >"$WORK/target.log" 2>&1 &
     local pid=$!
-    wait_port "$port"
+    wait_port "$port" 600
     h2load --h1 -n "$WARMUP" -c "$CONNS" "http://127.0.0.1:$port/" >/dev/null
     callgrind_control -i on "$pid" >/dev/null
     h2load --h1 -n "$REQUESTS" -c "$CONNS" "http://127.0.0.1:$port/" >"$WORK/h2load.log"

@@ -53,48 +53,17 @@ WORKERS=${WORKERS:-1}
 E2E_FOOBAR=${E2E_FOOBAR:-lb}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
-need=()
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v openssl >/dev/null || need+=(openssl)
-[ -n "${ATTACKS:-}" ] && { command -v slowhttptest >/dev/null || need+=(slowhttptest); }
-if ((${#need[@]})); then
-    echo "installing ${need[*]}" >&2
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
-fi
+. "$(dirname "$0")/common.sh"
+pkgs=(haproxy:haproxy nginx:nginx wrk:wrk h2load:nghttp2-client openssl:openssl)
+[ -n "${ATTACKS:-}" ] && pkgs+=(slowhttptest:slowhttptest)
+install_missing "${pkgs[@]}"
 
 echo "building lb and lb-bench (release)..." >&2
 cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p foobar-examples --bin lb-bench --bin lb >&2
 BENCH_BIN="$ROOT/target/release/lb-bench"
 LB_BIN="$ROOT/target/release/lb"
 
-WORK=$(mktemp -d /tmp/foobar-lb-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# A free TCP port on 127.0.0.1 (bound then released by the kernel's choice).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listening on port $1; logs:" >&2
-    tail -n 5 "$WORK"/*.log "$WORK"/*/error.log >&2 2>/dev/null || true
-    return 1
-}
+start_workdir lb-bench
 
 # Certificates: a self-signed one for the terminating front ends; a CA, the
 # backends' certificate and the balancers' client certificate for e2e.

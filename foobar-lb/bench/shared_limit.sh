@@ -26,17 +26,8 @@ RATE=${RATE:-1000000}
 PROFILE=${PROFILE:-release}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v openssl >/dev/null || need+=(openssl)
-if ((${#need[@]})); then
-    echo "installing ${need[*]}" >&2
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
-fi
+. "$(dirname "$0")/common.sh"
+install_missing nginx:nginx wrk:wrk redis-server:redis-server openssl:openssl
 
 if [ -z "${LB_BIN:-}" ]; then
     echo "building lb ($PROFILE)..." >&2
@@ -45,27 +36,7 @@ if [ -z "${LB_BIN:-}" ]; then
     case "$PROFILE" in dev) LB_BIN="$TARGET_DIR/debug/lb" ;; *) LB_BIN="$TARGET_DIR/$PROFILE/lb" ;; esac
 fi
 
-WORK=$(mktemp -d /tmp/foobar-shared-limit.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listening on port $1; logs:" >&2
-    tail -n 5 "$WORK"/*.log >&2 2>/dev/null || true
-    return 1
-}
+start_workdir shared-limit
 
 # A CA; the front's and the backend's certificates from it.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \

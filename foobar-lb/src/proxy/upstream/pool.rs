@@ -226,7 +226,9 @@ impl Http1Pool {
         if self.max_idle == 0 || !conn.read_buf.is_empty() || conn.eof {
             return;
         }
-        let mut idle = self.idle();
+        let index = self.slot_index();
+        let slot = &self.slots[index];
+        let mut idle = slot.idle();
         if idle.len() >= self.max_idle {
             idle.pop_front();
         }
@@ -235,8 +237,6 @@ impl Http1Pool {
             since: Instant::now(),
         });
         drop(idle);
-        let index = self.slot_index();
-        let slot = &self.slots[index];
         if !slot.sweeping.load(Ordering::Relaxed) && !slot.sweeping.swap(true, Ordering::AcqRel) {
             tokio::spawn(sweep(Arc::downgrade(self), index));
         }
