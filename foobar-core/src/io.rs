@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// Implements `AsyncRead` for a wrapper by passing reads to its `inner`
 /// stream (the wrappers that only change writing, or nothing).
@@ -161,19 +161,98 @@ pub struct WriteStalled {
     pub after: Duration,
 }
 
-/// A stream whose writes fail with [`io::ErrorKind::TimedOut`] (carrying a
-/// [`WriteStalled`]) once one has
-/// waited `timeout` for the peer to take bytes: a client that stops reading
-/// cannot hold its connection, and what is relayed to it, forever. Reads go
-/// straight to the stream, and a stream with no write waiting never times
-/// out, so idle keep-alive connections and quiet WebSockets are left alone.
+/// Why a [`WriteTimeout`] stream with a [`MinWriteRate`] failed a write:
+/// while writes waited for the peer, it took bytes more slowly than the
+/// rate. The `io::Error` (kind `TimedOut`) carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the peer took {taken} bytes while writes waited {waited:?}, under {} bytes/s", .min.bytes_per_second)]
+#[non_exhaustive]
+pub struct WriteTooSlow {
+    /// Bytes the peer took in the window.
+    pub taken: u64,
+    /// How long writes waited for the peer in the window.
+    pub waited: Duration,
+    /// The rate it fell short of.
+    pub min: MinWriteRate,
+}
+
+/// The slowest a peer may take bytes while writes to it wait: the defence
+/// against slow readers, which ask for a large response and then read it a
+/// few bytes at a time, each read resetting a plain write timeout.
+///
+/// Only time spent waiting for the peer counts (a connection with nothing
+/// to send is never judged), in windows of `window`: once writes have
+/// waited that long in all, the peer must have taken
+/// `bytes_per_second` for each second of it, or the write fails. A peer
+/// reading at any real network speed never comes near it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MinWriteRate {
+    /// Bytes per second of waiting the peer must take, on average.
+    pub bytes_per_second: u64,
+    /// How long writes may wait before the rate is checked, and the span
+    /// each check covers.
+    pub window: Duration,
+}
+
+impl MinWriteRate {
+    /// At least `bytes_per_second` while writes wait, checked every
+    /// `window` of waiting (at least a millisecond).
+    pub fn new(bytes_per_second: u64, window: Duration) -> Self {
+        Self {
+            bytes_per_second,
+            window: window.max(Duration::from_millis(1)),
+        }
+    }
+
+    /// The bytes a peer must have taken after writes waited `waited`.
+    fn required(&self, waited: Duration) -> u64 {
+        let bytes = u128::from(self.bytes_per_second) * waited.as_millis() / 1000;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+}
+
+/// A stream whose writes fail with [`io::ErrorKind::TimedOut`] once one has
+/// waited `timeout` for the peer to take bytes (carrying a
+/// [`WriteStalled`]), or, with a [`MinWriteRate`], once the peer takes
+/// bytes more slowly than that while writes wait (carrying a
+/// [`WriteTooSlow`]): a client that stops reading, or reads a byte at a
+/// time, cannot hold its connection, and what is relayed to it. Reads go
+/// straight to the stream, and a stream with no write waiting is never
+/// judged, so idle keep-alive connections and quiet WebSockets are left
+/// alone. Each failure is counted in `foobar_write_timeouts_total`.
 #[derive(Debug)]
 pub struct WriteTimeout<IO> {
     inner: IO,
     timeout: Option<Duration>,
-    /// Started when a write (or flush) first cannot go through, with which
-    /// of the two started it; dropped once one of that kind goes through.
-    stalled: Option<(Pin<Box<Sleep>>, Op)>,
+    min_rate: Option<MinWriteRate>,
+    /// Set while a call cannot go through.
+    waiting: Option<Waiting>,
+    /// What the minimum rate is judged on.
+    window: RateWindow,
+}
+
+/// A call that could not go through.
+#[derive(Debug)]
+struct Waiting {
+    /// When it started waiting (or the rate window was last judged).
+    since: Instant,
+    /// Which kind of call started it; one of that kind (or any write)
+    /// going through ends it.
+    by: Op,
+    /// The write timeout's timer.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+/// The minimum rate's current window.
+#[derive(Debug, Default)]
+struct RateWindow {
+    /// Waiting time counted, not including the current wait.
+    waited: Duration,
+    /// Bytes written.
+    taken: u64,
+    /// Fires when the current wait makes the window complete.
+    due: Option<Pin<Box<Sleep>>>,
 }
 
 /// What kind of call started a [`WriteTimeout`]'s timer.
@@ -191,8 +270,18 @@ impl<IO> WriteTimeout<IO> {
         Self {
             inner,
             timeout,
-            stalled: None,
+            min_rate: None,
+            waiting: None,
+            window: RateWindow::default(),
         }
+    }
+
+    /// Also fails writes when the peer takes bytes more slowly than `rate`
+    /// while they wait; `None` (the default) does not.
+    #[must_use]
+    pub fn min_rate(mut self, rate: Option<MinWriteRate>) -> Self {
+        self.min_rate = rate;
+        self
     }
 
     /// The underlying stream.
@@ -210,35 +299,92 @@ impl<IO> WriteTimeout<IO> {
         self.inner
     }
 
-    /// Passes on a call's result; one that cannot go through starts (or
-    /// checks) the timer.
+    /// Passes on a call's result (which took `taken` bytes); one that
+    /// cannot go through starts (or checks) the timers.
     fn guard<T>(
         &mut self,
         cx: &mut Context<'_>,
         op: Op,
         poll: Poll<io::Result<T>>,
+        taken: usize,
     ) -> Poll<io::Result<T>> {
-        let Some(limit) = self.timeout else {
+        if self.timeout.is_none() && self.min_rate.is_none() {
             return poll;
-        };
+        }
+        self.window.taken = self.window.taken.saturating_add(taken as u64);
+        let now = Instant::now();
         if poll.is_ready() {
-            // Bytes taken end any stall; a flush only the one it started.
-            if op == Op::Write || self.stalled.as_ref().is_some_and(|(_, by)| *by == op) {
-                self.stalled = None;
+            // Bytes taken end any wait; a flush only the one it started.
+            if op == Op::Write || self.waiting.as_ref().is_some_and(|w| w.by == op) {
+                if let Some(waiting) = self.waiting.take() {
+                    self.window.waited += now.saturating_duration_since(waiting.since);
+                }
+            }
+            // A window complete and met starts over; one not met is failed
+            // at the next wait.
+            if let Some(min) = self.min_rate {
+                if self.waiting.is_none()
+                    && self.window.waited >= min.window
+                    && self.window.taken >= min.required(self.window.waited)
+                {
+                    self.window = RateWindow::default();
+                }
             }
             return poll;
         }
-        let (stalled, _) = self
-            .stalled
-            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(limit)), op));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                WriteStalled { after: limit },
-            ))),
-            Poll::Pending => Poll::Pending,
+        let timeout = self.timeout;
+        let waiting = self.waiting.get_or_insert_with(|| Waiting {
+            since: now,
+            by: op,
+            stall: timeout.map(|after| Box::pin(tokio::time::sleep(after))),
+        });
+        if let (Some(stall), Some(after)) = (waiting.stall.as_mut(), timeout) {
+            if stall.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(write_timed_out(WriteStalled { after }, "stalled")));
+            }
+        }
+        let Some(min) = self.min_rate else {
+            return Poll::Pending;
+        };
+        let window = &mut self.window;
+        loop {
+            let now = Instant::now();
+            let waited = window.waited + now.saturating_duration_since(waiting.since);
+            if waited >= min.window {
+                if window.taken < min.required(waited) {
+                    let too_slow = WriteTooSlow {
+                        taken: window.taken,
+                        waited,
+                        min,
+                    };
+                    return Poll::Ready(Err(write_timed_out(too_slow, "too_slow")));
+                }
+                // Met: a new window starts now, still waiting.
+                *window = RateWindow::default();
+                waiting.since = now;
+                continue;
+            }
+            let due = waiting.since + (min.window - window.waited);
+            let timer = window
+                .due
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
     }
+}
+
+/// The error a [`WriteTimeout`] fails a write with, counted.
+fn write_timed_out<E>(cause: E, reason: &'static str) -> io::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    metrics::counter!("foobar_write_timeouts_total", "reason" => reason).increment(1);
+    io::Error::new(io::ErrorKind::TimedOut, cause)
 }
 
 delegate_read!(WriteTimeout);
@@ -250,7 +396,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, Op::Write, poll)
+        let taken = written(&poll);
+        self.guard(cx, Op::Write, poll, taken)
     }
 
     fn poll_write_vectored(
@@ -259,7 +406,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.guard(cx, Op::Write, poll)
+        let taken = written(&poll);
+        self.guard(cx, Op::Write, poll, taken)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -268,12 +416,20 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.guard(cx, Op::Flush, poll)
+        self.guard(cx, Op::Flush, poll, 0)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.guard(cx, Op::Flush, poll)
+        self.guard(cx, Op::Flush, poll, 0)
+    }
+}
+
+/// The bytes a write took.
+fn written(poll: &Poll<io::Result<usize>>) -> usize {
+    match poll {
+        Poll::Ready(Ok(n)) => *n,
+        _ => 0,
     }
 }
 
@@ -343,5 +499,85 @@ mod tests {
         let result = tokio::time::timeout(Duration::from_secs(5), stalled).await;
         let error = result.expect("timed out by the write timeout").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_peer_taking_a_byte_at_a_time_falls_under_the_minimum_rate() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut b) = tokio::io::duplex(8);
+        let min = MinWriteRate::new(1_000, Duration::from_millis(200));
+        let mut s = WriteTimeout::new(a, Some(Duration::from_secs(5))).min_rate(Some(min));
+        // One byte every 20 ms: each read lets a write through, so the
+        // write timeout alone would never end this.
+        tokio::spawn(async move {
+            let mut byte = [0; 1];
+            for _ in 0..1_000 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if b.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        });
+        let started = Instant::now();
+        let error = s.write_all(&[7; 4096]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let too_slow = *error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<WriteTooSlow>())
+            .expect("failed for its rate");
+        assert_eq!(too_slow.min, min);
+        assert!(too_slow.waited >= min.window, "{too_slow:?}");
+        assert!(
+            too_slow.taken < min.required(too_slow.waited),
+            "{too_slow:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the rate ended it, not the write timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_reading_steadily_passes_window_after_window() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut b) = tokio::io::duplex(64);
+        let min = MinWriteRate::new(1_000, Duration::from_millis(50));
+        let mut s = WriteTimeout::new(a, None).min_rate(Some(min));
+        // 64 bytes a millisecond or so: far above the rate, and always
+        // behind the writer, so that writes wait through many windows.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 64];
+            let mut total = 0;
+            while total < 32 * 1024 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                total += b.read(&mut buf).await.unwrap();
+            }
+            total
+        });
+        s.write_all(&[1; 32 * 1024]).await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(reader.await.unwrap(), 32 * 1024);
+    }
+
+    #[tokio::test]
+    async fn time_with_nothing_to_write_is_not_judged() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut b) = tokio::io::duplex(4);
+        let min = MinWriteRate::new(1_000_000, Duration::from_millis(100));
+        let mut s = WriteTimeout::new(a, None).min_rate(Some(min));
+        // A short wait, then nothing to send for longer than the window.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 8];
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            b.read_exact(&mut buf).await.unwrap();
+            b
+        });
+        s.write_all(&[1; 8]).await.unwrap();
+        let mut b = reader.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        s.write_all(&[2; 4]).await.unwrap();
+        let mut got = [0; 4];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [2; 4]);
     }
 }

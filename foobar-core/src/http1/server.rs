@@ -64,7 +64,7 @@ where
 {
     let drained = drain;
     let mut conn = Conn {
-        io: WriteTimeout::new(io, config.write_timeout),
+        io: WriteTimeout::new(io, config.write_timeout).min_rate(config.min_write_rate),
         read_buf: buffered,
         write_buf: Vec::with_capacity(4 * 1024),
         config,

@@ -24,6 +24,10 @@ pub(crate) fn describe() {
         "Failed accepts (descriptor or memory exhaustion); each pauses accepting briefly."
     );
     describe_counter!(
+        "foobar_write_timeouts_total",
+        "Connections whose writes failed because the client stopped reading (stalled) or read too slowly (too_slow), by reason."
+    );
+    describe_counter!(
         "foobar_header_timeouts_total",
         "Connections closed because no request head arrived within the header timeout."
     );

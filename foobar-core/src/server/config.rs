@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::io::MinWriteRate;
+
 /// HTTP protocol settings, with defaults fit for a server facing the
 /// internet.
 #[derive(Clone, Debug)]
@@ -25,6 +27,13 @@ pub struct HttpConfig {
     /// A connection with nothing to send is not affected. `None` waits
     /// forever. Default: 60 s.
     pub write_timeout: Option<Duration>,
+    /// The slowest a client may take bytes while writes to it wait
+    /// (responses, tunnels, HTTP/2 frames); the connection is closed when
+    /// it falls behind. This is what ends slow readers, who keep a
+    /// connection and the response behind it by reading a few bytes at a
+    /// time, so that the write timeout never runs out. `None` disables it.
+    /// Default: 240 bytes per second, checked over each 10 s of waiting.
+    pub min_write_rate: Option<MinWriteRate>,
     /// Most concurrent HTTP/2 streams per connection. Default: 256.
     pub max_concurrent_streams: u32,
     /// Interval of HTTP/2 keep-alive pings that detect dead peers; `None`
@@ -52,6 +61,7 @@ impl Default for HttpConfig {
             max_header_bytes: 64 * 1024,
             max_headers: Self::HYPER_MAX_HEADERS,
             write_timeout: Some(Duration::from_secs(60)),
+            min_write_rate: Some(MinWriteRate::new(240, Duration::from_secs(10))),
             max_concurrent_streams: 256,
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),

@@ -139,10 +139,10 @@ where
         inner: shared.http.clone(),
         info,
     };
-    let io = TokioIo::new(WriteTimeout::new(
-        Rewind::new(buffered, io),
-        shared.http_config.write_timeout,
-    ));
+    let io = TokioIo::new(
+        WriteTimeout::new(Rewind::new(buffered, io), shared.http_config.write_timeout)
+            .min_rate(shared.http_config.min_write_rate),
+    );
     let conn = shared.builder.serve_connection_with_upgrades(io, service);
     let mut conn = pin!(conn);
     let drained = tokio::select! {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use bytes::Bytes;
+use foobar_core::io::MinWriteRate;
 use foobar_core::HttpConfig;
 use foobar_core::RequestBody;
 use foobar_lb::policy::RoundRobin;
@@ -319,8 +320,10 @@ async fn a_backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+/// A client asks for a body of 1 GiB, takes the status line, then reads
+/// `sip` bytes every 10 ms (or nothing, if 0) until the proxy hangs up.
+/// Returns how long after the status line the backend's writes failed.
+async fn big_download_cut_off(http: HttpConfig, sip: usize) -> Duration {
     const ANNOUNCED: usize = 1 << 30;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -345,8 +348,6 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     });
     let proxy = Proxy::builder(RoundRobin::new()).build().unwrap();
     proxy.add_backend(&url).unwrap();
-    let mut http = HttpConfig::default();
-    http.write_timeout = Some(Duration::from_millis(300));
     let front = crate::serve_front_with(proxy, http).await;
     let mut client = TcpStream::connect(front.addr).await.unwrap();
     client
@@ -356,15 +357,53 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let mut status = [0u8; 12];
     client.read_exact(&mut status).await.unwrap();
     assert_eq!(&status, b"HTTP/1.1 200");
-    // The client reads nothing more: the proxy gives up on it, and on the
-    // backend's connection with it.
+    let started = Instant::now();
+    if sip > 0 {
+        // Bounded: at most 10 s of sips.
+        tokio::spawn(async move {
+            let mut buf = vec![0; sip];
+            for _ in 0..1_000 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if matches!(client.read(&mut buf).await, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+        });
+    } else {
+        tokio::spawn(async move {
+            // Holds the connection without reading until the proxy ends it.
+            let _held = client;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        });
+    }
+    // The proxy gives up on the client, and on the backend's connection
+    // with it.
     let outcome = tokio::time::timeout(Duration::from_secs(10), outcome_rx)
         .await
         .expect("the backend's writes fail within 10 s")
         .unwrap();
     let sent = outcome.expect_err("the backend could not send the whole body");
     assert!(sent < ANNOUNCED);
-    drop(client);
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let mut http = HttpConfig::default();
+    http.write_timeout = Some(Duration::from_millis(300));
+    http.min_write_rate = None;
+    big_download_cut_off(http, 0).await;
+}
+
+#[tokio::test]
+async fn a_client_reading_a_few_bytes_at_a_time_is_cut_off_by_the_minimum_rate() {
+    let mut http = HttpConfig::default();
+    // The write timeout alone would keep this reader for 30 s at least.
+    http.write_timeout = Some(Duration::from_secs(30));
+    http.min_write_rate = Some(MinWriteRate::new(1_000_000, Duration::from_millis(300)));
+    // 64 bytes every 10 ms: 6.4 kB/s, under the rate.
+    let after = big_download_cut_off(http, 64).await;
+    assert!(after < Duration::from_secs(10), "cut off after {after:?}");
 }
 
 #[tokio::test]
