@@ -44,7 +44,7 @@ use foobar_core::{PlainTcp, Server, Shutdown};
 use foobar_guard::acme::{AcmeConfig, AcmeError, AcmeManager, CertificatesStatus, RedirectToHttps};
 use foobar_guard::rate_limit::{Fallback, RateLimitLayer, RedisLimits, RedisRateLimitLayer};
 use foobar_guard::tls::{TlsConfig, TlsLayer};
-use foobar_guard::{ConnLimitLayer, FirewallLayer, Rules};
+use foobar_guard::{ConnLimitLayer, FirewallLayer, HandshakeRateLimitLayer, Rules};
 use foobar_lb::discovery::{DiscoveredBackend, Discovery, DiscoveryError, FileSource};
 use foobar_lb::health::{HealthCheck, OutlierDetection};
 use foobar_lb::policy::RoundRobin;
@@ -97,6 +97,14 @@ pub struct LbArgs {
     /// Open connections per client address
     #[arg(long, default_value_t = 256)]
     pub max_per_client: usize,
+    /// New connections (so TLS handshakes) per second per client address;
+    /// a client over it is closed before its handshake [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub handshake_rate: Option<u32>,
+    /// New connections a client may open at once [default: twice
+    /// --handshake-rate]
+    #[arg(long, value_name = "N")]
+    pub handshake_burst: Option<u32>,
     /// A web server, https://host:port (repeatable)
     #[arg(long = "backend", value_name = "URL")]
     pub backends: Vec<String>,
@@ -236,6 +244,8 @@ struct LbFile {
     burst: Option<u32>,
     max_connections: Option<usize>,
     max_per_client: Option<usize>,
+    handshake_rate: Option<u32>,
+    handshake_burst: Option<u32>,
     backend: Option<Vec<String>>,
     workers: Option<NonZeroUsize>,
     upstream_ca: Option<PathBuf>,
@@ -283,6 +293,9 @@ pub struct LbConfig {
     pub rate_limit: (u32, u32),
     /// Most open connections in all, and per client address.
     pub max_connections: (usize, usize),
+    /// New connections per second per client address, and the burst; no
+    /// limit when `None`.
+    pub handshake_rate: Option<(u32, u32)>,
     /// The web servers, as `https://host:port` URLs.
     pub backends: Vec<String>,
     /// Threads serving requests.
@@ -386,6 +399,20 @@ impl LbConfig {
             .pick_opt("burst", args.burst, file.burst)
             .unwrap_or(rate.saturating_mul(2))
             .max(1);
+        let handshake_rate = parsed
+            .pick_opt("handshake_rate", args.handshake_rate, file.handshake_rate)
+            .map(|rate| {
+                let rate = rate.max(1);
+                let burst = parsed
+                    .pick_opt(
+                        "handshake_burst",
+                        args.handshake_burst,
+                        file.handshake_burst,
+                    )
+                    .unwrap_or(rate.saturating_mul(2))
+                    .max(1);
+                (rate, burst)
+            });
         let client_cert = match (
             opt("client_cert", &args.client_cert, file.client_cert),
             opt("client_key", &args.client_key, file.client_key),
@@ -448,6 +475,7 @@ impl LbConfig {
                 ),
                 parsed.pick("max_per_client", args.max_per_client, file.max_per_client),
             ),
+            handshake_rate,
             backends,
             workers: parsed
                 .pick_opt("workers", args.workers, file.workers)
@@ -689,6 +717,12 @@ pub async fn run(config: LbConfig, shutdown: Shutdown) -> Result<(), AppError> {
         .service(PlainTcp);
     let conn_stage = ServiceBuilder::new()
         .layer(FirewallLayer::new(config.allow))
+        .option_layer(
+            config
+                .handshake_rate
+                .map(|(rate, burst)| HandshakeRateLimitLayer::per_second(rate, burst))
+                .transpose()?,
+        )
         .layer(ConnLimitLayer::new(config.max_connections.0).per_client(config.max_connections.1))
         .layer(TlsLayer::new(tls))
         .service(PlainTcp);

@@ -121,6 +121,15 @@ pub enum Refused {
         /// The configured per-client limit.
         limit: usize,
     },
+    /// The client opened new connections faster than the handshake rate
+    /// limit allows.
+    #[error("connection from {addr} refused: over its rate of new connections, retry in {retry_after:?}")]
+    TooManyHandshakes {
+        /// The client address that was refused.
+        addr: IpAddr,
+        /// How long until the client's next connection would be admitted.
+        retry_after: std::time::Duration,
+    },
     /// The client did not finish the TLS handshake in time.
     #[error("TLS handshake with {peer} timed out after {timeout:?}")]
     TlsHandshakeTimeout {

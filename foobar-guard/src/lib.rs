@@ -15,6 +15,7 @@ pub mod firewall;
 #[cfg(feature = "fuzzing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 pub mod fuzzing;
+pub mod handshake_limit;
 pub mod hygiene;
 pub mod limit;
 mod metric_help;
@@ -31,6 +32,7 @@ pub use error::{
     ConfigError, ProxyHeaderError, QuotaError, Refused, Result, RulesOrigin, SyntaxError,
 };
 pub use firewall::{FirewallLayer, Rules};
+pub use handshake_limit::HandshakeRateLimitLayer;
 pub use ipnet::IpNet;
 pub use limit::ConnLimitLayer;
 pub use proxy_protocol::ProxyProtocolLayer;

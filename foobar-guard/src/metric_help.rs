@@ -11,7 +11,7 @@ pub(crate) fn describe() {
     );
     describe_counter!(
         "foobar_connections_refused_total",
-        "Connections refused by the connection limits, by reason (total_limit, client_limit)."
+        "Connections refused by the connection limits, by reason (total_limit, client_limit, handshake_rate)."
     );
     describe_gauge!(
         "foobar_connections_limited_open",
@@ -23,7 +23,7 @@ pub(crate) fn describe() {
     );
     describe_counter!(
         "foobar_rate_limit_resets_total",
-        "Times the rate limiter's key table was full and started over."
+        "Times a rate limiter's key table was full and started over, by limit (requests, handshakes)."
     );
     describe_counter!(
         "foobar_proxy_protocol_refused_total",

@@ -1,12 +1,17 @@
-//! Connection limits and per-client rate limits on real sockets.
+//! Connection limits, handshake rate limits and per-client rate limits on
+//! real sockets.
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foobar_core::tls::DevCa;
 use foobar_core::PlainTcp;
+use foobar_guard::handshake_limit::HandshakeRateLimitLayer;
 use foobar_guard::limit::ConnLimitLayer;
 use foobar_guard::rate_limit::RateLimitLayer;
+use foobar_guard::tls::{TlsConfig, TlsLayer};
 use foobar_guard::{FirewallLayer, Rules, TrustedProxies};
 use support::{closed_by_peer, connect_from, get_from, ip, send_raw, serve, App, Reply};
 use tower::ServiceBuilder;
@@ -173,5 +178,81 @@ async fn the_key_table_stays_bounded_under_a_flood_of_distinct_keys() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+    }
+}
+
+/// A TLS handshake and one request from `source`: the status, or the
+/// error that ended the handshake.
+async fn tls_get_from(
+    client: Arc<rustls::ClientConfig>,
+    source: std::net::IpAddr,
+    server: std::net::SocketAddr,
+) -> std::io::Result<Option<u16>> {
+    let tcp = connect_from(source, server).await;
+    let name = foobar_core::tls::server_name("localhost").unwrap();
+    let mut tls = tokio::time::timeout(
+        support::DEADLINE,
+        tokio_rustls::TlsConnector::from(client).connect(name, tcp),
+    )
+    .await
+    .expect("the handshake ends within the deadline")?;
+    Ok(send_raw(
+        &mut tls,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .status())
+}
+
+#[tokio::test]
+async fn a_client_over_its_handshake_rate_is_closed_before_the_handshake() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let limit = metrics::with_local_recorder(&recorder, || {
+        HandshakeRateLimitLayer::per_second(2, 3).unwrap()
+    });
+    let ca = DevCa::new().unwrap();
+    let identity = ca.server_cert(["localhost"]).unwrap().identity().unwrap();
+    let tls = TlsConfig::builder().identity(identity).build().unwrap();
+    let server = serve(
+        ServiceBuilder::new()
+            .layer(limit.clone())
+            .layer(TlsLayer::new(tls))
+            .service(PlainTcp),
+        App,
+    );
+    let client = ca.client_tls().build().unwrap();
+    let flooder = ip("127.0.0.46");
+
+    // The burst is admitted and served...
+    for _ in 0..3 {
+        let served = tls_get_from(client.clone(), flooder, server.addr).await;
+        assert_eq!(served.unwrap(), Some(200));
+    }
+    // ...the next connection is closed before a handshake...
+    let refused = tls_get_from(client.clone(), flooder, server.addr).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let text = metrics.render();
+    assert!(
+        text.contains("foobar_connections_refused_total{reason=\"handshake_rate\"} 1"),
+        "{text}"
+    );
+    // ...while another client's handshakes go on...
+    let other = tls_get_from(client.clone(), ip("127.0.0.47"), server.addr).await;
+    assert_eq!(other.unwrap(), Some(200));
+    assert_eq!(limit.tracked_clients(), 2);
+
+    // ...and the flooder is admitted again once its bucket refills (two
+    // tokens a second).
+    let deadline = Instant::now() + support::DEADLINE;
+    loop {
+        match tls_get_from(client.clone(), flooder, server.addr).await {
+            Ok(status) => {
+                assert_eq!(status, Some(200));
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "never admitted again: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

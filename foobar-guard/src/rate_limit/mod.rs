@@ -37,29 +37,27 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `foobar_rate_limited_requests_total` | counter | – |
-//! | `foobar_rate_limit_resets_total` | counter (key table reset at `max_keys`) | – |
+//! | `foobar_rate_limit_resets_total` | counter (key table reset at `max_keys`) | `limit="requests"` |
 //! | `foobar_unknown_client_requests_total` | counter (refused: no client address) | `layer="rate_limit"` |
 
+mod buckets;
 mod key;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use governor::clock::Clock;
-use governor::DefaultKeyedRateLimiter;
 pub use governor::Quota;
 use http::{Request, Response, StatusCode};
 use metrics::Counter;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub(crate) use self::buckets::Buckets;
 pub use self::key::{ClientIpKey, KeyExtractor};
 #[cfg(feature = "redis")]
 pub use self::redis::{
@@ -71,11 +69,6 @@ use crate::error::{ConfigError, QuotaError, Result};
 use crate::response_future::Rejection;
 pub use crate::response_future::ResponseFuture;
 use crate::unknown_client::{UnknownClient, UnknownClientAlarm};
-
-/// How often idle buckets are dropped.
-const CLEANUP_EVERY: Duration = Duration::from_secs(10);
-/// How many requests pass between checks of the key count.
-const CHECK_EVERY: usize = 1024;
 
 /// Limits the request rate per client. See the [module docs](self).
 pub struct RateLimitLayer<K: KeyExtractor = ClientIpKey> {
@@ -97,26 +90,16 @@ impl<K: KeyExtractor> std::fmt::Debug for RateLimitLayer<K> {
 }
 
 struct Shared<K: KeyExtractor> {
-    /// Swapped for an empty one when the key table must be reset.
-    limiter: ArcSwap<DefaultKeyedRateLimiter<K::Key>>,
-    quota: Quota,
+    buckets: Buckets<K::Key>,
     extractor: Arc<K>,
-    max_keys: usize,
-    calls: AtomicUsize,
-    started: Instant,
-    /// Milliseconds since `started` of the last cleanup.
-    last_cleanup: AtomicU64,
     limited: Counter,
-    resets: Counter,
     unknown_alarm: UnknownClientAlarm,
 }
 
 impl<K: KeyExtractor> std::fmt::Debug for Shared<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
-            .field("quota", &self.quota)
-            .field("keys", &self.limiter.load().len())
-            .field("max_keys", &self.max_keys)
+            .field("buckets", &self.buckets)
             .finish_non_exhaustive()
     }
 }
@@ -176,15 +159,13 @@ impl<K: KeyExtractor> RateLimitLayer<K> {
         crate::metric_help::describe();
         Self {
             shared: Arc::new(Shared {
-                limiter: ArcSwap::from_pointee(DefaultKeyedRateLimiter::keyed(quota)),
-                quota,
+                buckets: Buckets::new(
+                    quota,
+                    max_keys,
+                    metrics::counter!("foobar_rate_limit_resets_total", "limit" => "requests"),
+                ),
                 extractor,
-                max_keys,
-                calls: AtomicUsize::new(0),
-                started: Instant::now(),
-                last_cleanup: AtomicU64::new(0),
                 limited: metrics::counter!("foobar_rate_limited_requests_total"),
-                resets: metrics::counter!("foobar_rate_limit_resets_total"),
                 unknown_alarm: UnknownClientAlarm::new("rate_limit"),
             }),
         }
@@ -192,22 +173,26 @@ impl<K: KeyExtractor> RateLimitLayer<K> {
 
     /// Keys requests with `extractor` instead.
     pub fn key<K2: KeyExtractor>(self, extractor: K2) -> RateLimitLayer<K2> {
-        RateLimitLayer::build(self.shared.quota, Arc::new(extractor), self.shared.max_keys)
+        RateLimitLayer::build(
+            self.shared.buckets.quota(),
+            Arc::new(extractor),
+            self.shared.buckets.max_keys(),
+        )
     }
 
     /// The most keys kept before the table is reset. Default: 1,000,000.
     #[must_use]
     pub fn max_keys(self, max_keys: usize) -> Self {
         Self::build(
-            self.shared.quota,
+            self.shared.buckets.quota(),
             self.shared.extractor.clone(),
-            max_keys.max(1),
+            max_keys,
         )
     }
 
     /// The number of keys currently tracked.
     pub fn tracked_keys(&self) -> usize {
-        self.shared.limiter.load().len()
+        self.shared.buckets.len()
     }
 }
 
@@ -215,11 +200,7 @@ impl<K: KeyExtractor> Shared<K> {
     /// Takes a token from `key`'s local bucket: `None` when the request may
     /// pass, else the whole seconds (at least one) until it may.
     fn check_local(&self, key: &K::Key) -> Option<u64> {
-        let limiter = self.limiter.load();
-        let not_until = limiter.check_key(key).err()?;
-        Some(retry_after_seconds(
-            not_until.wait_time_from(limiter.clock().now()),
-        ))
+        self.buckets.check(key).map(retry_after_seconds)
     }
 
     /// The 429 answer, counted.
@@ -234,43 +215,9 @@ impl<K: KeyExtractor> Shared<K> {
         .for_request(headers)
     }
 
-    /// Keeps the key table bounded; cheap except on the rare call that
-    /// cleans up.
+    /// Keeps the key table bounded.
     fn maintain(&self) {
-        let calls = self.calls.fetch_add(1, Ordering::Relaxed);
-        if calls % CHECK_EVERY != 0 {
-            return;
-        }
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_cleanup.load(Ordering::Relaxed);
-        let due = now_ms.saturating_sub(last) >= CLEANUP_EVERY.as_millis() as u64;
-        let limiter = self.limiter.load();
-        let over = limiter.len() > self.max_keys;
-        if !(due || over) {
-            return;
-        }
-        // One caller cleans up; the others go on.
-        if self
-            .last_cleanup
-            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        limiter.retain_recent();
-        if limiter.len() > self.max_keys {
-            // Every bucket is recent (a flood of distinct keys): forget them
-            // all rather than grow without bound.
-            tracing::warn!(
-                max_keys = self.max_keys,
-                "rate limiter key table full; resetting it"
-            );
-            self.resets.increment(1);
-            self.limiter
-                .store(Arc::new(DefaultKeyedRateLimiter::keyed(self.quota)));
-        } else {
-            limiter.shrink_to_fit();
-        }
+        self.buckets.maintain();
     }
 }
 

@@ -238,7 +238,7 @@ where
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(RedisSetupError::NoRuntime);
         }
-        let quota = self.shared.quota;
+        let quota = self.shared.buckets.quota();
         let interval = quota.replenish_interval();
         let burst = quota.burst_size().get();
         let per_second =
@@ -262,7 +262,7 @@ where
         crate::metric_help::describe();
         Ok(RedisRateLimitLayer {
             shared: Arc::new(RedisShared {
-                leases: Leases::new(lease, self.shared.max_keys),
+                leases: Leases::new(lease, self.shared.buckets.max_keys()),
                 local: self.shared,
                 store: Arc::new(store),
                 fallback: limits.fallback,
