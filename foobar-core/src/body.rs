@@ -5,10 +5,13 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+
+use crate::http1::Deadline;
 
 /// A request body: read lazily from the client's connection as the
 /// service asks for it, never buffered whole.
@@ -18,6 +21,10 @@ use http_body::{Body, Frame, SizeHint};
 /// connection on demand (and `100 Continue` is sent when the client asked
 /// for it, on the first read). HTTP/2 bodies, and those of requests that
 /// switch protocols, come from hyper.
+///
+/// A body that keeps the service waiting longer than the server's
+/// [`body_read_timeout`](crate::HttpConfig::body_read_timeout) for its
+/// next bytes yields [`BodyError::TimedOut`].
 #[derive(Debug, Default)]
 pub struct RequestBody {
     kind: Kind,
@@ -29,7 +36,9 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Streamed(Streamed),
-    Hyper(hyper::body::Incoming),
+    Hyper(Hyper),
+    /// Failed for good; the error is given on every poll.
+    Failed(BodyError),
 }
 
 /// Why a request body could not be read to its end.
@@ -42,9 +51,13 @@ pub enum BodyError {
     /// The body's chunked framing was invalid.
     #[error("the request body's chunked framing is invalid")]
     Framing,
-    /// Reading from the client failed, or timed out.
+    /// Reading from the client failed.
     #[error("reading the request body failed")]
     Io,
+    /// Nothing of the body came within the server's body read timeout
+    /// while the service waited for it.
+    #[error("the request body sent nothing within the body read timeout")]
+    TimedOut,
 }
 
 impl RequestBody {
@@ -64,10 +77,17 @@ impl RequestBody {
         }
     }
 
-    /// A body that hyper reads (HTTP/2, protocol switches).
-    pub(crate) fn hyper(body: hyper::body::Incoming) -> Self {
+    /// A body that hyper reads (HTTP/2, protocol switches), failing when
+    /// it keeps the service waiting for longer than `idle` (if set).
+    pub(crate) fn hyper(body: hyper::body::Incoming, idle: Option<Duration>) -> Self {
         Self {
-            kind: Kind::Hyper(body),
+            kind: Kind::Hyper(Hyper {
+                body,
+                idle: idle.map(|limit| IdleLimit {
+                    limit,
+                    deadline: None,
+                }),
+            }),
         }
     }
 
@@ -81,8 +101,44 @@ impl RequestBody {
 }
 
 impl From<hyper::body::Incoming> for RequestBody {
+    /// The body as hyper reads it, with no idle limit.
     fn from(body: hyper::body::Incoming) -> Self {
-        Self::hyper(body)
+        Self::hyper(body, None)
+    }
+}
+
+/// A body hyper reads, and how long it may keep the service waiting.
+#[derive(Debug)]
+struct Hyper {
+    body: hyper::body::Incoming,
+    idle: Option<IdleLimit>,
+}
+
+/// The body read timeout of one body.
+#[derive(Debug)]
+struct IdleLimit {
+    limit: Duration,
+    /// Made at the first wait: most bodies come whole with their request
+    /// or at once, and never need a timer.
+    deadline: Option<Deadline>,
+}
+
+impl IdleLimit {
+    /// Something came: the next wait starts the clock again.
+    fn came(&mut self) {
+        if let Some(deadline) = &mut self.deadline {
+            deadline.disarm();
+        }
+    }
+
+    /// The service waits for the body: ready once it has waited too long.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline.get_or_insert_with(Deadline::new);
+        // Armed once per wait, so that wake-ups do not push it back.
+        if !deadline.is_armed() {
+            deadline.arm(self.limit);
+        }
+        deadline.poll_expired(cx)
     }
 }
 
@@ -163,10 +219,29 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Failed(error) => Poll::Ready(Some(Err((*error).into()))),
+            Kind::Hyper(hyper) => {
+                let polled = Pin::new(&mut hyper.body).poll_frame(cx);
+                let Some(idle) = &mut hyper.idle else {
+                    return polled.map_err(Into::into);
+                };
+                if polled.is_ready() {
+                    idle.came();
+                    return polled.map_err(Into::into);
+                }
+                if idle.poll_expired(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                metrics::counter!("foobar_request_body_timeouts_total").increment(1);
+                // Dropping hyper's body gives up the stream's receiving
+                // side (and the data h2 holds for it) at once.
+                this.kind = Kind::Failed(BodyError::TimedOut);
+                Poll::Ready(Some(Err(BodyError::TimedOut.into())))
+            }
             Kind::Streamed(streamed) => {
                 let mut state = streamed.shared.lock();
                 if let Some(frame) = state.frames.pop_front() {
@@ -202,7 +277,8 @@ impl Body for RequestBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Hyper(body) => body.is_end_stream(),
+            Kind::Hyper(hyper) => hyper.body.is_end_stream(),
+            Kind::Failed(_) => false,
             Kind::Streamed(streamed) => {
                 streamed.length == Some(0) && {
                     let state = streamed.shared.lock();
@@ -216,7 +292,8 @@ impl Body for RequestBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Hyper(body) => body.size_hint(),
+            Kind::Hyper(hyper) => hyper.body.size_hint(),
+            Kind::Failed(_) => SizeHint::default(),
             Kind::Streamed(streamed) => match streamed.length {
                 Some(left) => SizeHint::with_exact(left),
                 None => SizeHint::default(),

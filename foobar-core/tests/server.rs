@@ -402,3 +402,71 @@ async fn invalid_addresses_are_named() {
     }
     assert!(matches!(Server::builder().build(), Err(Error::NoAddress)));
 }
+
+/// A server on 127.0.0.1 with these HTTP settings whose service reads each
+/// request body whole ([`read_body`]); its address.
+fn body_server_with(config: foobar_core::HttpConfig) -> SocketAddr {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .http(config)
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    start(server, tower::service_fn(read_body));
+    addr
+}
+
+#[tokio::test]
+async fn an_idle_http1_request_body_times_out_and_the_connection_closes() {
+    let timeout = Duration::from_millis(300);
+    let mut config = foobar_core::HttpConfig::default();
+    config.body_read_timeout = Some(timeout);
+    let addr = body_server_with(config);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    // Three bytes of ten, then nothing.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes in time")
+        .unwrap();
+    assert!(started.elapsed() >= timeout, "answered before the timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert_eq!(get_h1(addr, "/").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_slow_http1_request_body_that_keeps_coming_is_served() {
+    let mut config = foobar_core::HttpConfig::default();
+    config.body_read_timeout = Some(Duration::from_secs(1));
+    let addr = body_server_with(config);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 8\r\n\r\n")
+        .await
+        .unwrap();
+    // A byte every 200 ms, 1.6 s in all: longer than the timeout, but
+    // never silent for that long.
+    let started = Instant::now();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    assert!(started.elapsed() > Duration::from_secs(1));
+    // The answer: `200` and the body's length, 8.
+    let mut answer = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !answer.ends_with(b"\r\n\r\n8") {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut answer)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            other => panic!("{other:?} after {:?}", String::from_utf8_lossy(&answer)),
+        }
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+}

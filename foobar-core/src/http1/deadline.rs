@@ -54,6 +54,11 @@ impl Deadline {
         self.armed = false;
     }
 
+    /// Whether the deadline is armed.
+    pub fn is_armed(&self) -> bool {
+        self.armed
+    }
+
     /// Ready once an armed deadline has passed.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.armed {

@@ -168,7 +168,8 @@ struct Conn<'a, IO> {
     read_buf: BytesMut,
     write_buf: Vec<u8>,
     config: &'a HttpConfig,
-    /// The header read timeout.
+    /// The header read timeout, and the body read timeout while the
+    /// service waits for the request body (the two never overlap).
     deadline: Deadline,
     /// The client ended its side (half-close).
     read_closed: bool,
@@ -185,8 +186,10 @@ where
     /// Reads until a complete request head is in, under the header read
     /// timeout (which also bounds the idle time between requests).
     async fn read_head(&mut self) -> Next {
-        if let Some(limit) = self.config.header_read_timeout {
-            self.deadline.arm(limit);
+        match self.config.header_read_timeout {
+            Some(limit) => self.deadline.arm(limit),
+            // Nothing of a body's wait may carry over.
+            None => self.deadline.disarm(),
         }
         let max_headers = self.config.max_headers.min(request::MAX_HEADERS);
         poll_fn(|cx| loop {
@@ -327,6 +330,8 @@ where
             let mut state = r.shared.lock();
             state.register_conn(cx);
             if state.dropped || !state.want || state.finished || state.error.is_some() {
+                // Nobody waits for the body: no body read timeout.
+                self.deadline.disarm();
                 return Poll::Pending;
             }
         }
@@ -345,6 +350,7 @@ where
         loop {
             match decode(&mut self.read_buf, r) {
                 Ok(true) => {
+                    self.deadline.disarm();
                     let mut state = r.shared.lock();
                     state.want = false;
                     state.wake_body(cx);
@@ -359,9 +365,25 @@ where
             match self.poll_read(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return fail(r, BodyError::Io, cx),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.poll_body_timeout(r, cx),
             }
         }
+    }
+
+    /// The service waits for body bytes that have not come: the body
+    /// fails once it has waited for the body read timeout.
+    fn poll_body_timeout(&mut self, r: &mut Reader, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(limit) = self.config.body_read_timeout else {
+            return Poll::Pending;
+        };
+        // Armed once per wait, so that wake-ups do not push it back.
+        if !self.deadline.is_armed() {
+            self.deadline.arm(limit);
+        }
+        ready!(self.deadline.poll_expired(cx));
+        self.deadline.disarm();
+        metrics::counter!("foobar_request_body_timeouts_total").increment(1);
+        fail(r, BodyError::TimedOut, cx)
     }
 
     /// Writes the response: head, then body frames as they come, while

@@ -35,6 +35,18 @@ pub(crate) fn describe() {
         "foobar_http1_refused_total",
         "HTTP/1.1 requests the server refused before the service saw them (a malformed, oversized or ambiguous head); the connection closes after the answer."
     );
+    describe_counter!(
+        "foobar_request_body_timeouts_total",
+        "Request bodies that failed because nothing of them came within the body read timeout while the service waited (HTTP/1 and HTTP/2)."
+    );
+    describe_counter!(
+        "foobar_http2_goaways_sent_total",
+        "HTTP/2 connections the server closed with a GOAWAY carrying an error code, by that code (reason, lower case: enhance_your_calm for a limit passed such as rapid reset or a CONTINUATION flood, protocol_error, flow_control_error, frame_size_error, compression_error, ...)."
+    );
+    describe_counter!(
+        "foobar_http2_keep_alive_timeouts_total",
+        "HTTP/2 connections closed because the client did not answer a keep-alive ping in time."
+    );
 
     // Access log.
     describe_counter!("foobar_access_log_lines_total", "Access log lines written.");

@@ -14,6 +14,23 @@ pub struct HttpConfig {
     /// connection's first bytes, for HTTP/1 and HTTP/2. `None` disables it.
     /// Default: 10 s.
     pub header_read_timeout: Option<Duration>,
+    /// Longest a request body may keep the service waiting for its next
+    /// bytes, HTTP/1 and HTTP/2 alike. The clock runs only while the
+    /// service reads the body and nothing has come; each piece that comes
+    /// starts it again, so a slow upload that keeps sending is not cut
+    /// off. When it passes, the body yields [`BodyError::TimedOut`]: over
+    /// HTTP/1 the connection closes after the answer, over HTTP/2 the
+    /// stream ends when the service gives up on it (reset, or answered)
+    /// and its slot under [`max_concurrent_streams`] is free again.
+    /// Without it, a client can hold streams (HTTP/2) or connections
+    /// (HTTP/1) for as long as it keeps the connection alive, by starting
+    /// requests whose bodies never come. Streams meant to stay quiet for
+    /// longer, such as gRPC client or bidirectional streaming calls, need a
+    /// longer limit or `None`, which waits forever. Default: 30 s.
+    ///
+    /// [`BodyError::TimedOut`]: crate::BodyError::TimedOut
+    /// [`max_concurrent_streams`]: Self::max_concurrent_streams
+    pub body_read_timeout: Option<Duration>,
     /// Keep HTTP/1.1 connections open between requests. Default: on.
     pub keep_alive: bool,
     /// Largest request head, in bytes (HTTP/1 read buffer, HTTP/2 header
@@ -57,6 +74,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout: Some(Duration::from_secs(10)),
+            body_read_timeout: Some(Duration::from_secs(30)),
             keep_alive: true,
             max_header_bytes: 64 * 1024,
             max_headers: Self::HYPER_MAX_HEADERS,

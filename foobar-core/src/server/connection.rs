@@ -138,6 +138,7 @@ where
     let service = WithConnInfo {
         inner: shared.http.clone(),
         info,
+        body_read_timeout: shared.http_config.body_read_timeout,
     };
     let io = TokioIo::new(
         WriteTimeout::new(Rewind::new(buffered, io), shared.http_config.write_timeout)
@@ -149,6 +150,9 @@ where
         result = conn.as_mut() => {
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
+                if h2 {
+                    count_h2_error(&*error);
+                }
             }
             return;
         }
@@ -159,9 +163,64 @@ where
     if drained {
         conn.as_mut().graceful_shutdown();
         tokio::select! {
-            _ = conn => {}
+            result = conn => {
+                if let (Err(error), true) = (result, h2) {
+                    count_h2_error(&*error);
+                }
+            }
             () = shared.force.cancelled() => tracing::debug!(%peer, "connection cut off at the shutdown deadline"),
         }
+    }
+}
+
+/// Counts an HTTP/2 connection's end by a limit or a protocol error, as far
+/// as hyper's error tells: a `GOAWAY` that h2 sent with an error code, by
+/// that code, or a keep-alive ping left unanswered. Limits that h2 enforces
+/// on single streams (`REFUSED_STREAM`, an oversized header list) never
+/// reach here.
+fn count_h2_error(error: &(dyn std::error::Error + 'static)) {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(error) = error.downcast_ref::<h2::Error>() {
+            // Only ours: a client's own GOAWAY says nothing of our limits.
+            if error.is_go_away() && error.is_library() {
+                if let Some(reason) = error.reason().filter(|r| *r != h2::Reason::NO_ERROR) {
+                    metrics::counter!("foobar_http2_goaways_sent_total", "reason" => reason_label(reason))
+                        .increment(1);
+                }
+            }
+            return;
+        }
+        // On an HTTP/2 connection hyper's only timeout is the keep-alive one.
+        if let Some(error) = error.downcast_ref::<hyper::Error>() {
+            if error.is_timeout() {
+                metrics::counter!("foobar_http2_keep_alive_timeouts_total").increment(1);
+                return;
+            }
+        }
+        source = error.source();
+    }
+}
+
+/// The name of an HTTP/2 error code (RFC 9113 section 7), lower case.
+fn reason_label(reason: h2::Reason) -> &'static str {
+    match u32::from(reason) {
+        0x0 => "no_error",
+        0x1 => "protocol_error",
+        0x2 => "internal_error",
+        0x3 => "flow_control_error",
+        0x4 => "settings_timeout",
+        0x5 => "stream_closed",
+        0x6 => "frame_size_error",
+        0x7 => "refused_stream",
+        0x8 => "cancel",
+        0x9 => "compression_error",
+        0xa => "connect_error",
+        0xb => "enhance_your_calm",
+        0xc => "inadequate_security",
+        0xd => "http_1_1_required",
+        // h2 sends none other; a label per unknown code would be unbounded.
+        _ => "other",
     }
 }
 
@@ -187,6 +246,8 @@ impl Drop for ActiveConnection {
 struct WithConnInfo<S> {
     inner: S,
     info: ConnInfo,
+    /// [`HttpConfig::body_read_timeout`], for the bodies hyper reads.
+    body_read_timeout: Option<Duration>,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for WithConnInfo<S>
@@ -198,7 +259,7 @@ where
     type Future = Oneshot<S, Request<RequestBody>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let mut req = req.map(RequestBody::from);
+        let mut req = req.map(|body| RequestBody::hyper(body, self.body_read_timeout));
         req.extensions_mut().insert(self.info.clone());
         self.inner.clone().oneshot(req)
     }

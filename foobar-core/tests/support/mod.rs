@@ -93,3 +93,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Reads the request body whole, then answers `200` with its length; a
+/// body that timed out is answered `408`, one that failed otherwise `400`.
+pub async fn read_body(
+    req: Request<foobar_core::RequestBody>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    match req.into_body().collect().await {
+        Ok(body) => text(StatusCode::OK, body.to_bytes().len().to_string()),
+        Err(error) if error.downcast_ref() == Some(&foobar_core::BodyError::TimedOut) => {
+            text(StatusCode::REQUEST_TIMEOUT, "timed out")
+        }
+        Err(error) => text(StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
