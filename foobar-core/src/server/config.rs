@@ -26,7 +26,8 @@ pub struct HttpConfig {
     /// (HTTP/1) for as long as it keeps the connection alive, by starting
     /// requests whose bodies never come. Streams meant to stay quiet for
     /// longer, such as gRPC client or bidirectional streaming calls, need a
-    /// longer limit or `None`, which waits forever. Default: 30 s.
+    /// longer limit or `None`, which waits forever. Default: 60 s (nginx's
+    /// `client_body_timeout`).
     ///
     /// [`BodyError::TimedOut`]: crate::BodyError::TimedOut
     /// [`max_concurrent_streams`]: Self::max_concurrent_streams
@@ -74,7 +75,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout: Some(Duration::from_secs(10)),
-            body_read_timeout: Some(Duration::from_secs(30)),
+            body_read_timeout: Some(Duration::from_secs(60)),
             keep_alive: true,
             max_header_bytes: 64 * 1024,
             max_headers: Self::HYPER_MAX_HEADERS,

@@ -58,6 +58,9 @@ impl BodyProgress {
     const ENDED: u8 = 2;
     /// The client's body failed: malformed, or cut short.
     const FAILED: u8 = 3;
+    /// The client's body sent nothing within the server's body read
+    /// timeout.
+    const TIMED_OUT: u8 = 4;
 
     fn set(&self, state: u8) {
         self.0.store(state, Ordering::Relaxed);
@@ -66,6 +69,12 @@ impl BodyProgress {
     /// Whether reading the client's body failed.
     pub(crate) fn failed(&self) -> bool {
         self.0.load(Ordering::Relaxed) == Self::FAILED
+    }
+
+    /// Whether the client's body stopped coming (the server's body read
+    /// timeout ran out).
+    pub(crate) fn timed_out(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::TIMED_OUT
     }
 
     /// Whether the upload is waiting for the client (not for the backend
@@ -359,6 +368,9 @@ impl Body for ProxyBody {
             progress.set(match &poll {
                 Poll::Pending => BodyProgress::WAITING,
                 Poll::Ready(Some(Ok(_))) => BodyProgress::SENDING,
+                Poll::Ready(Some(Err(error))) if body_timed_out(&**error) => {
+                    BodyProgress::TIMED_OUT
+                }
                 Poll::Ready(Some(Err(_))) => BodyProgress::FAILED,
                 Poll::Ready(None) => BodyProgress::ENDED,
             });
@@ -434,4 +446,14 @@ impl IntoProxyBody for UnsyncBoxBody<Bytes, BoxError> {
     fn into_proxy_body(self) -> ProxyBody {
         ProxyBody::of(Kind::Boxed(self))
     }
+}
+
+/// Whether `error` is, or was caused by, the server's body read timeout.
+fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        matches!(
+            e.downcast_ref::<foobar_core::BodyError>(),
+            Some(foobar_core::BodyError::TimedOut)
+        )
+    })
 }

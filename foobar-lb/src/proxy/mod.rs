@@ -11,7 +11,7 @@
 //! | a malformed response, or a `101` nobody asked for | `502`, never retried | yes |
 //! | no response head within the response timeout, connect timeout | `504` | yes |
 //! | the client's body malformed or cut short | `400` | no |
-//! | the client's body stopped coming until the response timeout | `408` | no |
+//! | the client's body stopped coming (the server's body read timeout, or the response timeout first) | `408` | no |
 //! | no, several or an invalid `Host` in HTTP/1.1 | `400` | no |
 //! | `CONNECT` without [`ProxyBuilder::tunnel_connect`] | `405` | no |
 //!
@@ -500,8 +500,8 @@ enum Fault {
     UnexpectedSwitch,
     /// The client's request body was malformed or cut short.
     BadRequestBody,
-    /// The client's request body stopped coming before the response
-    /// timeout.
+    /// The client's request body stopped coming: the server's body read
+    /// timeout, or the response timeout first.
     RequestBodyTimeout,
     /// An HTTP/1.1 request without `Host`.
     MissingHost,
@@ -697,6 +697,9 @@ where
                 Err(error) => error,
             };
             tracing::debug!(backend = in_flight.backend().id(), %error, "upstream request failed");
+            if progress.as_ref().is_some_and(|p| p.timed_out()) {
+                return self.fail(Fault::RequestBodyTimeout, in_flight, &request_id);
+            }
             if progress.as_ref().is_some_and(|p| p.failed()) {
                 return self.fail(Fault::BadRequestBody, in_flight, &request_id);
             }

@@ -168,6 +168,23 @@ async fn a_stalled_upload_is_a_408_not_the_backends_fault() {
 }
 
 #[tokio::test]
+async fn an_upload_stalled_past_the_servers_body_read_timeout_is_a_408() {
+    let (backend, proxy, _) = guarded(|b| b.response_timeout(Some(Duration::from_secs(30)))).await;
+    let mut http = foobar_core::HttpConfig::default();
+    http.body_read_timeout = Some(Duration::from_millis(300));
+    let front = crate::serve_front_with(proxy.clone(), http).await;
+    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+    stream
+        .write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let resp = read_responses(&mut stream, 1, false).await;
+    assert_eq!(resp.first().map(|r| r.status), Some(408), "{resp:?}");
+    unblamed(&proxy, &backend);
+    canary(front.addr, 1).await;
+}
+
+#[tokio::test]
 async fn host_is_checked_as_rfc_9112_asks() {
     let (backend, proxy, front) = guarded(|b| b).await;
     for (case, request) in [
