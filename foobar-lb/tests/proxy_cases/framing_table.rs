@@ -13,19 +13,22 @@
 //!
 //! Each case's bytes are sent at once and the client half-closes, so a
 //! request the front is still waiting on ends at the client's EOF rather
-//! than at a timeout.
+//! than at a timeout. The request table runs twice: on plain TCP and
+//! behind the TLS layer (where the half-close is TLS's `close_notify`).
 //!
 //! Where HAProxy 2.6 answers differently, a comment on the row says why
 //! ours is right. HAProxy is known to accept, and normalize, several forms
 //! refused here; a refusal costs one misbehaving client one request, while
 //! a normalization is only safe if every hop behind us agrees with it.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use foobar_lb::health::OutlierDetection;
 use foobar_lb::policy::RoundRobin;
 use foobar_lb::Proxy;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::support::*;
 
@@ -1069,7 +1072,43 @@ async fn marked_backend() -> StrictBackend {
     .await
 }
 
-async fn guarded_front(backend: &StrictBackend) -> (Proxy, TestServer) {
+/// How the client reaches the front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Tls,
+}
+
+/// A client connection, plain or TLS.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// The front, and how to connect to it.
+struct Front {
+    server: TestServer,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Front {
+    fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    async fn connect(&self) -> Box<dyn Conn> {
+        let tcp = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
+        let Some(config) = &self.tls else {
+            return Box::new(tcp);
+        };
+        let name = foobar_core::tls::server_name("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .expect("a TLS handshake with the front");
+        Box::new(tls)
+    }
+}
+
+async fn guarded_front(backend: &StrictBackend, transport: Transport) -> (Proxy, Front) {
     let proxy = Proxy::builder(RoundRobin::new())
         .outlier_detection(
             OutlierDetection::new()
@@ -1079,17 +1118,29 @@ async fn guarded_front(backend: &StrictBackend) -> (Proxy, TestServer) {
         .build()
         .unwrap();
     proxy.add_backend(&backend.url).unwrap();
-    let front = crate::serve_front(proxy.clone()).await;
+    let front = match transport {
+        Transport::Tcp => Front {
+            server: crate::serve_front(proxy.clone()).await,
+            tls: None,
+        },
+        Transport::Tls => {
+            let (server, client) = serve_tls(proxy.clone()).await;
+            Front {
+                server,
+                tls: Some(client),
+            }
+        }
+    };
     (proxy, front)
 }
 
 /// Runs one case; the mismatches found, as text.
-async fn run(case: &Case) -> Vec<String> {
+async fn run(case: &Case, transport: Transport) -> Vec<String> {
     let backend = marked_backend().await;
-    let (proxy, front) = guarded_front(&backend).await;
+    let (proxy, front) = guarded_front(&backend, transport).await;
     let mut problems = Vec::new();
 
-    let mut stream = tokio::net::TcpStream::connect(front.addr).await.unwrap();
+    let mut stream = front.connect().await;
     let _ = stream.write_all(&case.bytes).await;
     let _ = stream.shutdown().await;
     let head = case.bytes.starts_with(b"HEAD ");
@@ -1168,7 +1219,11 @@ async fn run(case: &Case) -> Vec<String> {
     }
     if problems.is_empty() {
         // Another client is served, with its own answer.
-        let resp = raw_exchange(front.addr, b"GET /canary HTTP/1.1\r\nHost: c\r\n\r\n").await;
+        let mut canary = front.connect().await;
+        let _ = canary
+            .write_all(b"GET /canary HTTP/1.1\r\nHost: c\r\n\r\n")
+            .await;
+        let resp = read_responses(&mut canary, 1, false).await.pop();
         match resp {
             Some(r) if r.status == 200 && r.text() == "GET /canary 0" => {}
             other => problems.push(format!("the canary got {other:?}")),
@@ -1190,8 +1245,8 @@ async fn run(case: &Case) -> Vec<String> {
     problems
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_framing_table() {
+/// Runs every request case over `transport`; panics with the failures.
+async fn request_table(transport: Transport) {
     let cases = request_cases();
     assert!(cases.len() >= 150, "{} request cases", cases.len());
     let mut names = std::collections::HashSet::new();
@@ -1204,7 +1259,7 @@ async fn request_framing_table() {
     }
     let mut failures = Vec::new();
     for case in &cases {
-        let problems = tokio::time::timeout(Duration::from_secs(15), run(case))
+        let problems = tokio::time::timeout(Duration::from_secs(15), run(case, transport))
             .await
             .unwrap_or_else(|_| vec!["no end within 15 s".to_owned()]);
         for problem in problems {
@@ -1213,11 +1268,21 @@ async fn request_framing_table() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases failed:\n{}",
+        "{transport:?}: {} of {} cases failed:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_framing_table() {
+    request_table(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_framing_table_over_tls() {
+    request_table(Transport::Tls).await;
 }
 
 /// What the client gets for a backend's answer.

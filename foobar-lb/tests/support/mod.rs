@@ -150,6 +150,46 @@ where
     serve("127.0.0.1:0", svc).await
 }
 
+/// Serves `svc` behind foobar-guard's TLS layer on a free loopback port,
+/// with a certificate for 127.0.0.1 from a CA made now; returns the server
+/// and a client configuration that trusts it.
+pub async fn serve_tls<S, B>(svc: S) -> (TestServer, Arc<rustls::ClientConfig>)
+where
+    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    use tower::Layer;
+    let ca = foobar_core::tls::DevCa::new().unwrap();
+    let identity = ca.server_cert(["127.0.0.1"]).unwrap().identity().unwrap();
+    let tls = foobar_guard::TlsConfig::builder()
+        .identity(identity)
+        .build()
+        .unwrap();
+    let stage = foobar_guard::TlsLayer::new(tls).layer(foobar_core::PlainTcp);
+    let shutdown = Shutdown::new();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .expect("valid address")
+        .shutdown(shutdown.clone())
+        .grace_period(Duration::from_millis(200))
+        .build()
+        .expect("bind test server");
+    let addr = server.local_addr();
+    let task = tokio::spawn(async move {
+        let _ = server.serve_connections(stage, svc).await;
+    });
+    let server = TestServer {
+        addr,
+        shutdown,
+        task,
+    };
+    (server, ca.client_tls().build().unwrap())
+}
+
 /// An HTTP client (no pooling surprises: keep-alive on, one pool).
 pub fn client() -> Client<HttpConnector, TestBody> {
     client_from(None)
@@ -594,8 +634,8 @@ impl RawResponse {
 /// Reads the responses to `count` requests from `stream` (HEAD answers
 /// have no body when `head`); fewer if the connection ends first. Fails
 /// after 10 s.
-pub async fn read_responses(
-    stream: &mut tokio::net::TcpStream,
+pub async fn read_responses<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
     count: usize,
     head: bool,
 ) -> Vec<RawResponse> {
