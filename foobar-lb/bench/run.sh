@@ -65,60 +65,8 @@ LB_BIN="$ROOT/target/release/lb"
 
 start_workdir lb-bench
 
-# Certificates: a self-signed one for the terminating front ends; a CA, the
-# backends' certificate and the balancers' client certificate for e2e.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign" \
-    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-leaf() { # name subject-alt-names extended-key-usage
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -subj "/CN=$1" -keyout "$WORK/$1.key" -out "$WORK/$1.csr" 2>/dev/null
-    printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "$3" > "$WORK/$1.ext"
-    openssl x509 -req -in "$WORK/$1.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
-        -CAcreateserial -days 2 -extfile "$WORK/$1.ext" -out "$WORK/$1.pem" 2>/dev/null
-}
-leaf backend "DNS:backend.test,IP:127.0.0.1" serverAuth
-leaf client "DNS:lb.test" clientAuth
-cat "$WORK/client.pem" "$WORK/client.key" > "$WORK/client-haproxy.pem"
-
-# Two backends: nginx, one worker each, `return 200`, plain and with TLS
-# that requires the balancers' client certificate.
-BACKEND_PORTS=(); BACKEND_TLS_PORTS=()
-for i in 1 2; do
-    port=$(free_port); tls_port=$(free_port)
-    BACKEND_PORTS+=("$port"); BACKEND_TLS_PORTS+=("$tls_port")
-    mkdir -p "$WORK/backend$i"
-    cat > "$WORK/backend$i/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/backend$i/nginx.pid;
-error_log $WORK/backend$i/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$port reuseport backlog=4096;
-        location / { return 200 "ok\n"; }
-    }
-    server {
-        listen 127.0.0.1:$tls_port ssl backlog=4096;
-        ssl_certificate $WORK/backend.pem;
-        ssl_certificate_key $WORK/backend.key;
-        ssl_client_certificate $WORK/ca.pem;
-        ssl_verify_client on;
-        location / { return 200 "ok\n"; }
-    }
-}
-CONF
-    nginx -p "$WORK/backend$i" -c "$WORK/backend$i/nginx.conf" &
-    PIDS+=($!)
-done
+bench_certificates
+start_backends
 
 declare -A PORT
 for key in foobar_http foobar_tls foobar_e2e foobar_admin haproxy_http haproxy_tls haproxy_e2e \
