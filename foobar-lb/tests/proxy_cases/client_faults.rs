@@ -4,6 +4,7 @@
 //! saw and the backend's passive health, then sends a canary from another
 //! client.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use foobar_lb::health::OutlierDetection;
@@ -152,19 +153,25 @@ async fn a_backend_that_really_fails_is_still_ejected() {
     assert!(proxy.backends().get(&backend.url).unwrap().is_ejected());
 }
 
-#[tokio::test]
-async fn a_stalled_upload_is_a_408_not_the_backends_fault() {
-    let (backend, proxy, front) =
-        guarded(|b| b.response_timeout(Some(Duration::from_millis(300)))).await;
-    let mut stream = TcpStream::connect(front.addr).await.unwrap();
+/// An upload that stops after 10 of its 100 bytes gets a 408, the
+/// backend is not blamed, and the next client is served.
+async fn stalled_upload_is_a_408(backend: &StrictBackend, proxy: &Proxy, front: SocketAddr) {
+    let mut stream = TcpStream::connect(front).await.unwrap();
     stream
         .write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
     let resp = read_responses(&mut stream, 1, false).await;
     assert_eq!(resp.first().map(|r| r.status), Some(408), "{resp:?}");
-    unblamed(&proxy, &backend);
-    canary(front.addr, 1).await;
+    unblamed(proxy, backend);
+    canary(front, 1).await;
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_a_408_not_the_backends_fault() {
+    let (backend, proxy, front) =
+        guarded(|b| b.response_timeout(Some(Duration::from_millis(300)))).await;
+    stalled_upload_is_a_408(&backend, &proxy, front.addr).await;
 }
 
 #[tokio::test]
@@ -173,15 +180,7 @@ async fn an_upload_stalled_past_the_servers_body_read_timeout_is_a_408() {
     let mut http = foobar_core::HttpConfig::default();
     http.body_read_timeout = Some(Duration::from_millis(300));
     let front = crate::serve_front_with(proxy.clone(), http).await;
-    let mut stream = TcpStream::connect(front.addr).await.unwrap();
-    stream
-        .write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
-        .await
-        .unwrap();
-    let resp = read_responses(&mut stream, 1, false).await;
-    assert_eq!(resp.first().map(|r| r.status), Some(408), "{resp:?}");
-    unblamed(&proxy, &backend);
-    canary(front.addr, 1).await;
+    stalled_upload_is_a_408(&backend, &proxy, front.addr).await;
 }
 
 #[tokio::test]
