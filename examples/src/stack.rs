@@ -113,6 +113,10 @@ pub struct StackArgs {
     /// --lb-admin; two or more share the rate limit through a private Redis
     #[arg(long, default_value_t = NonZeroU16::MIN, value_name = "N")]
     pub lbs: NonZeroU16,
+    /// With two or more load balancers: how long each waits for Redis
+    /// before its local fallback decides [default: the lb's own, 50ms]
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub redis_timeout: Option<Duration>,
 }
 
 /// The `stack` command's configuration file: the flags' names, all
@@ -137,6 +141,7 @@ struct StackFile {
     acme_name: Option<Vec<String>>,
     acme_ca_file: Option<PathBuf>,
     lbs: Option<NonZeroU16>,
+    redis_timeout: Option<String>,
 }
 
 /// Addresses and options of a stack.
@@ -159,6 +164,9 @@ pub struct StackConfig {
     pub lbs: Vec<(SocketAddr, SocketAddr)>,
     /// Where the load balancer's ACME certificate comes from, if anywhere.
     pub acme: Option<StackAcme>,
+    /// How long each load balancer waits for the shared Redis; `None`
+    /// leaves the lb's default.
+    pub redis_timeout: Option<Duration>,
 }
 
 /// The ACME CA of the stack's load balancer.
@@ -335,7 +343,17 @@ impl StackConfig {
         let lb = parsed.pick("lb", args.lb, file.lb);
         let lb_admin = parsed.pick("lb_admin", args.lb_admin, file.lb_admin);
         let lbs = lb_addresses(lb, lb_admin, parsed.pick("lbs", args.lbs, file.lbs))?;
+        let file_redis_timeout = file
+            .redis_timeout
+            .as_deref()
+            .map(config::parse_duration)
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                flag: "redis-timeout",
+                reason,
+            })?;
         Ok(Self {
+            redis_timeout: parsed.pick_opt("redis_timeout", args.redis_timeout, file_redis_timeout),
             acme,
             lbs,
             dir: parsed.pick_opt("dir", args.dir.clone(), file.dir),
@@ -596,6 +614,9 @@ pub async fn run(config: StackConfig, shutdown: Shutdown) -> Result<(), AppError
         args.extend(fleet_args(&info, lb.admin));
         if let Some(url) = &info.redis {
             args.push(format!("--redis-url={url}"));
+            if let Some(timeout) = config.redis_timeout {
+                args.push(format!("--redis-timeout={}ms", timeout.as_millis().max(1)));
+            }
         }
         roles.push(RoleProcess::new(lb.name.clone(), args));
     }

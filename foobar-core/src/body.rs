@@ -60,6 +60,15 @@ pub enum BodyError {
     TimedOut,
 }
 
+impl BodyError {
+    /// [`BodyError::TimedOut`], counted in
+    /// `foobar_request_body_timeouts_total`.
+    pub(crate) fn timed_out() -> Self {
+        metrics::counter!("foobar_request_body_timeouts_total").increment(1);
+        Self::TimedOut
+    }
+}
+
 impl RequestBody {
     /// An empty body.
     pub fn empty() -> Self {
@@ -134,11 +143,7 @@ impl IdleLimit {
     /// The service waits for the body: ready once it has waited too long.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline.get_or_insert_with(Deadline::new);
-        // Armed once per wait, so that wake-ups do not push it back.
-        if !deadline.is_armed() {
-            deadline.arm(self.limit);
-        }
-        deadline.poll_expired(cx)
+        deadline.poll_wait(self.limit, cx)
     }
 }
 
@@ -236,11 +241,11 @@ impl Body for RequestBody {
                 if idle.poll_expired(cx).is_pending() {
                     return Poll::Pending;
                 }
-                metrics::counter!("foobar_request_body_timeouts_total").increment(1);
                 // Dropping hyper's body gives up the stream's receiving
                 // side (and the data h2 holds for it) at once.
-                this.kind = Kind::Failed(BodyError::TimedOut);
-                Poll::Ready(Some(Err(BodyError::TimedOut.into())))
+                let error = BodyError::timed_out();
+                this.kind = Kind::Failed(error);
+                Poll::Ready(Some(Err(error.into())))
             }
             Kind::Streamed(streamed) => {
                 let mut state = streamed.shared.lock();

@@ -54,9 +54,14 @@ impl Deadline {
         self.armed = false;
     }
 
-    /// Whether the deadline is armed.
-    pub fn is_armed(&self) -> bool {
-        self.armed
+    /// Ready once a wait has lasted `limit`: the first call after
+    /// [`disarm`](Self::disarm) (or ever) starts the wait, later ones only
+    /// check it, so that wake-ups do not push it back.
+    pub fn poll_wait(&mut self, limit: Duration, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed {
+            self.arm(limit);
+        }
+        self.poll_expired(cx)
     }
 
     /// Ready once an armed deadline has passed.

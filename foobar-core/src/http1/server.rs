@@ -376,14 +376,9 @@ where
         let Some(limit) = self.config.body_read_timeout else {
             return Poll::Pending;
         };
-        // Armed once per wait, so that wake-ups do not push it back.
-        if !self.deadline.is_armed() {
-            self.deadline.arm(limit);
-        }
-        ready!(self.deadline.poll_expired(cx));
+        ready!(self.deadline.poll_wait(limit, cx));
         self.deadline.disarm();
-        metrics::counter!("foobar_request_body_timeouts_total").increment(1);
-        fail(r, BodyError::TimedOut, cx)
+        fail(r, BodyError::timed_out(), cx)
     }
 
     /// Writes the response: head, then body frames as they come, while
