@@ -186,9 +186,10 @@ impl Backend {
         self.ejections.load(Ordering::Relaxed)
     }
 
-    /// The peak-EWMA latency estimate used by the P2C policy.
+    /// The peak-EWMA latency estimate the P2C policy uses now (decayed for
+    /// the time since the last answer).
     pub fn rtt_estimate(&self) -> Duration {
-        Duration::from_nanos(self.ewma.get_nanos() as u64)
+        Duration::from_nanos(self.ewma.load_nanos() as u64)
     }
 
     /// The 99th percentile response time over the last 10–20 s, if any

@@ -130,26 +130,48 @@ impl PeakEwma {
         }
     }
 
+    /// The estimate as of the last sample.
     pub(crate) fn get_nanos(&self) -> f64 {
         f64::from_bits(self.estimate.load(Ordering::Relaxed))
     }
 
+    /// The estimate now: decayed towards zero for the time since the last
+    /// sample. A backend whose estimate jumped once (its first request
+    /// paid for the connection, say) and that then lost every comparison
+    /// gets no new sample to bring it down; decaying when read lets it be
+    /// chosen again, as tower's and Finagle's estimators do.
+    pub(crate) fn load_nanos(&self) -> f64 {
+        let idle = self
+            .now()
+            .saturating_sub(self.updated.load(Ordering::Relaxed));
+        decayed(self.get_nanos(), idle)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn observe(&self, rtt: Duration) {
-        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let now = self.now();
         let last = self.updated.swap(now, Ordering::Relaxed);
         let rtt = rtt.as_nanos() as f64;
         let current = self.get_nanos();
         let next = if rtt > current {
             rtt
         } else {
-            let elapsed = now.saturating_sub(last) as f64;
-            let keep = (-elapsed / Self::DECAY).exp();
+            let keep = decayed(1.0, now.saturating_sub(last));
             current * keep + rtt * (1.0 - keep)
         };
         // Concurrent updates may overwrite each other; either value is a
         // valid estimate.
         self.estimate.store(next.to_bits(), Ordering::Relaxed);
     }
+}
+
+/// `value` after `elapsed_nanos` of exponential decay with time constant
+/// [`PeakEwma::DECAY`].
+fn decayed(value: f64, elapsed_nanos: u64) -> f64 {
+    value * (-(elapsed_nanos as f64) / PeakEwma::DECAY).exp()
 }
 
 #[cfg(test)]
@@ -190,5 +212,18 @@ mod tests {
         assert_eq!(e.get_nanos() as u64, 50_000_000);
         e.observe(Duration::from_millis(1));
         assert!(e.get_nanos() <= 50e6);
+    }
+
+    #[test]
+    fn an_estimate_without_new_samples_decays_when_read() {
+        let e = PeakEwma::new(Duration::from_millis(10));
+        e.observe(Duration::from_millis(200));
+        // Just read: as observed, give or take the nanoseconds since.
+        assert!(e.load_nanos() > 199e6 && e.load_nanos() <= 200e6);
+        // One time constant idle: down to 1/e of it.
+        let after = decayed(200e6, 10_000_000_000);
+        assert!((after - 200e6 / std::f64::consts::E).abs() < 1.0, "{after}");
+        // Long idle: cheaper than a steady 40 ms backend.
+        assert!(decayed(200e6, 20_000_000_000) < 40e6);
     }
 }

@@ -24,7 +24,7 @@ impl PeakEwmaP2c {
 }
 
 fn cost(backend: &Backend) -> f64 {
-    backend.ewma.get_nanos().max(1.0) * (backend.in_flight() as f64 + 1.0)
+    backend.ewma.load_nanos().max(1.0) * (backend.in_flight() as f64 + 1.0)
         / f64::from(backend.weight().max(1))
 }
 
