@@ -74,10 +74,19 @@ pub(crate) fn parse(buf: &mut BytesMut, max_headers: usize, max_head: usize) -> 
             ))
         }
         Err(httparse::Error::Version) if names_a_version(buf) => {
-            return Parsed::Refused(Refusal::new(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "HTTP version not supported",
-            ))
+            return match later_http1_minor(buf) {
+                Some(at) => {
+                    // RFC 9110 section 2.5: a higher HTTP/1 minor version
+                    // is served as the highest one we implement.
+                    buf[at] = b'1';
+                    parse(buf, max_headers, max_head)
+                }
+                None if buf.len() < max_head && request_line(buf).is_none() => Parsed::Partial,
+                None => Parsed::Refused(Refusal::new(
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "HTTP version not supported",
+                )),
+            };
         }
         Err(_) => {
             return Parsed::Refused(Refusal::new(
@@ -192,6 +201,30 @@ fn names_a_version(buf: &[u8]) -> bool {
         .unwrap_or_default();
     let version = line.split(|&b| b == b' ').nth(2).unwrap_or_default();
     matches!(version, [b'H', b'T', b'T', b'P', b'/', major, ..] if major.is_ascii_digit())
+}
+
+/// Where the minor digit of a complete request line's `HTTP/1.2` to
+/// `HTTP/1.9` is (RFC 9112 section 2.3: one digit each side of the dot),
+/// if that is its version.
+fn later_http1_minor(buf: &[u8]) -> Option<usize> {
+    let (start, line) = request_line(buf)?;
+    let version = line.rsplit(|&b| b == b' ').next()?;
+    let three_parts = line.split(|&b| b == b' ').count() == 3;
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] if three_parts => {
+            Some(start + line.len() - 1)
+        }
+        _ => None,
+    }
+}
+
+/// The request line, once complete (after any empty lines before it,
+/// RFC 9112 section 2.2), without its line end; and where it starts.
+fn request_line(buf: &[u8]) -> Option<(usize, &[u8])> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start + buf[start..].iter().position(|&b| b == b'\n')?;
+    let line = &buf[start..end];
+    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
 }
 
 /// Builds the header map, values sharing the head's bytes.
@@ -390,7 +423,6 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", 417),
             ("GET / HTTP/2.0\r\n\r\n", 505),
-            ("GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
             ("GET / HTTP/3\r\nHost: x\r\n\r\n", 505),
             // Found by the framing table: only a version that is not ours
             // is a 505; a malformed request line is a 400.
@@ -411,7 +443,6 @@ mod tests {
     fn a_version_refusal_is_the_same_however_the_head_arrives() {
         for input in [
             "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
-            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
             "GET / http/1.1\r\nHost: x\r\n\r\n",
             "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
@@ -424,6 +455,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_later_http1_minor_version_is_served_as_http_1_1_however_the_head_arrives() {
+        for input in [
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            "\r\nGET / HTTP/1.9\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(head(input).parts.version, Version::HTTP_11);
+            for end in 1..input.len() {
+                assert!(
+                    matches!(parse_str(&input[..end]), Parsed::Partial),
+                    "{input:?} cut at {end}"
+                );
+            }
+        }
+        assert_eq!(refused("GET / HTTP/1.23\r\nHost: x\r\n\r\n").as_u16(), 505);
     }
 
     #[test]

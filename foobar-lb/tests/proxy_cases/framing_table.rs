@@ -568,12 +568,11 @@ fn request_line_cases(cases: &mut Vec<Case>) {
         // No version: HTTP/0.9 is not served (RFC 9112 appendix C.1).
         ("HTTP/0.9 (no version)", "GET /", vec![R400]),
         ("HTTP/0.9 named", "GET / HTTP/0.9", vec![Out::Refuse(505)]),
-        // HAProxy 2.6 serves both as HTTP/1.1. For 1.2 that is what RFC
-        // 9110 2.5 asks (SHOULD): here it is a known divergence, because
-        // the parser refuses any minor version but 0 and 1. Refusing
-        // costs no framing safety. HTTP/2.0 in an HTTP/1 request line is
-        // no HTTP/1 message; rewriting it to 1.1, as HAProxy does, guesses.
-        ("HTTP/1.2", "GET / HTTP/1.2", vec![Out::Refuse(505)]),
+        // HTTP/1.2 is served as HTTP/1.1, as RFC 9110 2.5 asks and as
+        // HAProxy 2.6 does. HAProxy serves HTTP/2.0 so too; HTTP/2.0 in an
+        // HTTP/1 request line is no HTTP/1 message, and rewriting it to
+        // 1.1 guesses.
+        ("HTTP/1.2", "GET / HTTP/1.2", vec![fwd("GET / 0"), next()]),
         ("HTTP/2.0", "GET / HTTP/2.0", vec![Out::Refuse(505)]),
         ("HTTP/3", "GET / HTTP/3", vec![Out::Refuse(505)]),
         ("lower-case version", "GET / http/1.1", vec![R400]),
